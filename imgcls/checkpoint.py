@@ -1,0 +1,170 @@
+"""Checkpoints: one .safetensors file holding weights and a JSON manifest.
+
+Loading never unpickles anything, so a checkpoint from a stranger cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+from torch import nn
+
+from . import __version__
+from .errors import CheckpointError
+from .registry import get_model
+from .specs import Preprocess
+
+MANIFEST_KEY = "imgcls.manifest"
+FORMAT = "imgcls.checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_manifest(
+    model_name: str,
+    model_options: dict[str, Any],
+    classes: list[str],
+    preprocess: Preprocess,
+    training: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "imgcls_version": __version__,
+        "model": {"name": model_name, "options": model_options},
+        "classes": list(classes),
+        "preprocess": preprocess.to_dict(),
+        "training": training or {},
+        "dataset": dataset or {},
+    }
+
+
+def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
+    """Check a manifest's shape and types; raise CheckpointError naming ``source``."""
+    def fail(why: str) -> CheckpointError:
+        return CheckpointError(f"{source} has an invalid imgcls manifest: {why}.",
+                               "Re-export or re-train the model with imgcls.")
+
+    if not isinstance(manifest, dict):
+        raise fail("not a JSON object")
+    model = manifest.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise fail("missing model name")
+    if not isinstance(model.get("options", {}), dict):
+        raise fail("model options are not an object")
+    classes = manifest.get("classes")
+    if (not isinstance(classes, list) or len(classes) < 2
+            or not all(isinstance(c, str) for c in classes)):
+        raise fail("classes must be a list of at least two names")
+    if len(set(classes)) != len(classes):
+        raise fail("class names are not unique")
+    if not isinstance(manifest.get("preprocess"), dict):
+        raise fail("missing preprocessing")
+    Preprocess.from_dict(manifest["preprocess"])
+    version = manifest.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{source} uses manifest format {version!r}, newer than this imgcls.",
+                              "Upgrade imgcls: pip install -U imgcls.")
+    return manifest
+
+
+def parse_manifest(text: str, source: str) -> dict[str, Any]:
+    try:
+        manifest = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{source} has a manifest that is not valid JSON.",
+                              "The file is damaged; re-export it.") from exc
+    return validate_manifest(manifest, source)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, manifest: dict[str, Any]) -> Path:
+    """Write weights and manifest atomically to ``path``."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    data = save_bytes(tensors, metadata={MANIFEST_KEY: json.dumps(manifest)})
+    atomic_write_bytes(Path(path), data)
+    return Path(path)
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}",
+                              "Pass a best.safetensors file from a runs/<name>/ folder.")
+    data = path.read_bytes()
+    try:
+        tensors = load_bytes(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_len])
+    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path} is not an imgcls checkpoint (not a safetensors file).",
+            "Pass a .safetensors file written by `imgcls train`, or an .onnx file.",
+        ) from exc
+    metadata = header.get("__metadata__") or {}
+    if MANIFEST_KEY not in metadata:
+        raise CheckpointError(f"{path} is a safetensors file without an imgcls manifest.",
+                              "Pass a checkpoint written by `imgcls train`.")
+    return tensors, parse_manifest(metadata[MANIFEST_KEY], str(path))
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    return _read(Path(path))[1]
+
+
+def build_model(manifest: dict[str, Any]) -> nn.Module:
+    """Instantiate the manifest's architecture (untrained) through its plugin."""
+    spec = get_model(manifest["model"]["name"]).spec
+    preprocess = Preprocess.from_dict(manifest["preprocess"])
+    options = dict(manifest["model"].get("options", {}))
+    return spec.build(len(manifest["classes"]), image_size=preprocess.size, **options)
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: nn.Module
+    manifest: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest["classes"]
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_dict(self.manifest["preprocess"])
+
+
+def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
+    """Rebuild the model from a checkpoint, in eval mode on the CPU."""
+    tensors, manifest = _read(Path(path))
+    model = build_model(manifest)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match model {manifest['model']['name']!r}.",
+                              "The checkpoint is damaged or from an incompatible plugin version."
+                              ) from exc
+    return LoadedCheckpoint(model.eval(), manifest)

@@ -1,0 +1,81 @@
+"""The ``imgcls`` command line: one module per command; each parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from .. import __version__
+from ..errors import ImgclsError
+from . import export, infer, listing, train
+from .console import err_console
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imgcls {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(name="imgcls", no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False, rich_markup_mode=None,
+                      help="Train image classifiers, export them to ONNX, run batch inference.")
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                     help="Show the version and exit."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    ) -> None:
+        """imgcls: train on a folder, export a self-describing ONNX model, infer in batches."""
+
+    app.command("train")(train.train)
+    app.command("infer")(infer.infer)
+    app.command("models")(listing.models)
+    app.command("plugins")(listing.plugins)
+    export_app = typer.Typer(help="Export a checkpoint for deployment.", no_args_is_help=True)
+    export_app.command("onnx")(export.onnx)
+    app.add_typer(export_app, name="export")
+    _plugin_commands(app)
+    return app
+
+
+def _plugin_commands(app: typer.Typer) -> None:
+    from ..plugins import load_plugins, plugin_name, report_failure
+
+    for impl in load_plugins().hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=app)
+        except Exception as exc:  # a plugin's broken command must not break the CLI
+            report_failure(plugin_name(impl.plugin), exc, "register commands")
+
+
+def print_error(exc: ImgclsError) -> None:
+    err_console.print(f"[bold red]Error:[/bold red] {exc.message}", highlight=False)
+    if exc.hint:
+        err_console.print(f"Hint: {exc.hint}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; library errors become one-line messages and exit code 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        build_app()(args=args, prog_name="imgcls")
+    except SystemExit as exc:  # typer exits for --help, usage errors and success alike
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except ImgclsError as exc:
+        if debug:
+            traceback.print_exc()
+        print_error(exc)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("Aborted.")
+        return 130
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""imgcls models and imgcls plugins: what is registered, and by which plugin."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from ..plugins import failed_plugins, load_plugins, plugin_version
+from ..registry import list_augmentations, list_datasets, list_models
+from .console import console
+
+
+def _parameters(spec: object) -> int:
+    model = spec.build(2, image_size=spec.input_size)  # type: ignore[attr-defined]
+    return sum(p.numel() for p in model.parameters())
+
+
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the registered model architectures."""
+    rows = [{"name": e.spec.name, "plugin": e.plugin, "input_size": list(e.spec.input_size),
+             "parameters": _parameters(e.spec), "description": e.spec.description}
+            for e in list_models()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("model", "plugin", "input", "params (2 classes)", "description")
+    for row in rows:
+        h, w = row["input_size"]
+        table.add_row(row["name"], row["plugin"], f"{h}x{w}", f"{row['parameters']:,}",
+                      row["description"])
+    console.print(table)
+
+
+def plugins(
+    augmentations: bool = typer.Option(False, "--augmentations", help="List augmentations."),
+    datasets: bool = typer.Option(False, "--datasets", help="List dataset loaders."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List loaded plugins and what each registers (or augmentations / datasets)."""
+    if augmentations or datasets:
+        entries = list_augmentations() if augmentations else list_datasets()
+        rows = [{"name": e.spec.name, "plugin": e.plugin, "description": e.spec.description}
+                for e in entries]
+        _print_rows(rows, ("name", "plugin", "description"), as_json)
+        return
+    pm = load_plugins()
+    registered: dict[str, list[str]] = {}
+    for kind, entries in (("model", list_models()), ("augmentation", list_augmentations()),
+                          ("dataset", list_datasets())):
+        for entry in entries:
+            registered.setdefault(entry.plugin, []).append(f"{kind}:{entry.spec.name}")
+    rows = []
+    for name, plugin in sorted(pm.list_name_plugin()):
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "version": plugin_version(name) or "built-in",
+                     "hooks": ", ".join(hooks), "registers": ", ".join(registered.get(name, []))})
+    for name, reason in failed_plugins.items():
+        rows.append({"name": name, "version": "FAILED", "hooks": "", "registers": reason})
+    _print_rows(rows, ("name", "version", "hooks", "registers"), as_json)
+
+
+def _print_rows(rows: list[dict], columns: tuple[str, ...], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
+    console.print(table)

@@ -1,0 +1,73 @@
+"""Turning a ``--data`` argument into labelled samples, split and ready to train."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..registry import get_dataset, has_dataset, list_datasets
+from ..specs import LoadedDataset
+from .splits import split_stratified
+
+
+def cache_dir() -> Path:
+    """Where imgcls keeps generated data and decoded-image caches."""
+    env = os.environ.get("IMGCLS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "imgcls"
+
+
+def resolve_loader(data: str) -> tuple[str, str | None]:
+    """``shapes`` -> (shapes, None); ``csv:x.csv`` -> (csv, x.csv); a path -> (folder, path)."""
+    if Path(data).exists():
+        return "folder", data
+    name, sep, source = data.partition(":")
+    if has_dataset(name):
+        return name, (source if sep else None)
+    names = ", ".join(entry.spec.name for entry in list_datasets())
+    raise DataError(
+        f"Data not found: {data!r} is neither an existing path nor a dataset name.",
+        f"Pass a folder with one sub-folder per class, or one of: {names} "
+        "(e.g. --data shapes).",
+    )
+
+
+def load_dataset(
+    data: str, options: dict[str, Any] | None = None, val_split: float = 0.2, seed: int = 0
+) -> LoadedDataset:
+    """Load ``data`` with its loader plugin; split off validation samples if it has none."""
+    name, source = resolve_loader(data)
+    loaded = get_dataset(name).spec.load(source, **(options or {}))
+    if len(loaded.classes) < 2:
+        raise DataError(
+            f"Found {len(loaded.classes)} class in {data!r}: {loaded.classes}; "
+            "a classifier needs at least 2.",
+            "Put each class's images in its own sub-folder.",
+        )
+    if not loaded.train:
+        raise DataError(f"No training images found in {data!r}.",
+                        "Check the folder layout: one sub-folder per class.")
+    if loaded.val is None:
+        loaded.train, loaded.val = split_stratified(loaded.train, val_split, seed)
+        loaded.notes.append(f"validation: {val_split:.0%} stratified split (seed {seed})")
+    if not loaded.val:
+        raise DataError(f"No validation images in {data!r}.",
+                        "Add a val/ folder or use --val-split with more images per class.")
+    return loaded
+
+
+def fingerprint(samples: list[tuple[Path, int]]) -> str:
+    """A short hash of file paths, sizes, mtimes and labels: changes when the data does."""
+    digest = hashlib.sha256()
+    for path, label in samples:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
+        except OSError:
+            digest.update(f"{path}|missing|{label}\n".encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,131 @@
+"""A synthetic, seeded, learnable data set of shapes, written as real PNG files.
+
+Writing files (instead of yielding tensors) means the default ``imgcls train``
+exercises exactly the path a user's own folder of photos takes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..errors import ConfigError
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "diamond")
+FORMAT_VERSION = 2
+_DONE = ".complete"
+
+
+def _polygon(cx: float, cy: float, radius: float, points: int, angle: float,
+             inner: float | None = None) -> list[tuple[float, float]]:
+    """Regular polygon, or a star when ``inner`` (inner radius fraction) is given."""
+    vertices = []
+    steps = points * 2 if inner else points
+    for i in range(steps):
+        r = radius * (inner if inner and i % 2 else 1.0)
+        theta = angle + 2 * math.pi * i / steps
+        vertices.append((cx + r * math.cos(theta), cy + r * math.sin(theta)))
+    return vertices
+
+
+def _cross(cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    t = r * 0.35
+    arm = [(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r), (-t, t),
+           (-r, t), (-r, -t), (-t, -t)]
+    c, s = math.cos(angle), math.sin(angle)
+    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in arm]
+
+
+def _colours(rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A darkish background and a random shape colour that stands out from it.
+
+    Shapes are brighter than their background, as objects under light usually are,
+    which keeps the set learnable in a few CPU minutes despite random colours.
+    """
+    back = rng.integers(0, 110, 3)
+    while True:
+        fore = rng.integers(0, 256, 3)
+        if fore.max() >= 170 and np.abs(back - fore).sum() > 200:
+            return back, (int(fore[0]), int(fore[1]), int(fore[2]))
+
+
+def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+    """One image of ``kind`` with random colour, size, position and rotation on noise."""
+    back, fore = _colours(rng)
+    noise = rng.normal(0.0, 14.0, (size, size, 3))
+    pixels = np.clip(back[None, None, :] + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(image)
+    r = rng.uniform(0.22, 0.38) * size
+    cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+    angle = rng.uniform(0, 2 * math.pi)
+    if kind == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fore)
+    elif kind == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fore, width=max(2, int(r * 0.3)))
+    elif kind == "square":
+        draw.polygon(_polygon(cx, cy, r * 1.1, 4, angle), fill=fore)
+    elif kind == "diamond":
+        # A rhombus (not a rotated square): elongated along a random axis.
+        pts = [(0, -r * 1.2), (r * 0.6, 0), (0, r * 1.2), (-r * 0.6, 0)]
+        c, s = math.cos(angle), math.sin(angle)
+        draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=fore)
+    elif kind == "triangle":
+        draw.polygon(_polygon(cx, cy, r * 1.15, 3, angle), fill=fore)
+    elif kind == "hexagon":
+        draw.polygon(_polygon(cx, cy, r, 6, angle), fill=fore)
+    elif kind == "star":
+        draw.polygon(_polygon(cx, cy, r * 1.2, 5, angle, inner=0.45), fill=fore)
+    elif kind == "cross":
+        draw.polygon(_cross(cx, cy, r, angle), fill=fore)
+    else:
+        raise ConfigError(f"Unknown shape {kind!r}.", f"Choose from {', '.join(SHAPES)}.")
+    return image
+
+
+def generate(
+    root: Path,
+    classes: int = 5,
+    train_per_class: int = 1000,
+    val_per_class: int = 200,
+    size: int = 96,
+    seed: int = 0,
+) -> Path:
+    """Write ``root/train/<shape>/*.png`` and ``root/val/<shape>/*.png`` once; reuse after."""
+    if not 2 <= classes <= len(SHAPES):
+        raise ConfigError(f"shapes supports 2 to {len(SHAPES)} classes, got {classes}.",
+                          "Use e.g. --data-opt classes=5.")
+    if (root / _DONE).exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a temporary sibling and rename, so an interrupted run never leaves half a set.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for split, count, offset in (("train", train_per_class, 0), ("val", val_per_class, 1)):
+            for index, kind in enumerate(SHAPES[:classes]):
+                rng = np.random.default_rng([seed, offset, index, FORMAT_VERSION])
+                folder = tmp / split / kind
+                folder.mkdir(parents=True)
+                for i in range(count):
+                    draw_shape(kind, size, rng).save(folder / f"{kind}_{i:05d}.png")
+        (tmp / _DONE).write_text("ok\n")
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not (root / _DONE).exists():  # another process did not win the race either
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def default_root(cache: Path, classes: int, train_per_class: int, val_per_class: int,
+                 size: int, seed: int) -> Path:
+    name = f"v{FORMAT_VERSION}-c{classes}-n{train_per_class}-v{val_per_class}-s{size}-seed{seed}"
+    return cache / "shapes" / name

@@ -1,0 +1,49 @@
+"""The plugin contract: every hook imgcls calls, with its exact arguments.
+
+Each hook collects from every plugin (none is ``firstresult``). A plugin
+implements a hook by defining a function with the same name and decorating
+it with ``imgcls.hookimpl``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("imgcls")
+
+
+@hookspec
+def register_models(register: Any) -> None:
+    """Register model architectures: call ``register(ModelSpec(...))`` once per model."""
+
+
+@hookspec
+def register_augmentations(register: Any) -> None:
+    """Register augmentations: call ``register(AugmentationSpec(...))`` once per augmentation."""
+
+
+@hookspec
+def register_datasets(register: Any) -> None:
+    """Register dataset loaders: call ``register(DatasetSpec(...))`` once per loader."""
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add sub-commands to the ``imgcls`` typer app passed as ``cli``."""
+
+
+@hookspec
+def on_fit_start(config: Any, classes: list[str]) -> None:
+    """Called once before the first training epoch with the resolved config."""
+
+
+@hookspec
+def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any) -> None:
+    """Called after each epoch's validation with that epoch's metrics."""
+
+
+@hookspec
+def on_fit_end(result: Any) -> None:
+    """Called once when training ends, with the ``FitResult``."""

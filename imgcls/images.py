@@ -1,0 +1,339 @@
+"""The one image decoder used by training, evaluation, export checks and inference.
+
+Every path from a file (or bytes, or an in-memory image) to model pixels goes
+through here, so all four stages see the same pixels.
+
+Colour policy, applied in this order:
+
+1. Format is sniffed from the content, never the extension (a PNG named
+   ``.jpg`` decodes fine). Supported: JPEG (incl. MPO), PNG, BMP, GIF, WebP,
+   TIFF, PPM/PGM/PBM; the first frame of animations and multi-page files.
+2. Images larger than ``max_pixels`` (width x height, read from the header
+   before any pixel is decoded) are refused. Pillow's own hard limit
+   (2 x ``Image.MAX_IMAGE_PIXELS``, equal to the default) still applies.
+3. The EXIF orientation is applied.
+4. Transparency (RGBA, LA, PA, RGBa, La, or a ``transparency`` key on P, L or
+   RGB) is composited over ``background`` (white by default).
+5. Grayscale (L, 1) is replicated to three channels; palettes are expanded;
+   CMYK, YCbCr, LAB and HSV use Pillow's conversion to RGB.
+6. 16-bit data (I;16*) is scaled to 8 bits (``round(v / 257)``). Mode I is
+   taken as 16-bit when its maximum is <= 65535, else as full-range 31-bit;
+   negative values clip to 0. Float data (mode F, float arrays) is taken as
+   [0, 1] when its maximum is <= 1, else [0, 255]; it is clipped, NaN is 0.
+
+JPEGs may be decoded at a reduced scale (libjpeg "draft" mode) when the size
+needed afterwards is at most half the stored size; the result is never smaller
+than requested. Any failure raises :class:`~imgcls.errors.DecodeError` naming
+the file; Pillow's per-file warnings are silenced while decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from .errors import ConfigError, DecodeError, ImgclsError
+from .specs import Preprocess
+
+DEFAULT_MAX_PIXELS: int = 178_956_970
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+)
+Colour = tuple[int, int, int]
+_WHITE: Colour = (255, 255, 255)
+
+# MPO (multi-picture JPEG from phone cameras) is opened by the JPEG plugin. Limiting
+# the set keeps odd plugins (EPS runs Ghostscript) away from untrusted files.
+_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
+_HINT = "The file is damaged or not an image; re-create it or remove it from the data set."
+
+Size = tuple[int, int]
+Source = str | os.PathLike | bytes | Image.Image
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` has one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def decode(
+    source: Source,
+    *,
+    draft_size: Size | None = None,
+    background: Colour = _WHITE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Decode a file, bytes or PIL image into an RGB image, by the colour policy.
+
+    ``draft_size`` (width, height, upright orientation) lets JPEGs decode at a
+    reduced scale that is still at least that large.
+    """
+    return _decode(source, lambda _size: draft_size, background, max_pixels)
+
+
+def resize_to(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
+    """Resize/crop an image to ``preprocess.size`` (h, w); HxWx3 uint8, C-contiguous.
+
+    ``stretch`` ignores the aspect ratio. ``shorter`` scales uniformly so the
+    image covers ``size / crop_fraction`` (for square sizes: the shorter side
+    becomes ``size / crop_fraction``) and then centre-crops to ``size``.
+    """
+    if image.mode != "RGB":
+        image = _to_rgb(image, _WHITE)
+    height, width = preprocess.size
+    try:
+        resample = Image.Resampling[preprocess.interpolation.upper()]
+    except KeyError:
+        raise ConfigError(f"Unknown interpolation {preprocess.interpolation!r}", None) from None
+    if preprocess.resize == "stretch":
+        out = image if image.size == (width, height) else image.resize((width, height), resample)
+    elif preprocess.resize == "shorter":
+        cover = _cover_size(image.size, preprocess)
+        if cover != image.size:
+            image = image.resize(cover, resample)
+        left = round((cover[0] - width) / 2)
+        top = round((cover[1] - height) / 2)
+        out = image.crop((left, top, left + width, top + height))
+    else:
+        raise ConfigError(f"Unknown resize mode {preprocess.resize!r}", "Use stretch or shorter.")
+    return np.ascontiguousarray(np.array(out, dtype=np.uint8))
+
+
+def load_pixels(
+    source: Source,
+    preprocess: Preprocess,
+    *,
+    background: Colour = _WHITE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: bool = True,
+) -> np.ndarray:
+    """Decode ``source`` and resize it for ``preprocess``; HxWx3 uint8.
+
+    The JPEG draft size is chosen from the header so that the image is no
+    smaller than what the resize step needs. ``draft=False`` always decodes at
+    full size.
+    """
+    needed = (lambda size: _needed_size(size, preprocess)) if draft else (lambda _size: None)
+    return resize_to(_decode(source, needed, background, max_pixels), preprocess)
+
+
+def to_pixels(
+    image: Image.Image | np.ndarray, preprocess: Preprocess, *, background: Colour = _WHITE
+) -> np.ndarray:
+    """Apply the colour policy and :func:`resize_to` to an in-memory image.
+
+    Arrays may be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA); uint8, uint16, bool,
+    other integers within 0..255, or float (see the module policy).
+    """
+    if isinstance(image, np.ndarray):
+        image = _array_to_image(image)
+    elif not isinstance(image, Image.Image):
+        raise DecodeError(
+            f"Cannot convert {type(image).__name__}: expected a PIL image or numpy array",
+            "Pass a file path to load_pixels, or a PIL.Image / numpy array here.",
+        )
+    return resize_to(_decode(image, lambda _size: None, background, None), preprocess)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode(
+    source: Source,
+    draft_for: Callable[[Size], Size | None],
+    background: Colour,
+    max_pixels: int | None,
+) -> Image.Image:
+    label = _label(source)
+    _check_background(background)
+    try:
+        # PIL warns per file about corrupt metadata and large images; decode either
+        # returns pixels or raises, and the size limit is enforced below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if isinstance(source, Image.Image):
+                _check_pixels(source.size, max_pixels, label)
+                source.load()
+                return _finish(source, background)
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                if len(source) == 0:
+                    raise DecodeError(f"Cannot decode {label}: empty input", _HINT)
+                fp: str | io.BytesIO = io.BytesIO(source)
+            else:
+                fp = os.fspath(source)
+            with Image.open(fp, formats=_FORMATS) as img:
+                _check_pixels(img.size, max_pixels, label)
+                if img.format in _JPEG_FORMATS:
+                    _maybe_draft(img, draft_for)
+                img.load()
+                return _finish(img, background)
+    except (ImgclsError, MemoryError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"Cannot decode {label}: {exc}", _BOMB_HINT) from exc
+    # Pillow's format plugins raise almost any exception type on corrupt input.
+    except Exception as exc:
+        reason, hint = _reason(exc, source)
+        raise DecodeError(f"Cannot decode {label}: {reason}", hint) from exc
+
+
+_BOMB_HINT = "Raise max_pixels if the image is trusted, or downscale it first."
+
+
+def _label(source: object) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(source, Image.Image):
+        return "<image>"
+    if isinstance(source, (str, os.PathLike)):
+        return repr(os.fspath(source))
+    raise DecodeError(f"Cannot decode a {type(source).__name__}", "Pass a path, bytes or image.")
+
+
+def _reason(exc: Exception, source: object) -> tuple[str, str]:
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return "file not found", "Check the path; the file may have been moved or deleted."
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory", "Pass an image file, not a folder."
+    if isinstance(exc, PermissionError):
+        return "permission denied", "Check the file's read permissions."
+    if isinstance(exc, UnidentifiedImageError):
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                if os.path.getsize(source) == 0:
+                    return "file is empty (0 bytes)", _HINT
+            except OSError:
+                pass
+        return f"not an image in a supported format ({', '.join(_FORMATS)})", _HINT
+    if "truncated" in text or "broken data stream" in text:
+        return f"truncated image data ({text})", _HINT
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__), _HINT
+
+
+def _check_pixels(size: Size, max_pixels: int | None, label: str) -> None:
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise DecodeError(
+            f"Cannot decode {label}: {size[0]}x{size[1]} pixels exceeds the limit of "
+            f"{max_pixels} (possible decompression bomb)",
+            _BOMB_HINT,
+        )
+    if size[0] <= 0 or size[1] <= 0:
+        raise DecodeError(f"Cannot decode {label}: empty image ({size[0]}x{size[1]})", _HINT)
+
+
+def _check_background(background: Colour) -> None:
+    if len(background) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in background):
+        raise ConfigError(
+            f"Invalid background colour {background!r}", "Use three integers in 0..255."
+        )
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception:  # a bad tag only means "do not rotate"
+        return 1
+
+
+def _maybe_draft(img: Image.Image, draft_for: Callable[[Size], Size | None]) -> None:
+    transposed = _orientation(img) in _TRANSPOSED
+    width, height = img.size
+    upright = (height, width) if transposed else (width, height)
+    wanted = draft_for(upright)
+    if wanted is None:
+        return
+    want_w, want_h = (wanted[1], wanted[0]) if transposed else wanted
+    if 0 < want_w * 2 <= width and 0 < want_h * 2 <= height:
+        img.draft("RGB", (want_w, want_h))
+
+
+def _finish(img: Image.Image, background: Colour) -> Image.Image:
+    if _orientation(img) != 1:
+        img = ImageOps.exif_transpose(img)
+    out = _to_rgb(img, background)
+    # Hand back a plain in-memory image, never the file-backed object.
+    return out.copy() if out is img else out
+
+
+# --------------------------------------------------------------------------- colour policy
+
+
+def _to_rgb(img: Image.Image, background: Colour) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB" and "transparency" not in img.info:
+        return img
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_scale_to_u8(np.asarray(img), mode)).convert("RGB")
+    if mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = (img.convert("LA") if mode == "La" else img).convert("RGBA")
+        out = Image.new("RGB", img.size, background)
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return img.convert("RGB")
+
+
+def _scale_to_u8(arr: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "F" or arr.dtype.kind == "f":
+        data = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if data.size and data.max() <= 1.0:
+            data = data * 255.0
+        return np.rint(np.clip(data, 0.0, 255.0)).astype(np.uint8)
+    data = np.clip(arr.astype(np.int64), 0, None)
+    if mode == "I" and data.size and data.max() > 65535:
+        return (data >> 23).astype(np.uint8)
+    return ((data + 128) // 257).astype(np.uint8)
+
+
+def _array_to_image(arr: np.ndarray) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))) or 0 in arr.shape:
+        raise DecodeError(
+            f"Cannot convert <array>: shape {arr.shape} is not HxW, HxWx1, HxWx3 or HxWx4",
+            "Pass one image at a time, channels last.",
+        )
+    kind = arr.dtype.kind
+    if kind == "b":
+        arr = arr.astype(np.uint8) * 255
+    elif kind == "f" or arr.dtype == np.uint16:
+        arr = _scale_to_u8(arr, "F" if kind == "f" else "I;16")
+    elif kind not in "iu" or (arr.dtype != np.uint8 and (arr.min() < 0 or arr.max() > 255)):
+        raise DecodeError(
+            f"Cannot convert <array>: dtype {arr.dtype} (integers must lie in 0..255)",
+            "Pass uint8, uint16, bool or float data.",
+        )
+    # uint8 after this; fromarray infers L, RGB or RGBA from the shape.
+    return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _cover_size(size: Size, preprocess: Preprocess) -> Size:
+    """(w, h) after the uniform scale of ``shorter`` mode, before the centre crop."""
+    fraction = preprocess.crop_fraction
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"crop_fraction must be in (0, 1], got {fraction}", None)
+    height, width = preprocess.size
+    # The epsilon keeps e.g. 224 / 0.875 from flooring to one pixel less.
+    cover_h = max(height, math.floor(height / fraction + 1e-6))
+    cover_w = max(width, math.floor(width / fraction + 1e-6))
+    scale = max(cover_w / size[0], cover_h / size[1])
+    return (max(cover_w, round(size[0] * scale)), max(cover_h, round(size[1] * scale)))
+
+
+def _needed_size(size: Size, preprocess: Preprocess) -> Size:
+    """(w, h) the decoded image must have for :func:`resize_to` to keep full detail."""
+    if preprocess.resize == "shorter":
+        return _cover_size(size, preprocess)
+    return (preprocess.size[1], preprocess.size[0])

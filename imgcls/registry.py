@@ -1,0 +1,121 @@
+"""Look up the models, augmentations and dataset loaders that plugins register."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .errors import DuplicateNameError, UnknownNameError
+from .plugins import load_plugins, plugin_name, pm, report_failure
+from .specs import AugmentationSpec, DatasetSpec, ModelSpec
+
+T = TypeVar("T")
+NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """A registered component and the plugin that registered it."""
+
+    spec: T
+    plugin: str
+
+
+@dataclass(frozen=True)
+class _Kind:
+    label: str  # "model"
+    hook: str  # "register_models"
+    spec_type: type
+    listing: str  # the command that lists this kind
+
+
+_MODELS = _Kind("model", "register_models", ModelSpec, "imgcls models")
+_AUGMENTATIONS = _Kind("augmentation", "register_augmentations", AugmentationSpec,
+                       "imgcls plugins --augmentations")
+_DATASETS = _Kind("dataset", "register_datasets", DatasetSpec, "imgcls plugins --datasets")
+
+_cache: dict[tuple[str, tuple[str, ...]], dict[str, Entry[Any]]] = {}
+
+
+def _collect(kind: _Kind) -> dict[str, Entry[Any]]:
+    load_plugins()
+    # Keyed on the registered plugin names so tests and late registrations are picked up.
+    key = (kind.hook, tuple(sorted(name for name, _ in pm.list_name_plugin())))
+    if key in _cache:
+        return _cache[key]
+    entries: dict[str, Entry[Any]] = {}
+    for impl in getattr(pm.hook, kind.hook).get_hookimpls():
+        owner = plugin_name(impl.plugin)
+        found: dict[str, Entry[Any]] = {}
+
+        def register(spec: Any, _owner: str = owner, _found: dict = found) -> None:
+            _check_spec(kind, spec, _owner)
+            if spec.name in _found:
+                raise ValueError(f"{kind.label} {spec.name!r} registered twice")
+            _found[spec.name] = Entry(spec, _owner)
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:  # a plugin's bug must not take the whole CLI down
+            report_failure(owner, exc, f"register {kind.label}s")
+            continue
+        for name, entry in found.items():
+            if name in entries:
+                raise DuplicateNameError(
+                    f"The {kind.label} {name!r} is registered by both plugin "
+                    f"{entries[name].plugin!r} and plugin {owner!r}.",
+                    "Uninstall one of the two plugins, or choose which to load with "
+                    "IMGCLS_LOAD_PLUGINS.",
+                )
+            entries[name] = entry
+    _cache[key] = entries
+    return entries
+
+
+def _check_spec(kind: _Kind, spec: Any, owner: str) -> None:
+    if not isinstance(spec, kind.spec_type):
+        raise TypeError(f"expected a {kind.spec_type.__name__}, got {type(spec).__name__}")
+    if not NAME_PATTERN.match(spec.name):
+        raise ValueError(f"{kind.label} name {spec.name!r} is not kebab-case")
+
+
+def _get(kind: _Kind, name: str) -> Entry[Any]:
+    entries = _collect(kind)
+    if name in entries:
+        return entries[name]
+    close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
+    hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise UnknownNameError(
+        f"Unknown {kind.label} {name!r}.",
+        f"{hint}Run `{kind.listing}` to see what is available.",
+    )
+
+
+def get_model(name: str) -> Entry[ModelSpec]:
+    return _get(_MODELS, name)
+
+
+def list_models() -> list[Entry[ModelSpec]]:
+    return sorted(_collect(_MODELS).values(), key=lambda e: e.spec.name)
+
+
+def get_augmentation(name: str) -> Entry[AugmentationSpec]:
+    return _get(_AUGMENTATIONS, name)
+
+
+def list_augmentations() -> list[Entry[AugmentationSpec]]:
+    return sorted(_collect(_AUGMENTATIONS).values(), key=lambda e: e.spec.name)
+
+
+def get_dataset(name: str) -> Entry[DatasetSpec]:
+    return _get(_DATASETS, name)
+
+
+def list_datasets() -> list[Entry[DatasetSpec]]:
+    return sorted(_collect(_DATASETS).values(), key=lambda e: e.spec.name)
+
+
+def has_dataset(name: str) -> bool:
+    return name in _collect(_DATASETS)

@@ -1,0 +1,161 @@
+"""Frozen descriptions of the components plugins register.
+
+A ``Preprocess`` is built once per model and used by training, evaluation,
+export checks and inference alike, so the four cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import CheckpointError
+
+ResizeMode = Literal["stretch", "shorter"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How raw pixels become a model input.
+
+    The image is resized to ``size`` (height, width): ``stretch`` ignores the
+    aspect ratio (as the Keras tutorial does); ``shorter`` scales the shorter
+    side to ``size / crop_fraction`` and centre-crops. uint8 pixels then map
+    linearly onto ``value_range`` and are normalised with ``mean``/``std``.
+    """
+
+    size: tuple[int, int] = (64, 64)
+    resize: ResizeMode = "stretch"
+    crop_fraction: float = 1.0
+    interpolation: Interpolation = "bilinear"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    def with_size(self, size: int | tuple[int, int]) -> Preprocess:
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        return replace(self, size=(int(hw[0]), int(hw[1])))
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel ``(mul, add)`` so that ``input = pixel_uint8 * mul + add``."""
+        lo, hi = self.value_range
+        scale = (hi - lo) / 255.0
+        std = np.asarray(self.std, dtype=np.float64)
+        mean = np.asarray(self.mean, dtype=np.float64)
+        mul = scale / std
+        add = (lo - mean) / std
+        return mul.astype(np.float32), add.astype(np.float32)
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 NHWC RGB pixels -> float32 NCHW model input."""
+        if batch.ndim == 3:
+            batch = batch[None]
+        if self.channel_order == "BGR":
+            batch = batch[..., ::-1]
+        mul, add = self.affine()
+        x = batch.astype(np.float32) * mul + add
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocess:
+        try:
+            return cls(
+                size=_pair(data["size"], int),
+                resize=data.get("resize", "stretch"),
+                crop_fraction=float(data.get("crop_fraction", 1.0)),
+                interpolation=data.get("interpolation", "bilinear"),
+                mean=_triple(data.get("mean", (0.0, 0.0, 0.0))),
+                std=_triple(data.get("std", (1.0, 1.0, 1.0))),
+                channel_order=data.get("channel_order", "RGB"),
+                value_range=_pair(data.get("value_range", (0.0, 1.0)), float),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"Invalid preprocessing description: {exc}",
+                "The model file is damaged or was not written by imgcls.",
+            ) from exc
+
+
+def _pair(value: Any, kind: type) -> tuple:
+    if len(value) != 2:
+        raise ValueError(f"expected 2 values, got {value!r}")
+    return (kind(value[0]), kind(value[1]))
+
+
+def _triple(value: Any) -> tuple[float, float, float]:
+    if len(value) != 3:
+        raise ValueError(f"expected 3 values, got {value!r}")
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model architecture.
+
+    ``build(num_classes, image_size=(h, w), **options)`` returns an
+    ``nn.Module`` mapping float NCHW input to ``num_classes`` logits. imgcls
+    always passes ``image_size``; builders that do not need it accept and
+    ignore it.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    preprocess: Preprocess
+    description: str = ""
+    min_size: int = 16
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocess.size
+
+
+@dataclass(frozen=True)
+class AugmentationSpec:
+    """A training-time augmentation.
+
+    ``build(**params)`` returns a callable. ``level="sample"`` callables take
+    and return one uint8 CHW tensor; ``level="batch"`` callables take
+    ``(images float NCHW, targets float N x classes)`` and return both.
+    ``primary`` names the parameter set by the ``name=value`` shorthand.
+    """
+
+    name: str
+    build: Callable[..., Callable]
+    description: str = ""
+    primary: str | None = None
+    level: Literal["sample", "batch"] = "sample"
+
+
+Sample = tuple[Path, int]
+
+
+@dataclass
+class LoadedDataset:
+    """What a dataset loader returns: class names in label order and samples."""
+
+    classes: list[str]
+    train: list[Sample]
+    val: list[Sample] | None = None
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset loader: ``load(source, **options) -> LoadedDataset``.
+
+    ``source`` is what followed ``name:`` in ``--data`` (or a path), or None.
+    """
+
+    name: str
+    load: Callable[..., LoadedDataset]
+    description: str = ""

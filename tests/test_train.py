@@ -1,0 +1,72 @@
+"""Training: a short run beats chance and writes a complete run folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors import safe_open
+
+from imgcls.checkpoint import MANIFEST_KEY, load_checkpoint
+from imgcls.errors import ConfigError
+from imgcls.train import TrainConfig, fit
+
+
+def test_short_run_beats_chance_on_shapes(trained):
+    # 3 classes: chance is 33%.
+    assert trained.best["val_acc"] >= 0.6
+    assert trained.classes == ["circle", "square", "triangle"]
+
+
+def test_run_folder_contents(trained):
+    run = trained.run_dir
+    assert (run / "best.safetensors").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "basic-cnn" and config["epochs"] == 6 and config["device"] == "cpu"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(lines[0])
+
+
+def test_checkpoint_manifest(trained):
+    with safe_open(str(trained.best_path), framework="pt") as handle:
+        manifest = json.loads(handle.metadata()[MANIFEST_KEY])
+    assert manifest["model"]["name"] == "basic-cnn"
+    assert manifest["classes"] == trained.classes
+    assert manifest["preprocess"]["size"] == [64, 64]
+    assert manifest["training"]["best"]["val_acc"] == trained.best["val_acc"]
+    loaded = load_checkpoint(trained.best_path)
+    assert loaded.classes == trained.classes
+
+
+def test_train_on_folder_with_img_size_and_augment(colour_folder, tmp_path):
+    result = fit(TrainConfig(data=str(colour_folder), epochs=2, batch_size=8, img_size=32,
+                             augment="flip,shear=0.2,zoom=0.2", out=str(tmp_path), name="c"))
+    assert load_checkpoint(result.best_path).preprocess.size == (32, 32)
+    assert result.best["val_acc"] >= 0.5
+
+
+def test_unreadable_training_images_are_skipped(colour_folder, tmp_path):
+    (colour_folder / "red" / "broken.png").write_bytes(b"not a png")
+    result = fit(TrainConfig(data=str(colour_folder), epochs=1, batch_size=8, out=str(tmp_path),
+                             augment="none"))
+    assert [path.name for path, _ in result.skipped] == ["broken.png"]
+
+
+def test_run_folders_do_not_overwrite(colour_folder, tmp_path):
+    config = dict(data=str(colour_folder), epochs=1, batch_size=8, out=str(tmp_path),
+                  augment="none")
+    first = fit(TrainConfig(**config))
+    second = fit(TrainConfig(**config))
+    assert first.run_dir.name == "basic-cnn" and second.run_dir.name == "basic-cnn-2"
+    with pytest.raises(ConfigError, match="already exists"):
+        fit(TrainConfig(**config, name="basic-cnn"))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "--epochs"), ("batch_size", 0, "--batch-size"), ("lr", -1.0, "--lr"),
+    ("img_size", 4, "minimum"),
+])
+def test_invalid_options(field, value, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        fit(TrainConfig(out=str(tmp_path), **{field: value}))
