@@ -71,7 +71,7 @@ def test_split_keeps_a_training_image_per_class(tmp_path):
 
 def test_shapes_is_generated_once_and_loads_as_a_folder():
     loaded = load_dataset("shapes", {"classes": 4, "train_per_class": 5, "val_per_class": 2})
-    assert loaded.classes == ["circle", "square", "star", "triangle"][:0] or len(loaded.classes) == 4
+    assert loaded.classes == ["circle", "square", "star", "triangle"]
     assert len(loaded.train) == 20 and len(loaded.val) == 8
     first = loaded.train[0][0]
     mtime = first.stat().st_mtime_ns

@@ -54,7 +54,8 @@ def test_checkpoint_and_onnx_agree(exported, trained, val_folder, tmp_path):
     rows_a = [json.loads(line) for line in a.read_text().splitlines()]
     rows_b = [json.loads(line) for line in b.read_text().splitlines()]
     assert [r["label"] for r in rows_a] == [r["label"] for r in rows_b]
-    assert all(abs(x["confidence"] - y["confidence"]) < 1e-4 for x, y in zip(rows_a, rows_b))
+    pairs = zip(rows_a, rows_b, strict=True)
+    assert all(abs(x["confidence"] - y["confidence"]) < 1e-4 for x, y in pairs)
 
 
 def test_unreadable_images_are_listed_and_do_not_stop_the_run(exported, val_folder, tmp_path,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import imgcls_example
 import torch
 
-import imgcls_example
 from imgcls.registry import get_augmentation, get_dataset, get_model
 
 
