@@ -7,7 +7,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLUGINS = ["plugins/imgcls-example"]
+PLUGINS = ["plugins/imgcls-example", "plugins/imgcls-torchvision"]
 
 
 @nox.session

@@ -7,29 +7,30 @@ import json
 import typer
 from rich.table import Table
 
+from ..modelinfo import describe
 from ..plugins import failed_plugins, load_plugins, plugin_version
 from ..registry import list_augmentations, list_datasets, list_models
 from .console import console
 
 
-def _parameters(spec: object) -> int:
-    model = spec.build(2, image_size=spec.input_size)  # type: ignore[attr-defined]
-    return sum(p.numel() for p in model.parameters())
+def _human(count: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return str(count)
 
 
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the registered model architectures."""
-    rows = [{"name": e.spec.name, "plugin": e.plugin, "input_size": list(e.spec.input_size),
-             "parameters": _parameters(e.spec), "description": e.spec.description}
-            for e in list_models()]
+    """List the registered models: plugin, input size, parameters and MACs (2 classes)."""
+    rows = [describe(entry) for entry in list_models()]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("model", "plugin", "input", "params (2 classes)", "description")
+    table = Table("model", "plugin", "input", "params", "MACs", "description")
     for row in rows:
         h, w = row["input_size"]
-        table.add_row(row["name"], row["plugin"], f"{h}x{w}", f"{row['parameters']:,}",
-                      row["description"])
+        table.add_row(row["name"], row["plugin"], f"{h}x{w}", _human(row["parameters"]),
+                      _human(row["macs"]), row["description"])
     console.print(table)
 
 

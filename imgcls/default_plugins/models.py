@@ -1,9 +1,10 @@
-"""Built-in models: the Keras tutorial's CNN and its deeper 128px variant."""
+"""Built-in models: the Keras tutorial's CNN, its deeper 128px variant, VGG-BN and small ResNets."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from imgcls import hookimpl
@@ -12,6 +13,10 @@ from imgcls.specs import ModelSpec, Preprocess
 # The tutorial rescales pixels by 1/255 and does no mean/std normalisation.
 TUTORIAL_64 = Preprocess(size=(64, 64), resize="stretch")
 TUTORIAL_128 = Preprocess(size=(128, 128), resize="stretch")
+# Networks with BatchNorm train best on standardised inputs.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STANDARD_64 = Preprocess(size=(64, 64), resize="stretch", mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def _after_blocks(size: int, blocks: int) -> int:
@@ -74,11 +79,94 @@ def build_deep_cnn(
     ))
 
 
+def _conv_bn(in_ch: int, out_ch: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+
+
+def build_vgg_bn(
+    num_classes: int,
+    image_size: tuple[int, int] = (64, 64),
+    width: float = 1.0,
+    depth: int = 4,
+    dropout: float = 0.3,
+) -> nn.Module:
+    """VGG-style blocks (two 3x3 conv+BN+ReLU, then max-pool), global average pool, dropout."""
+    depth = int(depth)
+    if not 1 <= depth <= 6:
+        raise ValueError(f"vgg-bn depth must be 1 to 6 blocks, got {depth}")
+    if min(image_size) < 2 ** depth:
+        raise ValueError(f"image size {image_size} is too small for {depth} pooling blocks")
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for block in range(depth):
+        out_ch = max(8, round(16 * float(width) * 2 ** min(block, 4)))
+        layers += [*_conv_bn(in_ch, out_ch), *_conv_bn(out_ch, out_ch), nn.MaxPool2d(2)]
+        in_ch = out_ch
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(float(dropout)),
+               nn.Linear(in_ch, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(in_ch, out_ch, stride),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch))
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out_ch))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def build_resnet_s(
+    num_classes: int,
+    image_size: tuple[int, int] = (64, 64),
+    depth: int = 20,
+    width: float = 1.0,
+    stem_stride: int = 2,
+) -> nn.Module:
+    """CIFAR-style ResNet (He et al. 2016): depth 6n+2, stages of 16/32/64 x width channels.
+
+    ``stem_stride=2`` halves 64px inputs first, so the stages run at CIFAR's 32px cost.
+    """
+    depth = int(depth)
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"resnet-s depth must be 6n+2 (8, 14, 20, 32, 44, 56 ...), got {depth}")
+    if min(image_size) < 4 * int(stem_stride):
+        raise ValueError(f"image size {image_size} is too small for resnet-s")
+    blocks = (depth - 2) // 6
+    widths = [max(4, round(c * float(width))) for c in (16, 32, 64)]
+    layers: list[nn.Module] = [*_conv_bn(3, widths[0], int(stem_stride))]
+    in_ch = widths[0]
+    for stage, out_ch in enumerate(widths):
+        for block in range(blocks):
+            layers.append(BasicBlock(in_ch, out_ch, 2 if stage > 0 and block == 0 else 1))
+            in_ch = out_ch
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_ch, num_classes)]
+    model = nn.Sequential(*layers)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
 BUILT_IN: tuple[tuple[str, Callable[..., nn.Module], Preprocess, int, str], ...] = (
     ("basic-cnn", build_basic_cnn, TUTORIAL_64, 10,
      "The Keras tutorial CNN: two conv32+pool blocks, dense 128 (64x64 input)."),
     ("deep-cnn", build_deep_cnn, TUTORIAL_128, 22,
      "The tutorial's deeper variant: conv 32/32/64 + pool, dense 64, dropout 0.5 (128x128)."),
+    ("vgg-bn", build_vgg_bn, STANDARD_64, 16,
+     "VGG-style conv+BN blocks, global average pooling, dropout; options width, depth, dropout."),
+    ("resnet-s", build_resnet_s, STANDARD_64, 16,
+     "Small-image ResNet (CIFAR-style, depth 6n+2: 8/20/56); options depth, width, stem_stride."),
 )
 
 
