@@ -24,16 +24,21 @@ Colour policy, applied in this order:
 JPEGs may be decoded at a reduced scale (libjpeg "draft" mode) when the size
 needed afterwards is at most half the stored size; the result is never smaller
 than requested. Any failure raises :class:`~imgcls.errors.DecodeError` naming
-the file; Pillow's per-file warnings are silenced while decoding.
+the file. Pillow's per-file warnings (corrupt EXIF, large images) are not
+shown: a decode either returns pixels or raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+import re
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -52,6 +57,11 @@ _WHITE: Colour = (255, 255, 255)
 # the set keeps odd plugins (EPS runs Ghostscript) away from untrusted files.
 _FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_FORMAT_EXTENSIONS = {
+    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"}, "MPO": {".jpg", ".jpeg", ".mpo"},
+    "PNG": {".png"}, "BMP": {".bmp", ".dib"}, "GIF": {".gif"}, "WEBP": {".webp"},
+    "TIFF": {".tif", ".tiff"}, "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
+}
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
 _HINT = "The file is damaged or not an image; re-create it or remove it from the data set."
@@ -71,13 +81,38 @@ def decode(
     draft_size: Size | None = None,
     background: Colour = _WHITE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
 ) -> Image.Image:
     """Decode a file, bytes or PIL image into an RGB image, by the colour policy.
 
     ``draft_size`` (width, height, upright orientation) lets JPEGs decode at a
-    reduced scale that is still at least that large.
+    reduced scale that is still at least that large. ``name`` replaces the
+    source in error messages (useful for bytes read from a file).
     """
-    return _decode(source, lambda _size: draft_size, background, max_pixels)
+    return _decode(source, lambda _size: draft_size, background, max_pixels, name)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A file's header, before the colour policy: real format, mode, stored (w, h)."""
+
+    format: str
+    mode: str
+    size: Size
+
+
+def probe(source: str | os.PathLike | bytes, *, name: str | None = None) -> ImageInfo:
+    """Read only the header of ``source`` (no pixels are decoded)."""
+    label = _label(source, name)
+    with _decode_errors(label, source), _quiet_pillow(), \
+            Image.open(_open_arg(source, label), formats=_FORMATS) as img:
+        return ImageInfo(img.format or "", img.mode, img.size)
+
+
+def extension_matches(path: str | os.PathLike, image_format: str) -> bool:
+    """False when the file's extension names another format than its content."""
+    expected = _FORMAT_EXTENSIONS.get(image_format.upper())
+    return expected is None or os.path.splitext(os.fspath(path))[1].lower() in expected
 
 
 def resize_to(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
@@ -152,30 +187,36 @@ def _decode(
     draft_for: Callable[[Size], Size | None],
     background: Colour,
     max_pixels: int | None,
+    name: str | None = None,
 ) -> Image.Image:
-    label = _label(source)
+    label = _label(source, name)
     _check_background(background)
+    with _decode_errors(label, source), _quiet_pillow():
+        if isinstance(source, Image.Image):
+            _check_pixels(source.size, max_pixels, label)
+            source.load()
+            return _finish(source, background)
+        with Image.open(_open_arg(source, label), formats=_FORMATS) as img:
+            _check_pixels(img.size, max_pixels, label)
+            if img.format in _JPEG_FORMATS:
+                _maybe_draft(img, draft_for)
+            img.load()
+            return _finish(img, background)
+
+
+def _open_arg(source: str | os.PathLike | bytes, label: str) -> str | io.BytesIO:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise DecodeError(f"Cannot decode {label}: empty input", _HINT)
+        return io.BytesIO(source)
+    return os.fspath(source)
+
+
+@contextlib.contextmanager
+def _decode_errors(label: str, source: object) -> Iterator[None]:
+    """Turn whatever Pillow raises into a DecodeError naming the file."""
     try:
-        # PIL warns per file about corrupt metadata and large images; decode either
-        # returns pixels or raises, and the size limit is enforced below.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if isinstance(source, Image.Image):
-                _check_pixels(source.size, max_pixels, label)
-                source.load()
-                return _finish(source, background)
-            if isinstance(source, (bytes, bytearray, memoryview)):
-                if len(source) == 0:
-                    raise DecodeError(f"Cannot decode {label}: empty input", _HINT)
-                fp: str | io.BytesIO = io.BytesIO(source)
-            else:
-                fp = os.fspath(source)
-            with Image.open(fp, formats=_FORMATS) as img:
-                _check_pixels(img.size, max_pixels, label)
-                if img.format in _JPEG_FORMATS:
-                    _maybe_draft(img, draft_for)
-                img.load()
-                return _finish(img, background)
+        yield
     except (ImgclsError, MemoryError):
         raise
     except Image.DecompressionBombError as exc:
@@ -188,8 +229,55 @@ def _decode(
 
 _BOMB_HINT = "Raise max_pixels if the image is trusted, or downscale it first."
 
+# warnings.catch_warnings() swaps the process-wide filter list and restores a snapshot on
+# exit, so decoders in several threads would undo each other's changes and leak filters.
+# Instead one "ignore warnings raised inside PIL" entry is kept at the front of the list
+# while at least one decode is running, added and removed under a lock by identity.
+_PIL_MODULES = re.compile(r"PIL(\.|$)")
+_quiet_lock = threading.Lock()
+_quiet_users = 0
+_quiet_entry: tuple | None = None
 
-def _label(source: object) -> str:
+
+@contextlib.contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    global _quiet_users, _quiet_entry
+    with _quiet_lock:
+        if _quiet_users == 0:
+            _quiet_entry = ("ignore", None, Warning, _PIL_MODULES, 0)
+            warnings.filters.insert(0, _quiet_entry)
+            _filters_changed()
+        _quiet_users += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_users -= 1
+            if _quiet_users == 0:
+                _remove_filter(_quiet_entry)
+                _quiet_entry = None
+
+
+def _remove_filter(entry: tuple | None) -> None:
+    # By identity: an equal filter the user installed must stay. It may already be gone
+    # when another thread's catch_warnings() replaced the list meanwhile.
+    for index, item in enumerate(warnings.filters):
+        if item is entry:
+            del warnings.filters[index]
+            _filters_changed()
+            return
+
+
+def _filters_changed() -> None:
+    # The C warnings module caches filter lookups per module; tell it the list changed.
+    mutated = getattr(warnings, "_filters_mutated", None)
+    if mutated is not None:
+        mutated()
+
+
+def _label(source: object, name: str | None = None) -> str:
+    if name is not None:
+        return repr(name)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
     if isinstance(source, Image.Image):

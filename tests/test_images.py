@@ -7,6 +7,7 @@ import os
 import struct
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -350,6 +351,30 @@ def test_bomb_below_pils_hard_limit_uses_our_limit_without_warnings(tmp_path):
         with pytest.raises(DecodeError, match="50000000"):
             decode(data, max_pixels=50_000_000)
     assert caught == []
+
+
+def test_decoding_in_threads_is_quiet_and_leaves_the_warning_filters_alone():
+    bomb = _bilevel_png(10_000, 10_000)  # Pillow warns when it opens this
+    photo = encode(noise(800, 600), "JPEG")
+
+    def work(index: int) -> None:
+        if index % 5:
+            decode(photo)
+        else:
+            with pytest.raises(DecodeError):
+                decode(bomb, max_pixels=50_000_000)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(work, range(150)))
+        # catch_warnings() inside decode used to restore snapshots out of order here.
+        assert warnings.filters == filters
+        assert caught == []
+        with Image.open(io.BytesIO(bomb)):
+            pass  # outside imgcls, Pillow's own warnings still reach the user
+    assert [w.category for w in caught] == [Image.DecompressionBombWarning]
 
 
 # --------------------------------------------------------------------------- JPEG draft
