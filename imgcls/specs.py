@@ -6,6 +6,7 @@ export checks and inference alike, so the four cannot drift apart.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,24 @@ class Preprocess:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     channel_order: Literal["RGB", "BGR"] = "RGB"
     value_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not all(isinstance(v, numbers.Integral) and 0 < v <= 65536 for v in self.size):
+            problems.append(f"size must be two positive integers, got {self.size!r}")
+        if self.resize not in ("stretch", "shorter"):
+            problems.append(f"resize must be 'stretch' or 'shorter', got {self.resize!r}")
+        if self.interpolation not in ("nearest", "bilinear", "bicubic", "lanczos"):
+            problems.append(f"unknown interpolation {self.interpolation!r}")
+        if not 0.0 < self.crop_fraction <= 1.0:
+            problems.append(f"crop_fraction must be in (0, 1], got {self.crop_fraction!r}")
+        if self.channel_order not in ("RGB", "BGR"):
+            problems.append(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
+        values = (*self.mean, *self.std, *self.value_range)
+        if not all(np.isfinite(v) for v in values) or not all(v > 0 for v in self.std):
+            problems.append("mean, std and value_range must be finite, std positive")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def with_size(self, size: int | tuple[int, int]) -> Preprocess:
         hw = (size, size) if isinstance(size, int) else tuple(size)
@@ -78,7 +97,7 @@ class Preprocess:
                 channel_order=data.get("channel_order", "RGB"),
                 value_range=_pair(data.get("value_range", (0.0, 1.0)), float),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(
                 f"Invalid preprocessing description: {exc}",
                 "The model file is damaged or was not written by imgcls.",
@@ -86,13 +105,13 @@ class Preprocess:
 
 
 def _pair(value: Any, kind: type) -> tuple:
-    if len(value) != 2:
+    if isinstance(value, str | bytes | dict) or len(value) != 2:
         raise ValueError(f"expected 2 values, got {value!r}")
     return (kind(value[0]), kind(value[1]))
 
 
 def _triple(value: Any) -> tuple[float, float, float]:
-    if len(value) != 3:
+    if isinstance(value, str | bytes | dict) or len(value) != 3:
         raise ValueError(f"expected 3 values, got {value!r}")
     return (float(value[0]), float(value[1]), float(value[2]))
 
