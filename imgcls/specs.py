@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 ResizeMode = Literal["stretch", "shorter"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
@@ -44,7 +44,7 @@ class Preprocess:
         if not all(isinstance(v, numbers.Integral) and 0 < v <= 65536 for v in self.size):
             problems.append(f"size must be two positive integers, got {self.size!r}")
         if self.resize not in ("stretch", "shorter"):
-            problems.append(f"resize must be 'stretch' or 'shorter', got {self.resize!r}")
+            problems.append(f"unknown resize mode {self.resize!r} (use stretch or shorter)")
         if self.interpolation not in ("nearest", "bilinear", "bicubic", "lanczos"):
             problems.append(f"unknown interpolation {self.interpolation!r}")
         if not 0.0 < self.crop_fraction <= 1.0:
@@ -55,7 +55,8 @@ class Preprocess:
         if not all(np.isfinite(v) for v in values) or not all(v > 0 for v in self.std):
             problems.append("mean, std and value_range must be finite, std positive")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError(f"Invalid preprocessing: {'; '.join(problems)}.",
+                              "Fix the Preprocess given by the model's plugin.")
 
     def with_size(self, size: int | tuple[int, int]) -> Preprocess:
         hw = (size, size) if isinstance(size, int) else tuple(size)
@@ -97,7 +98,7 @@ class Preprocess:
                 channel_order=data.get("channel_order", "RGB"),
                 value_range=_pair(data.get("value_range", (0.0, 1.0)), float),
             )
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as exc:
             raise CheckpointError(
                 f"Invalid preprocessing description: {exc}",
                 "The model file is damaged or was not written by imgcls.",
