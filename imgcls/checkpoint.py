@@ -1,12 +1,14 @@
-"""Checkpoints: one .safetensors file holding weights and a JSON manifest.
+"""Checkpoints: one .safetensors file holding weights and a JSON manifest; resume state.
 
 Loading never unpickles anything, so a checkpoint from a stranger cannot run code.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,10 @@ from .specs import Preprocess
 MANIFEST_KEY = "imgcls.manifest"
 FORMAT = "imgcls.checkpoint"
 FORMAT_VERSION = 1
+# mkstemp creates files readable by the owner only; written files get the usual
+# permissions instead. The umask can only be read by setting it, once, at import.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -35,6 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -168,3 +175,43 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
                               "The checkpoint is damaged or from an incompatible plugin version."
                               ) from exc
     return LoadedCheckpoint(model.eval(), manifest)
+
+
+# --------------------------------------------------------------------------- resume state
+
+RESUME_FORMAT = "imgcls.resume"
+RESUME_FILE = "last.pt"
+
+
+def save_resume_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write a resume state (tensors, numbers, strings only) atomically."""
+    buffer = io.BytesIO()
+    torch.save({"format": RESUME_FORMAT, "format_version": FORMAT_VERSION, **state}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def resume_path(run: str | os.PathLike) -> Path:
+    """``runs/<name>`` or ``runs/<name>/last.pt`` -> the resume state file."""
+    path = Path(run)
+    return path / RESUME_FILE if path.is_dir() else path
+
+
+def load_resume_state(run: str | os.PathLike) -> dict[str, Any]:
+    """Read a resume state with ``torch.load(weights_only=True)``: nothing is unpickled."""
+    path = resume_path(run)
+    if not path.is_file():
+        raise CheckpointError(f"No resume state at {path}.",
+                              "Pass a run folder written by `imgcls train`, e.g. runs/basic-cnn.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable imgcls resume state: {exc}",
+                              "The file is damaged; start a new run.") from exc
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{path} is not an imgcls resume state.",
+                              "Pass the run folder that holds last.pt.")
+    if state.get("format_version", 1) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer imgcls.",
+                              "Upgrade imgcls: pip install -U imgcls.")
+    return state

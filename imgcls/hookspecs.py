@@ -35,15 +35,26 @@ def register_commands(cli: Any) -> None:
 
 
 @hookspec
-def on_fit_start(config: Any, classes: list[str]) -> None:
-    """Called once before the first training epoch with the resolved config."""
+def on_fit_start(config: Any, classes: list[str], run_dir: Any, history: list[dict]) -> None:
+    """Called once before the first training epoch, on rank 0 only.
+
+    ``config`` is the resolved ``TrainConfig``; ``history`` holds the records of
+    epochs already done when a run is resumed (empty otherwise), so a logger can
+    make its output match them.
+    """
 
 
 @hookspec
-def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any) -> None:
-    """Called after each epoch's validation with that epoch's metrics."""
+def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any,
+                 timing: dict[str, float]) -> None:
+    """Called after each epoch's validation, on rank 0 only.
+
+    ``metrics`` depend only on the data, config and seed (losses, accuracies,
+    macro-F1, learning rate); ``timing`` holds ``epoch_seconds`` and
+    ``images_per_second``, which vary from run to run.
+    """
 
 
 @hookspec
 def on_fit_end(result: Any) -> None:
-    """Called once when training ends, with the ``FitResult``."""
+    """Called once when training ends (also after early stopping), with the ``FitResult``."""

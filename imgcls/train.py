@@ -1,72 +1,58 @@
 """fit(): the training loop, readable top to bottom.
 
-Sections: configuration, data, model, loop, outputs.
+Sections: configuration, data, model, loop, outputs. Optimisation details live
+in optim.py, mixed precision in precision.py, DDP in distributed.py, run-folder
+outputs in outputs.py.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .augment import DEFAULT_AUGMENT, build_pipeline
-from .checkpoint import atomic_write_bytes, make_manifest, save_checkpoint
-from .data import fingerprint, load_dataset
+from . import distributed
+from .augment import build_pipeline
+from .checkpoint import load_resume_state, resume_path
+from .config import TrainConfig
+from .data import load_dataset
 from .data.cache import DecodedImages, decode_samples
 from .data.loader import Normalizer, make_loader
-from .devices import resolve_device
-from .errors import ConfigError
+from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
+from .errors import ConfigError, ImgclsError
+from .metrics import MetricAccumulator
+from .optim import Stepper, TrainLoss, class_counts
+from .outputs import RunOutputs
 from .plugins import call_hook
+from .precision import Precision, resolve_precision
 from .registry import get_model
 from .reporting import Reporter
-from .specs import ModelSpec, Preprocess
+from .specs import Preprocess
 
-# --------------------------------------------------------------------------- configuration
+__all__ = ["FitResult", "TrainConfig", "TrainingInterrupted", "fit"]
+
+# Options that may change when a run is resumed: they do not change what is computed.
+RESUME_OVERRIDES = ("epochs", "device", "workers", "cache")
+# --select-metric -> (record key, +1 when higher is better, -1 when lower is).
+SELECT_KEYS = {"accuracy": ("val_acc", 1), "macro-f1": ("val_macro_f1", 1),
+               "loss": ("val_loss", -1)}
 
 
-@dataclass
-class TrainConfig:
-    """Every option of ``imgcls train``; saved with each run as config.json."""
+class TrainingInterrupted(ImgclsError):
+    """Ctrl-C stopped training; the run folder holds a state to resume from."""
 
-    model: str = "basic-cnn"
-    data: str = "shapes"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    img_size: int | None = None
-    augment: str = DEFAULT_AUGMENT
-    seed: int = 0
-    device: str = "auto"
-    out: str = "runs"
-    name: str | None = None
-    exist_ok: bool = False
-    val_split: float = 0.2
-    cache: str = "memory"
-    workers: int = 0
-    model_options: dict[str, Any] = field(default_factory=dict)
-    data_options: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self, spec: ModelSpec) -> None:
-        checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}.", "--epochs 10"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}.",
-             "--batch-size 64"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}.", "--lr 0.001"),
-            (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}.", "--workers 0"),
-            (self.img_size is None or self.img_size >= spec.min_size,
-             f"--img-size {self.img_size} is below {spec.name}'s minimum of {spec.min_size}.",
-             f"--img-size {spec.input_size[0]}"),
-        ]
-        for ok, message, example in checks:
-            if not ok:
-                raise ConfigError(message, f"For example: {example}.")
+    def __init__(self, run_dir: Path, epoch: int) -> None:
+        super().__init__(f"Training interrupted; {run_dir}/last.pt holds the state after "
+                         f"epoch {epoch}.", f"Resume with: imgcls train --resume {run_dir}")
+        self.run_dir = run_dir
+        self.epoch = epoch
 
 
 @dataclass
@@ -77,84 +63,127 @@ class FitResult:
     history: list[dict[str, float]]
     classes: list[str]
     skipped: list[tuple[Path, str]]
+    stopped_early: bool = False
+    report_path: Path | None = None
+
+
+@dataclass
+class BestTracker:
+    """Which epoch is best by ``--select-metric``, and whether patience has run out."""
+
+    select_metric: str = "accuracy"
+    patience: int = 0
+    best: dict[str, float] = field(default_factory=dict)
+
+    def update(self, record: dict[str, float]) -> bool:
+        key, sign = SELECT_KEYS[self.select_metric]
+        if self.best and sign * record[key] <= sign * self.best[key]:
+            return False  # ties keep the earlier epoch
+        self.best = dict(record)
+        return True
+
+    def out_of_patience(self, epoch: int) -> bool:
+        return self.patience > 0 and epoch - int(self.best["epoch"]) >= self.patience
 
 
 def seed_everything(seed: int) -> None:
+    seed %= 2**32  # numpy's limit
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
-    """runs/<name>, or runs/<name>-2, -3 ... when the name was not given explicitly."""
-    base = Path(out)
-    run_dir = base / name
-    if run_dir.exists() and not exist_ok:
-        if explicit:
-            raise ConfigError(f"Run folder {run_dir} already exists.",
-                              "Choose another --name, or pass --exist-ok to reuse it.")
-        n = 2
-        while (base / f"{name}-{n}").exists():
-            n += 1
-        run_dir = base / f"{name}-{n}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"Cannot create run folder {run_dir}: {exc.strerror}.",
-                          "Pass a writable --out folder.") from exc
-    return run_dir
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed augmentation and dropout from (seed, epoch, rank) only: resumes repeat exactly."""
+    seed_everything(seed * 1_000_003 + epoch * 1_009 + rank)
 
 
 # --------------------------------------------------------------------------- one epoch
 
 
-def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_fn: nn.Module,
-                    optimizer: torch.optim.Optimizer, reporter: Reporter, epoch: int
-                    ) -> dict[str, float]:
+def soft_targets(inputs: torch.Tensor, labels: torch.Tensor, batch_transforms: list,
+                 loss_fn: TrainLoss) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch augmentations (mixup, cutmix) act on normalised images and one-hot targets."""
+    if not batch_transforms:
+        return inputs, labels
+    targets = loss_fn.one_hot(labels)
+    for transform in batch_transforms:
+        inputs, targets = transform(inputs, targets)
+    return inputs, targets
+
+
+def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_fn: TrainLoss,
+                    stepper: Stepper, precision: Precision, batch_transforms: list,
+                    reporter: Reporter, epoch: int) -> torch.Tensor:
+    """One pass over the training data; returns [loss sum, correct, seen] for this rank."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    totals = torch.zeros(3, dtype=torch.float64)
     reporter.epoch_start(epoch, len(loader))
     for images, labels in loader:
-        inputs = normalize(images)
         labels = labels.to(normalize.device, non_blocking=True)
-        logits = model(inputs)
-        loss = loss_fn(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(labels)
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += len(labels)
+        inputs, targets = soft_targets(normalize(images), labels, batch_transforms, loss_fn)
+        with precision.autocast():
+            logits = model(inputs)
+            loss = loss_fn(logits.float(), targets)
+        stepper.step(loss)
+        totals += torch.tensor([loss.item() * len(labels),
+                                (logits.argmax(1) == labels).sum().item(), len(labels)],
+                               dtype=torch.float64)
         reporter.batch_end(epoch)
-    return {"train_loss": total_loss / seen, "train_acc": correct / seen}
+    return totals
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, normalize: Normalizer, loss_fn: nn.Module
-             ) -> dict[str, float]:
+def evaluate(model: nn.Module, loader: Any, normalize: Normalizer, precision: Precision,
+             num_classes: int, top_k: int) -> MetricAccumulator:
+    """Plain cross-entropy, top-1/top-k and confusion counts over this rank's share."""
     model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    metrics = MetricAccumulator(num_classes, top_k)
     for images, labels in loader:
         labels = labels.to(normalize.device)
-        logits = model(normalize(images))
-        total_loss += loss_fn(logits, labels).item() * len(labels)
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += len(labels)
-    return {"val_loss": total_loss / seen, "val_acc": correct / seen}
+        with precision.autocast():
+            logits = model(normalize(images))
+        logits = logits.float()
+        metrics.update(logits, labels, F.cross_entropy(logits, labels, reduction="sum").item())
+    return metrics
 
 
 # --------------------------------------------------------------------------- fit
 
 
-def fit(config: TrainConfig | None = None, reporter: Reporter | None = None,
-        **overrides: Any) -> FitResult:
-    """Train a model as ``imgcls train`` does; returns where the checkpoint went."""
-    config = config or TrainConfig(**overrides)
-    reporter = reporter or Reporter()
+def fit(config: TrainConfig | None = None, reporter: Reporter | None = None, *,
+        resume: str | Path | None = None, **overrides: Any) -> FitResult:
+    """Train a model as ``imgcls train`` does; ``resume`` continues a run folder exactly."""
+    state = load_resume_state(resume) if resume is not None else None
+    config = resolve_config(config, state, overrides)
+    env, device = distributed.setup(config.device)
+    reporter = reporter if reporter is not None and env.is_main else Reporter()
+    try:
+        return _fit(config, env, device, reporter, state,
+                    resume_path(resume).parent if resume is not None else None)
+    finally:
+        distributed.cleanup(env)
+
+
+def resolve_config(config: TrainConfig | None, state: dict[str, Any] | None,
+                   overrides: dict[str, Any]) -> TrainConfig:
+    if state is None:
+        return config or TrainConfig(**overrides)
+    changed = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if config is not None or changed:
+        raise ConfigError(f"Options cannot change when resuming: {', '.join(changed) or 'config'}.",
+                          f"A resumed run keeps its config; only {', '.join(RESUME_OVERRIDES)} "
+                          "may be given.")
+    return TrainConfig(**(state["config"] | overrides))
+
+
+def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
+         state: dict[str, Any] | None, resume_dir: Path | None) -> FitResult:
+    # configuration
     spec = get_model(config.model).spec
     config.validate(spec)
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    precision = resolve_precision(config.amp, config.amp_dtype, device, reporter.warn)
     preprocess = spec.preprocess.with_size(config.img_size) if config.img_size else spec.preprocess
     augment = build_pipeline(config.augment)
 
@@ -162,60 +191,102 @@ def fit(config: TrainConfig | None = None, reporter: Reporter | None = None,
     dataset = load_dataset(config.data, config.data_options, config.val_split, config.seed)
     train_images = _decode(dataset.train, preprocess, config, reporter, "train")
     val_images = _decode(dataset.val or [], preprocess, config, reporter, "val")
-    pin = device.type == "cuda"
-    train_loader = make_loader(train_images, config.batch_size, transform=augment, shuffle=True,
-                               seed=config.seed, workers=config.workers, pin_memory=pin)
-    val_loader = make_loader(val_images, max(config.batch_size, 64), workers=0, pin_memory=pin)
+    train_loader, val_loader = _loaders(train_images, val_images, augment, config, env, device)
+    num_classes = len(dataset.classes)
 
     # model
-    model = spec.build(len(dataset.classes), image_size=preprocess.size,
-                       **config.model_options).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    loss_fn = nn.CrossEntropyLoss()
+    model = spec.build(num_classes, image_size=preprocess.size, **config.model_options).to(device)
+    stepper = Stepper(model, config, len(train_loader), precision)
+    loss_fn = TrainLoss.build(config, train_images.labels, num_classes, device)
     normalize = Normalizer(preprocess, device)
-
-    run_dir = make_run_dir(config.out, config.name or config.model, config.exist_ok,
-                           explicit=config.name is not None)
-    resolved = asdict(config) | {"device": str(device), "run_dir": str(run_dir)}
-    atomic_write_bytes(run_dir / "config.json", json.dumps(resolved, indent=2).encode())
-    reporter.start({"run_dir": run_dir, "device": device, "classes": dataset.classes,
-                    "train": len(train_images), "val": len(val_images), "model": spec.name,
-                    "params": sum(p.numel() for p in model.parameters()),
-                    "notes": dataset.notes})
-    call_hook("on_fit_start", config=config, classes=dataset.classes)
+    tracker = BestTracker(config.select_metric, config.patience)
+    history: list[dict[str, float]] = []
+    start = _restore(state, model, stepper, tracker, history) if state else 1
+    outputs = RunOutputs.create(config, env, resume_dir, spec, dataset, preprocess,
+                                (train_images, val_images))
+    info = outputs.start_info(model, device, precision, env, start)
+    reporter.start(info)
+    if env.is_main:
+        outputs.on_start(info, stepper, tracker, history, start - 1)
+    ddp_model = distributed.wrap(model, env, device)
 
     # loop
-    best: dict[str, float] = {}
-    history: list[dict[str, float]] = []
-    best_path = run_dir / "best.safetensors"
-    data_ref = str(Path(config.data).resolve()) if Path(config.data).exists() else config.data
-    data_info = {"data": data_ref, "options": config.data_options,
-                 "source": dataset.source or config.data, "train": len(train_images),
-                 "val": len(val_images), "fingerprint": fingerprint(dataset.train)}
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        record = train_one_epoch(model, train_loader, normalize, loss_fn, optimizer, reporter,
-                                 epoch)
-        seconds = time.perf_counter() - started
-        record |= evaluate(model, val_loader, normalize, loss_fn)
-        record |= {"epoch_seconds": seconds, "images_per_second": len(train_images) / seconds}
-        history.append({"epoch": epoch, **record})
-        if not best or record["val_acc"] > best["val_acc"]:
-            best = {"epoch": epoch, **record}
-            manifest = make_manifest(spec.name, config.model_options, dataset.classes, preprocess,
-                                     training={"best": best, "epochs": config.epochs,
-                                               "augment": config.augment, "seed": config.seed},
-                                     dataset=data_info)
-            save_checkpoint(best_path, model, manifest)
-        reporter.epoch_end({"epoch": epoch, **record}, is_best=best["epoch"] == epoch)
-        call_hook("on_epoch_end", epoch=epoch, metrics=record, run_dir=run_dir)
+    stopped_early = False
+    epoch = start - 1
+    try:
+        for epoch in range(start, config.epochs + 1):
+            seed_epoch(config.seed, epoch, env.rank)
+            train_loader.sampler.set_epoch(epoch)
+            started = time.perf_counter()
+            totals = train_one_epoch(ddp_model, train_loader, normalize, loss_fn, stepper,
+                                     precision, augment.batch, reporter, epoch)
+            seconds = time.perf_counter() - started
+            val = evaluate(stepper.eval_model(), val_loader, normalize, precision, num_classes,
+                           config.top_k)
+            record = _epoch_record(epoch, totals, val, stepper, env, device)
+            history.append(record)
+            is_best = tracker.update(record)
+            timing = {"epoch_seconds": seconds,
+                      "images_per_second": totals[2].item() * env.world_size / seconds}
+            if env.is_main:
+                outputs.on_epoch(epoch, record, timing, is_best, stepper, tracker, history)
+            reporter.epoch_end(record | timing, is_best=is_best)
+            if tracker.out_of_patience(epoch):
+                stopped_early = True
+                reporter.warn(f"early stop: no improvement in {config.select_metric} for "
+                              f"{config.patience} epochs (best: epoch {tracker.best['epoch']}).")
+                break
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(outputs.run_dir, len(history) and history[-1]["epoch"]) from None
 
-    # outputs
-    result = FitResult(run_dir, best_path, best, history, dataset.classes,
-                       train_images.skipped + val_images.skipped)
-    call_hook("on_fit_end", result=result)
+    # outputs: reports from the best weights on rank 0; the result everywhere
+    result = FitResult(outputs.run_dir, outputs.best_path, tracker.best, history,
+                       dataset.classes, train_images.skipped + val_images.skipped, stopped_early)
+    if env.is_main and config.report:
+        result.report_path = outputs.finish(device, precision, history)
+    if env.is_main:
+        call_hook("on_fit_end", result=result)
+    distributed.barrier(env)
     reporter.end(result)
     return result
+
+
+def _epoch_record(epoch: int, totals: torch.Tensor, val: MetricAccumulator, stepper: Stepper,
+                  env: DistEnv, device: torch.device) -> dict[str, float]:
+    """One epoch's metrics, summed over all ranks."""
+    totals = distributed.all_reduce_sum(totals, env, device)
+    val.load_tensor(distributed.all_reduce_sum(val.as_tensor(), env, device))
+    seen = max(totals[2].item(), 1)
+    return {"epoch": epoch, "train_loss": totals[0].item() / seen,
+            "train_acc": totals[1].item() / seen, **val.compute("val_"), "lr": stepper.last_lr}
+
+
+def _restore(state: dict[str, Any], model: nn.Module, stepper: Stepper, tracker: BestTracker,
+             history: list[dict[str, float]]) -> int:
+    """Load a resume state into the fresh objects; returns the first epoch still to run."""
+    model.load_state_dict(state["model"])
+    stepper.load_state_dict(state["stepper"])
+    tracker.best = dict(state["best"])
+    history.extend(dict(record) for record in state["history"])
+    return int(state["epoch"]) + 1
+
+
+def _loaders(train_images: DecodedImages, val_images: DecodedImages, augment: Any,
+             config: TrainConfig, env: DistEnv, device: torch.device) -> tuple[Any, Any]:
+    pin = device.type == "cuda"
+    weights = None
+    if config.sampler == "balanced":
+        counts = class_counts(train_images.labels, int(train_images.labels.max()) + 1)
+        weights = 1.0 / counts[train_images.labels]
+    train = make_loader(train_images, config.batch_size, transform=augment, shuffle=True,
+                        seed=config.seed, workers=config.workers, pin_memory=pin)
+    # One sampler for every case: its order depends on (seed, epoch) only, so runs
+    # resume exactly, and under torchrun it hands each rank its own share.
+    train = with_sampler(train, EpochSampler(len(train_images), config.seed, env, weights))
+    val = make_loader(val_images, max(config.batch_size, 64), workers=0, pin_memory=pin)
+    if env.enabled:
+        val = with_sampler(val, ShardSampler(len(val_images), env))
+    return train, val
 
 
 def _decode(samples: list, preprocess: Preprocess, config: TrainConfig, reporter: Reporter,
@@ -225,3 +296,4 @@ def _decode(samples: list, preprocess: Preprocess, config: TrainConfig, reporter
     for path, reason in images.skipped:
         reporter.warn(f"skipped unreadable image {path}: {reason}")
     return images
+

@@ -45,13 +45,19 @@ class ConsoleReporter(Reporter):
 
     def start(self, info: dict[str, Any]) -> None:
         classes = info["classes"]
-        shown = ", ".join(classes[:10]) + (" ..." if len(classes) > 10 else "")
-        console.print(f"model {info['model']} ({info['params']:,} parameters) on {info['device']}")
+        where = f"{info['device']}" + (f" x {info['world_size']} processes"
+                                       if info.get("world_size", 1) > 1 else "")
+        console.print(f"model {info['model']} ({info['params']:,} parameters) on {where}, "
+                      f"{info.get('precision', 'fp32')}", highlight=False)
         console.print(f"data: {info['train']} train / {info['val']} val images, "
-                      f"{len(classes)} classes: {shown}")
+                      f"{len(classes)} classes")
         for note in info.get("notes", []):
             console.print(f"  {note}")
+        if "class_counts" in info:
+            print_class_histogram(classes, info["class_counts"], info.get("balanced", False))
         console.print(f"run folder: {info['run_dir']}")
+        if info.get("start_epoch", 1) > 1:
+            console.print(f"resuming at epoch {info['start_epoch']} of {info['epochs']}")
 
     def task(self, description: str, total: int) -> Callable[[int], None]:
         progress = _progress()
@@ -81,10 +87,12 @@ class ConsoleReporter(Reporter):
             self.progress.stop()
             self.progress = None
         mark = "  *best" if is_best else ""
+        f1 = f" F1 {record['val_macro_f1']:.3f}" if "val_macro_f1" in record else ""
+        lr = f"  lr {record['lr']:.2e}" if "lr" in record else ""
         console.print(
             f"epoch {int(record['epoch']):>3}  train loss {record['train_loss']:.4f} "
             f"acc {record['train_acc']:.2%}  val loss {record['val_loss']:.4f} "
-            f"acc {record['val_acc']:.2%}  {record['images_per_second']:.0f} img/s{mark}",
+            f"acc {record['val_acc']:.2%}{f1}{lr}  {record['images_per_second']:.0f} img/s{mark}",
             highlight=False)
 
     def warn(self, message: str) -> None:
@@ -94,3 +102,30 @@ class ConsoleReporter(Reporter):
         best = result.best
         console.print(f"best val accuracy {best['val_acc']:.2%} at epoch {int(best['epoch'])}; "
                       f"checkpoint: {result.best_path}", highlight=False)
+        if getattr(result, "report_path", None):
+            console.print(f"report: {result.report_path}", highlight=False)
+
+
+IMBALANCE_RATIO = 3.0
+
+
+def print_class_histogram(classes: list[str], counts: dict[str, list[int]],
+                          balanced: bool, width: int = 30) -> None:
+    """Images per class as bars, so an imbalance is visible before training starts."""
+    train = counts["train"]
+    val = counts.get("val", [0] * len(train))
+    top = max(train) or 1
+    shown = sorted(range(len(classes)), key=lambda i: -train[i])
+    name_width = min(24, max(len(c) for c in classes))
+    console.print("class histogram (train / val):")
+    for i in shown[:20]:
+        bar = "#" * max(1, round(width * train[i] / top)) if train[i] else ""
+        console.print(f"  {classes[i][:name_width]:<{name_width}} {bar:<{width}} "
+                      f"{train[i]:>6} / {val[i]}", highlight=False)
+    if len(classes) > 20:
+        console.print(f"  ... {len(classes) - 20} more classes")
+    smallest = min(train)
+    if not balanced and smallest and top / smallest >= IMBALANCE_RATIO:
+        err_console.print(f"[yellow]Warning:[/yellow] classes are imbalanced "
+                          f"({top / smallest:.1f}:1); consider --class-weights auto or "
+                          "--sampler balanced.", highlight=False)

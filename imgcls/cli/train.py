@@ -1,48 +1,97 @@
-"""imgcls train."""
+"""imgcls train.
+
+Its options are generated from ``TrainConfig``'s fields (name, type, default,
+help), so every option can also be set in a ``--config`` TOML file under the
+same name, and the saved ``config.toml`` reads back as it was written.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
+from dataclasses import fields
+from typing import Any
+
 import typer
 
+from ..config import TrainConfig, field_types, read_config_file
 from ..data.cache import CACHE_MODES
 from ..errors import ConfigError
-from ..train import TrainConfig, fit
-from .console import ConsoleReporter, console, parse_options
+from ..train import TrainingInterrupted, fit
+from .console import ConsoleReporter, console, err_console, parse_options
+
+# Flags that are not TrainConfig fields; they feed model/data options or pick the run.
+EXTRA_OPTIONS: dict[str, tuple[Any, Any, tuple[str, ...], str]] = {
+    "config": (str | None, None, ("--config", "-c"),
+               "A TOML file of options (e.g. runs/<name>/config.toml); flags override it."),
+    "resume": (str | None, None, ("--resume",),
+               "Continue the run in this folder exactly where it stopped."),
+    "model_opt": (list[str], [], ("--model-opt",), "Model option key=value (repeatable)."),
+    "data_opt": (list[str], [], ("--data-opt",), "Dataset option key=value (repeatable)."),
+    "path_column": (str | None, None, ("--path-column",), "csv data: the image path column."),
+    "label_column": (str | None, None, ("--label-column",), "csv data: the label column."),
+    "image_root": (str | None, None, ("--image-root",),
+                   "csv data: folder that relative image paths start from."),
+}
+DATA_COLUMNS = ("path_column", "label_column", "image_root")
 
 
-def train(
-    model: str = typer.Option("basic-cnn", "--model", "-m", help="Model name (imgcls models)."),
-    data: str = typer.Option("shapes", "--data", "-d",
-                             help="A folder of class sub-folders, or a dataset name like shapes."),
-    epochs: int = typer.Option(10, "--epochs", "-e", help="Training epochs."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-    lr: float = typer.Option(2e-3, "--lr", help="Learning rate (Adam)."),
-    img_size: int | None = typer.Option(None, "--img-size",
-                                           help="Input size (default: the model's)."),
-    augment: str = typer.Option("seed", "--augment", "-a",
-                                help='Augmentations, e.g. "flip,shear=0.2,zoom=0.2", or none.'),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    out: str = typer.Option("runs", "--out", "-o", help="Folder that holds run folders."),
-    name: str | None = typer.Option(None, "--name", help="Run folder name."),
-    exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse an existing run folder."),
-    val_split: float = typer.Option(0.2, "--val-split",
-                                    help="Validation fraction when the data has no val folder."),
-    cache: str = typer.Option("memory", "--cache", help="Decoded-image cache: memory or disk."),
-    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
-    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option key=value."),
-    data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
-) -> None:
-    """Train a model and write runs/<name>/ with best.safetensors and metrics.jsonl."""
-    if cache not in CACHE_MODES[:2]:
-        raise ConfigError(f"Unknown --cache {cache!r}.", "Use --cache memory or --cache disk.")
-    config = TrainConfig(
-        model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr, img_size=img_size,
-        augment=augment, seed=seed, device=device, out=out, name=name, exist_ok=exist_ok,
-        val_split=val_split, cache=cache, workers=workers,
-        model_options=parse_options(model_opt, "--model-opt"),
-        data_options=parse_options(data_opt, "--data-opt"),
-    )
-    result = fit(config, ConsoleReporter())
-    if result.skipped:
+def train(ctx: typer.Context, **values: Any) -> None:
+    """Train a model and write runs/<name>/ with best.safetensors, metrics and report.html."""
+    given = {name: value for name, value in values.items() if _given(ctx, name)}
+    if given.get("cache", "memory") not in CACHE_MODES:
+        raise ConfigError(f"Unknown --cache {given['cache']!r}.",
+                          f"Use --cache {' or '.join(CACHE_MODES)}.")
+    try:
+        if values["resume"]:
+            overrides = {k: v for k, v in given.items() if k != "resume"}
+            result = fit(reporter=ConsoleReporter(), resume=values["resume"], **overrides)
+        else:
+            result = fit(build_config(values["config"], given), ConsoleReporter())
+    except TrainingInterrupted as exc:
+        err_console.print(exc.message, highlight=False)
+        err_console.print(exc.hint, highlight=False)
+        raise typer.Exit(130) from None
+    if result.skipped and os.environ.get("RANK", "0") == "0":
         console.print(f"{len(result.skipped)} unreadable images were skipped.")
+
+
+def build_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the config file, then the flags given on the command line."""
+    values = read_config_file(config_file) if config_file else {}
+    model_options = values.pop("model_options", {})
+    data_options = values.pop("data_options", {})
+    model_options |= parse_options(given.pop("model_opt", []), "--model-opt")
+    data_options |= parse_options(given.pop("data_opt", []), "--data-opt")
+    for key in DATA_COLUMNS:
+        if given.get(key) is not None:
+            data_options[key] = given.pop(key)
+    values |= {k: v for k, v in given.items() if k not in EXTRA_OPTIONS}
+    return TrainConfig(**values, model_options=model_options, data_options=data_options)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _parameters() -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    types = field_types()
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=typer.Context)]
+    for spec in fields(TrainConfig):
+        if spec.name in ("model_options", "data_options"):
+            continue
+        flags = [f"--{spec.name.replace('_', '-')}"]
+        flags += [spec.metadata["short"]] if "short" in spec.metadata else []
+        option = typer.Option(spec.default, *flags, help=spec.metadata["help"])
+        params.append(inspect.Parameter(spec.name, keyword, default=option,
+                                        annotation=types[spec.name]))
+    for name, (annotation, default, flags, help_text) in EXTRA_OPTIONS.items():
+        params.append(inspect.Parameter(name, keyword, annotation=annotation,
+                                        default=typer.Option(default, *flags, help=help_text)))
+    return params
+
+
+train.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]

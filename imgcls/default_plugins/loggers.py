@@ -1,13 +1,23 @@
-"""Built-in logger: appends each epoch's metrics to runs/<name>/metrics.jsonl."""
+"""Built-in loggers: each epoch's metrics in runs/<name>/metrics.jsonl and metrics.csv.
+
+They implement the same training events any plugin can, so a plugin logger
+(TensorBoard, a tracking server) sees exactly what these write.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from imgcls import hookimpl
+from imgcls.checkpoint import atomic_write_bytes
+
+JSONL = "metrics.jsonl"
+CSV = "metrics.csv"
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -18,7 +28,33 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+def _csv_text(records: list[dict[str, Any]], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+@hookimpl
+def on_fit_start(run_dir: Any, history: list[dict]) -> None:
+    # A resumed run may have logged an epoch whose state was never saved: start
+    # the files again from the epochs the resume state knows about.
+    if run_dir is None:
+        return
+    lines = "".join(json.dumps(record) + "\n" for record in history)
+    atomic_write_bytes(Path(run_dir) / JSONL, lines.encode())
+    atomic_write_bytes(Path(run_dir) / CSV, _csv_text(history, True).encode() if history else b"")
+
+
 @hookimpl
 def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any) -> None:
-    if run_dir is not None:
-        append_jsonl(Path(run_dir) / "metrics.jsonl", {"epoch": epoch, **metrics})
+    if run_dir is None:
+        return
+    record = {"epoch": epoch, **metrics}
+    append_jsonl(Path(run_dir) / JSONL, record)
+    path = Path(run_dir) / CSV
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", encoding="utf-8", newline="") as handle:
+        handle.write(_csv_text([record], header=new))

@@ -1,0 +1,58 @@
+"""imgcls eval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError
+from ..evaluate import SPLITS, evaluate_file, write_evaluation
+from .console import console, err_console, parse_options
+
+
+def evaluate(
+    model: str = typer.Argument(..., help="A best.safetensors checkpoint or an .onnx file."),
+    data: str = typer.Argument(..., help="Labelled images: a folder of class sub-folders, "
+                                          "or a dataset name."),
+    out: str | None = typer.Option(None, "--out", "-o",
+                                   help="Output folder (default: eval/ beside the model)."),
+    split: str = typer.Option("auto", "--split",
+                              help="auto (val if the data has one, else all), val, train, all."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
+    top_k: int = typer.Option(5, "--top-k", help="k of the top-k accuracy."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
+) -> None:
+    """Measure a model on labelled images; write metrics, confusion matrix and mistakes."""
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown --split {split!r}.", f"Use one of {', '.join(SPLITS)}.")
+    evaluation, _ = evaluate_file(model, data, device=device, split=split,
+                                  batch_size=batch_size, top_k=top_k,
+                                  data_options=parse_options(data_opt, "--data-opt"))
+    out_dir = Path(out) if out else Path(model).parent / "eval"
+    paths = write_evaluation(evaluation, out_dir, extra={"model": str(model), "data": data,
+                                                          "split": split})
+    summary = evaluation.summary()
+    print_metrics(summary)
+    for path, reason in evaluation.failures:
+        err_console.print(f"[yellow]Warning:[/yellow] skipped unreadable image {path}: {reason}",
+                          highlight=False)
+    console.print(f"wrote {', '.join(p.name for p in paths.values())} to {out_dir}",
+                  highlight=False)
+
+
+def print_metrics(summary: dict[str, Any]) -> None:
+    """Per-class table, then the headline metrics."""
+    table = Table("class", "precision", "recall", "F1", "support")
+    for row in summary["per_class"]:
+        table.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+                      f"{row['f1']:.3f}", str(row["support"]))
+    console.print(table)
+    headline = [f"images {summary['images']}", f"accuracy {summary['accuracy']:.2%}"]
+    headline += [f"{key.replace('_accuracy', '')} {value:.2%}" for key, value in summary.items()
+                 if key.startswith("top") and key.endswith("_accuracy")]
+    headline += [f"macro-F1 {summary['macro_f1']:.3f}", f"loss {summary['loss']:.4f}"]
+    console.print("  ".join(headline), highlight=False)

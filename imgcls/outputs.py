@@ -1,0 +1,208 @@
+"""The run folder: config, best checkpoint, resume state, logger events, final report.
+
+Only rank 0 writes here; fit() calls it at the start, after each epoch and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import distributed
+from .checkpoint import (
+    RESUME_FILE,
+    atomic_write_bytes,
+    load_checkpoint,
+    make_manifest,
+    save_checkpoint,
+    save_resume_state,
+)
+from .config import TrainConfig
+from .data import fingerprint
+from .data.cache import DecodedImages
+from .distributed import DistEnv
+from .errors import ConfigError
+from .evaluate import Evaluation, predict_decoded, write_evaluation
+from .optim import class_counts
+from .plugins import call_hook
+from .precision import Precision
+from .report import plot_curves, write_report
+from .specs import LoadedDataset, ModelSpec, Preprocess
+
+
+def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
+    """runs/<name>, or runs/<name>-2, -3 ... when the name was not given explicitly."""
+    base = Path(out)
+    run_dir = base / name
+    if run_dir.exists() and not exist_ok:
+        if explicit:
+            raise ConfigError(f"Run folder {run_dir} already exists.",
+                              "Choose another --name, or pass --exist-ok to reuse it.")
+        n = 2
+        while (base / f"{name}-{n}").exists():
+            n += 1
+        run_dir = base / f"{name}-{n}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"Cannot create run folder {run_dir}: {exc.strerror}.",
+                          "Pass a writable --out folder.") from exc
+    return run_dir
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG, as tensors and plain values (loadable with weights_only=True)."""
+    version, mt_state, gauss = random.getstate()
+    numpy_state = np.random.get_state()
+    return {"python": [version, list(mt_state), gauss], "torch": torch.get_rng_state(),
+            "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)),
+                      *numpy_state[2:]],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, mt_state, gauss = state["python"]
+    random.setstate((version, tuple(mt_state), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class RunOutputs:
+    run_dir: Path
+    config: TrainConfig
+    spec: ModelSpec
+    dataset: LoadedDataset
+    preprocess: Preprocess
+    images: tuple[DecodedImages, DecodedImages]
+    started: float
+
+    @classmethod
+    def create(cls, config: TrainConfig, env: DistEnv, resume_dir: Path | None, spec: ModelSpec,
+               dataset: LoadedDataset, preprocess: Preprocess,
+               images: tuple[DecodedImages, DecodedImages]) -> RunOutputs:
+        run_dir = resume_dir
+        if env.is_main and run_dir is None:
+            run_dir = make_run_dir(config.out, config.name or config.model, config.exist_ok,
+                                   explicit=config.name is not None)
+        run_dir = Path(str(distributed.broadcast_object(str(run_dir), env)))
+        return cls(run_dir, config, spec, dataset, preprocess, images, time.perf_counter())
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.safetensors"
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / RESUME_FILE
+
+    def class_counts(self) -> dict[str, list[int]]:
+        n = len(self.dataset.classes)
+        return {split: class_counts(images.labels, n).tolist()
+                for split, images in zip(("train", "val"), self.images, strict=True)}
+
+    def start_info(self, model: nn.Module, device: torch.device, precision: Precision,
+                   env: DistEnv, start_epoch: int) -> dict[str, Any]:
+        """What the reporter shows before training: model, data, class histogram, where."""
+        config = self.config
+        return {"run_dir": self.run_dir, "device": device, "classes": self.dataset.classes,
+                "train": len(self.images[0]), "val": len(self.images[1]), "model": self.spec.name,
+                "params": sum(p.numel() for p in model.parameters()),
+                "notes": self.dataset.notes, "class_counts": self.class_counts(),
+                "precision": precision.name, "world_size": env.world_size,
+                "start_epoch": start_epoch, "epochs": config.epochs,
+                "balanced": config.class_weights != "none" or config.sampler != "shuffle"}
+
+    # ----------------------------------------------------------------------- events
+
+    def on_start(self, info: dict[str, Any], stepper: Any, tracker: Any,
+                 history: list[dict[str, float]], epochs_done: int) -> None:
+        """Save the config, tell loggers, and keep a state to resume even from epoch 0.
+
+        config.toml is what to train (reproducible anywhere); config.json adds what
+        this run resolved it to (device, precision, processes, run folder).
+        """
+        resolved = asdict(self.config) | {
+            "device": str(info["device"]), "precision": info["precision"],
+            "world_size": info["world_size"], "run_dir": str(self.run_dir),
+            "requested_device": self.config.device}
+        atomic_write_bytes(self.run_dir / "config.toml", self.config.to_toml().encode())
+        atomic_write_bytes(self.run_dir / "config.json", json.dumps(resolved, indent=2).encode())
+        call_hook("on_fit_start", config=self.config, classes=self.dataset.classes,
+                  run_dir=self.run_dir, history=list(history))
+        if epochs_done == 0:
+            self._save_state(0, stepper, tracker, history)
+
+    def on_epoch(self, epoch: int, record: dict[str, float], timing: dict[str, float],
+                 is_best: bool, stepper: Any, tracker: Any,
+                 history: list[dict[str, float]]) -> None:
+        metrics = {k: v for k, v in record.items() if k != "epoch"}
+        if is_best:
+            save_checkpoint(self.best_path, stepper.eval_model(), self.manifest(tracker.best))
+        self._save_state(epoch, stepper, tracker, history)
+        call_hook("on_epoch_end", epoch=epoch, metrics=metrics, run_dir=self.run_dir,
+                  timing=timing)
+
+    def _save_state(self, epoch: int, stepper: Any, tracker: Any,
+                    history: list[dict[str, float]]) -> None:
+        save_resume_state(self.last_path, {
+            "epoch": epoch, "config": asdict(self.config), "classes": self.dataset.classes,
+            "model": stepper.model.state_dict(), "stepper": stepper.state_dict(),
+            "best": dict(tracker.best), "history": [dict(r) for r in history],
+            "rng": rng_state()})
+
+    def manifest(self, best: dict[str, float]) -> dict[str, Any]:
+        config, (train, val) = self.config, self.images
+        data_path = Path(config.data)
+        data_ref = str(data_path.resolve()) if data_path.exists() else config.data
+        data_info = {"data": data_ref, "options": config.data_options,
+                     "source": self.dataset.source or config.data, "train": len(train),
+                     "val": len(val), "fingerprint": fingerprint(self.dataset.train)}
+        training = {"best": best, "epochs": config.epochs, "augment": config.augment,
+                    "seed": config.seed, "optimizer": config.optimizer,
+                    "scheduler": config.scheduler, "ema": config.ema}
+        return make_manifest(self.spec.name, config.model_options, self.dataset.classes,
+                             self.preprocess, training=training, dataset=data_info)
+
+    # ----------------------------------------------------------------------- the end
+
+    def finish(self, device: torch.device, precision: Precision,
+               history: list[dict[str, float]]) -> Path:
+        """Evaluate the best weights on the validation images; write plots and report.html."""
+        val_images = self.images[1]
+        model = load_checkpoint(self.best_path).model.to(device)
+        probs = predict_decoded(model, val_images, self.preprocess, device, precision=precision)
+        evaluation = Evaluation(self.dataset.classes, [str(p) for p in val_images.paths],
+                                val_images.labels, probs, self.config.top_k)
+        write_evaluation(evaluation, self.run_dir)
+        curves = plot_curves(history, self.run_dir / "curves.png")
+        summary = evaluation.summary()
+        headline = self._headline(summary, history)
+        return write_report(
+            self.run_dir / "report.html", title=f"imgcls run {self.run_dir.name}",
+            headline=headline, curves_png=curves.read_bytes(),
+            confusion_png=(self.run_dir / "confusion.png").read_bytes(),
+            per_class=summary["per_class"], mistakes=evaluation.misclassified(),
+            config={k: v for k, v in asdict(self.config).items() if v not in (None, {})})
+
+    def _headline(self, summary: dict[str, Any], history: list[dict[str, float]]) -> dict:
+        headline = {"model": self.spec.name, "data": self.config.data,
+                    "epochs run": str(len(history)),
+                    "validation accuracy": f"{summary['accuracy']:.2%}",
+                    "macro-F1": f"{summary['macro_f1']:.3f}"}
+        for key, value in summary.items():
+            if key.startswith("top") and key.endswith("_accuracy"):
+                headline[key.replace("_", " ")] = f"{value:.2%}"
+        headline["train time"] = f"{time.perf_counter() - self.started:.0f} s"
+        return headline

@@ -1,0 +1,72 @@
+"""Helpers for the training tests: tiny configs, reading run folders, stopping a run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from imgcls import hookimpl
+from imgcls.plugins import load_plugins, pm
+from imgcls.train import TrainConfig
+
+from .conftest import write_class_folders
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 50, 210)}
+
+
+def colour_data(root: Path, per_class: int = 10, counts: dict[str, int] | None = None) -> Path:
+    """Three (or ``counts``-sized) colour classes in train/ and val/, 24 px."""
+    for split, seed in (("train", 0), ("val", 1)):
+        for name, colour in COLOURS.items():
+            n = (counts or {}).get(name, per_class) if split == "train" else max(3, per_class // 2)
+            write_class_folders(root / split, {name: colour}, per_class=n, size=24, seed=seed)
+    return root
+
+
+def tiny_config(data: Path, out: Path, **overrides: Any) -> TrainConfig:
+    """A config that trains basic-cnn in about a second on ``colour_data``."""
+    options = dict(data=str(data), out=str(out), epochs=3, batch_size=8, img_size=16,
+                   augment="flip", report=False, warmup_epochs=0.0)
+    return TrainConfig(**(options | overrides))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+class _Recorder:
+    """A plugin that records training events and can raise Ctrl-C after an epoch."""
+
+    def __init__(self, stop_after: int | None) -> None:
+        self.stop_after = stop_after
+        self.events: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def on_fit_start(self, config: Any, classes: list[str], run_dir: Any,
+                     history: list[dict]) -> None:
+        self.events.append(("start", {"classes": classes, "history": len(history)}))
+
+    @hookimpl
+    def on_epoch_end(self, epoch: int, metrics: dict, timing: dict) -> None:
+        self.events.append(("epoch", {"epoch": epoch, "metrics": metrics, "timing": timing}))
+        if epoch == self.stop_after:
+            raise KeyboardInterrupt
+
+    @hookimpl
+    def on_fit_end(self, result: Any) -> None:
+        self.events.append(("end", result))
+
+
+@contextlib.contextmanager
+def recording(stop_after: int | None = None) -> Iterator[_Recorder]:
+    """Register a recording plugin for the duration of the block."""
+    load_plugins()
+    recorder = _Recorder(stop_after)
+    pm.register(recorder, name="test-recorder")
+    try:
+        yield recorder
+    finally:
+        pm.unregister(name="test-recorder")
