@@ -9,6 +9,7 @@ import typer
 
 from .. import __version__
 from ..errors import ImgclsError
+from . import eval as eval_command
 from . import export, infer, listing, train
 from .console import err_console
 
@@ -33,6 +34,7 @@ def build_app() -> typer.Typer:
         """imgcls: train on a folder, export a self-describing ONNX model, infer in batches."""
 
     app.command("train")(train.train)
+    app.command("eval")(eval_command.evaluate)
     app.command("infer")(infer.infer)
     app.command("models")(listing.models)
     app.command("plugins")(listing.plugins)
