@@ -1,10 +1,22 @@
-"""Parse ``--augment`` strings and build the augmentation pipeline from plugins."""
+"""Parse ``--augment`` strings and build the augmentation pipeline from plugins.
+
+A sample-level augmentation takes and returns one uint8 CHW tensor. It may
+also declare ``batched = True``: it then accepts a uint8 NCHW batch and
+augments every image independently, and the loader calls it once per batch.
+A batched geometric augmentation may further offer
+``affine_matrices(n, height, width)`` (n x 3 x 3, output pixel -> input pixel,
+origin at the image centre) and ``fill``: consecutive ones are then fused
+into a single resampling (see :func:`warp`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+import torch.nn.functional as F
 
 from .errors import ConfigError, ImgclsError
 from .registry import get_augmentation
@@ -13,8 +25,12 @@ from .registry import get_augmentation
 PRESETS: dict[str, str] = {
     "none": "",
     "seed": "flip,shear=0.2,zoom=0.2",
+    "light": "flip,translate=0.1,zoom=0.1,color-jitter=0.1",
+    "strong": "flip,random-resized-crop=0.25,rotate=15,color-jitter=0.4,grayscale=0.1,"
+              "erasing=0.25,cutmix:p=0.5",
 }
 DEFAULT_AUGMENT = "seed"
+FILLS = ("border", "zeros", "reflection")
 
 
 def parse_value(text: str) -> Any:
@@ -65,10 +81,82 @@ class Pipeline:
     batch: list[Callable] = field(default_factory=list)
     description: str = "none"
 
-    def __call__(self, image: Any) -> Any:
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
         for transform in self.sample:
             image = transform(image)
         return image
+
+    def apply_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Augment a uint8 NCHW batch, each image independently, as ``__call__`` would."""
+        for group in _groups(self.sample):
+            # A lone step keeps its own batched path (a flip alone is exact, no resampling).
+            images = _warp_group(group, images) if len(group) > 1 else _apply_one(group[0],
+                                                                                   images)
+        return images
+
+    def mix(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+        """Apply the batch-level steps to float NCHW images and N x classes targets."""
+        for transform in self.batch:
+            images, targets = transform(images, targets)
+        return images, targets
+
+
+def _is_affine(transform: Callable) -> bool:
+    return getattr(transform, "batched", False) and hasattr(transform, "affine_matrices")
+
+
+def _groups(transforms: list[Callable]) -> list[list[Callable]]:
+    """Consecutive affine steps with the same fill form one group; others stand alone."""
+    groups: list[list[Callable]] = []
+    for transform in transforms:
+        previous = groups[-1] if groups else None
+        if (previous and _is_affine(transform) and _is_affine(previous[-1])
+                and getattr(transform, "fill", "border") == getattr(previous[-1], "fill",
+                                                                    "border")):
+            previous.append(transform)
+        else:
+            groups.append([transform])
+    return groups
+
+
+def _apply_one(transform: Callable, images: torch.Tensor) -> torch.Tensor:
+    if getattr(transform, "batched", False):
+        return transform(images)
+    if len(images) == 0:
+        return images
+    return torch.stack([transform(image) for image in images])
+
+
+def _warp_group(group: list[Callable], images: torch.Tensor) -> torch.Tensor:
+    n, _, height, width = images.shape
+    matrix = torch.eye(3).expand(n, 3, 3)
+    # Each step maps its output to its input, so the first step's matrix goes leftmost.
+    for transform in group:
+        matrix = matrix @ transform.affine_matrices(n, height, width)
+    return warp(images, matrix, getattr(group[0], "fill", "border"))
+
+
+def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> torch.Tensor:
+    """Resample uint8 NCHW ``images`` by per-image 3x3 ``matrices`` (bilinear).
+
+    A matrix maps an output pixel position to the input position it samples,
+    in pixels with the origin at the image centre. ``fill`` says what lies
+    outside the image: ``border`` repeats the edge (Keras' "nearest"),
+    ``zeros`` is black, ``reflection`` mirrors.
+    """
+    if fill not in FILLS:
+        raise ConfigError(f"Unknown fill {fill!r}.", f"Use one of {', '.join(FILLS)}.")
+    n, _, height, width = images.shape
+    if n == 0:
+        return images
+    # affine_grid works in [-1, 1] coordinates: conjugate by the half-size scaling.
+    half = torch.tensor([width / 2, height / 2, 1.0])
+    theta = matrices.float() * half[None, None, :] / half[None, :, None]
+    grid = F.affine_grid(theta[:, :2, :], [n, 3, height, width], align_corners=False)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode=fill,
+                        align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def build_pipeline(text: str) -> Pipeline:
