@@ -1,7 +1,8 @@
 """Decode every image once into a uint8 array (in memory or memory-mapped on disk).
 
 Decoding a photo costs more than a small CNN's training step, so later epochs
-read pixels at the model's input size instead of decoding again.
+read pixels at the model's input size instead of decoding again. ``--cache
+none`` decodes on access instead (see :mod:`imgcls.data.lazy`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..specs import Preprocess, Sample
 from . import cache_dir, fingerprint
 
 CACHE_MODES = ("memory", "disk", "none")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -37,6 +38,11 @@ class DecodedImages:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (n, H, W, 3) and labels of ``indices``: one copy, no decoding."""
+        index = np.asarray(indices, dtype=np.intp)
+        return self.pixels[index], self.labels[index]
+
 
 def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
@@ -49,16 +55,35 @@ def decode_samples(
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> DecodedImages:
-    """Decode ``samples`` at ``preprocess.size``; unreadable files are skipped and listed."""
-    if mode not in ("memory", "disk"):
+    """Decode ``samples`` at ``preprocess.size``; unreadable files are skipped and listed.
+
+    ``disk`` keeps the pixels in a memory-mapped file under the cache folder,
+    keyed by the file list, sizes, mtimes, labels and preprocessing, and reuses
+    it in later runs. ``none`` returns a :class:`~imgcls.data.lazy.LazyImages`
+    that decodes on access, every epoch.
+    """
+    if mode not in CACHE_MODES:
         raise ConfigError(f"Unknown cache mode {mode!r}.", f"Use one of {', '.join(CACHE_MODES)}.")
-    if mode == "disk":
-        key = _cache_key(samples, preprocess)
-        cached = _load_disk(key)
-        if cached is not None:
-            return cached
-    h, w = preprocess.size
-    pixels = _allocate(len(samples), h, w, mode)
+    if mode == "none":
+        from .lazy import LazyImages
+
+        return LazyImages.scan(samples, preprocess, workers=workers, on_progress=on_progress)
+    if mode == "memory":
+        pixels = np.empty((len(samples), *preprocess.size, 3), dtype=np.uint8)
+        ok, skipped = _decode_into(pixels, samples, preprocess, workers, on_progress)
+        return _compact(samples, pixels, ok, skipped)
+    key = _cache_key(samples, preprocess)
+    cached = _load_disk(key)
+    if cached is None:
+        cached = _build_disk(key, samples, preprocess, workers, on_progress)
+    elif on_progress:
+        on_progress(len(samples))
+    return cached
+
+
+def _decode_into(pixels: np.ndarray, samples: Sequence[Sample], preprocess: Preprocess,
+                 workers: int | None, on_progress: Callable[[int], None] | None
+                 ) -> tuple[np.ndarray, list[tuple[Path, str]]]:
     ok = np.zeros(len(samples), dtype=bool)
     skipped: list[tuple[Path, str]] = []
 
@@ -75,26 +100,20 @@ def decode_samples(
         for done, _ in enumerate(pool.map(work, range(len(samples))), start=1):
             if on_progress:
                 on_progress(done)
-    result = _select(samples, pixels, ok, skipped)
-    if mode == "disk":
-        result = _store_disk(key, result)
-    return result
-
-
-def _allocate(n: int, h: int, w: int, mode: str) -> np.ndarray:
-    return np.empty((n, h, w, 3), dtype=np.uint8)
-
-
-def _select(samples: Sequence[Sample], pixels: np.ndarray, ok: np.ndarray,
-            skipped: list[tuple[Path, str]]) -> DecodedImages:
-    labels = np.array([label for _, label in samples], dtype=np.int64)
-    paths = [Path(path) for path, _ in samples]
-    if not ok.all():
-        keep = np.flatnonzero(ok)
-        pixels, labels = pixels[keep], labels[keep]
-        paths = [paths[i] for i in keep]
     skipped.sort(key=lambda item: str(item[0]))
-    return DecodedImages(pixels, labels, paths, skipped)
+    return ok, skipped
+
+
+def _compact(samples: Sequence[Sample], pixels: np.ndarray, ok: np.ndarray,
+             skipped: list[tuple[Path, str]]) -> DecodedImages:
+    """Drop the rows that failed, in place (no second copy of the pixels)."""
+    keep = np.flatnonzero(ok)
+    for row, source in enumerate(keep):
+        if row != source:  # keep is ascending, so source >= row: never overwrites a kept row
+            pixels[row] = pixels[source]
+    labels = np.array([samples[i][1] for i in keep], dtype=np.int64)
+    paths = [Path(samples[i][0]) for i in keep]
+    return DecodedImages(pixels[: len(keep)], labels, paths, skipped)
 
 
 def _cache_key(samples: Sequence[Sample], preprocess: Preprocess) -> str:
@@ -107,6 +126,36 @@ def _disk_paths(key: str) -> tuple[Path, Path]:
     return folder / f"{key}.npy", folder / f"{key}.json"
 
 
+def _build_disk(key: str, samples: Sequence[Sample], preprocess: Preprocess,
+                workers: int | None, on_progress: Callable[[int], None] | None
+                ) -> DecodedImages:
+    """Decode straight into a memory-mapped file, so data larger than RAM fits."""
+    array_path, index_path = _disk_paths(key)
+    array_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = array_path.with_suffix(f".tmp{os.getpid()}.npy")
+    shape = (max(1, len(samples)), *preprocess.size, 3)  # numpy cannot map an empty file
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        ok, skipped = _decode_into(pixels, samples, preprocess, workers, on_progress)
+        decoded = _compact(samples, pixels, ok, skipped)
+        index = {"count": len(decoded), "labels": decoded.labels.tolist(),
+                 "paths": [str(p) for p in decoded.paths],
+                 "skipped": [[str(p), reason] for p, reason in decoded.skipped]}
+        pixels.flush()
+        del pixels, decoded  # unmap before renaming (required on Windows)
+        os.replace(tmp, array_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
+    tmp_index.write_text(json.dumps(index))
+    os.replace(tmp_index, index_path)
+    loaded = _load_disk(key)
+    if loaded is None:
+        raise ConfigError(f"The decoded-image cache in {array_path.parent} cannot be read back.",
+                          "Check free disk space, or use --cache memory.")
+    return loaded
+
+
 def _load_disk(key: str) -> DecodedImages | None:
     array_path, index_path = _disk_paths(key)
     if not (array_path.exists() and index_path.exists()):
@@ -114,28 +163,12 @@ def _load_disk(key: str) -> DecodedImages | None:
     try:
         index = json.loads(index_path.read_text())
         pixels = np.load(array_path, mmap_mode="r")
-    except (OSError, ValueError):
+        count = int(index["count"])
+        labels = np.asarray(index["labels"], dtype=np.int64)
+        paths = [Path(p) for p in index["paths"]]
+        skipped = [(Path(p), str(reason)) for p, reason in index["skipped"]]
+    except (OSError, ValueError, KeyError, TypeError):
         return None  # a damaged cache entry is rebuilt, never trusted
-    if len(pixels) != len(index["labels"]):
+    if not count <= len(pixels) or len(labels) != count or len(paths) != count:
         return None
-    return DecodedImages(
-        pixels, np.asarray(index["labels"], dtype=np.int64), [Path(p) for p in index["paths"]],
-        [(Path(p), reason) for p, reason in index["skipped"]],
-    )
-
-
-def _store_disk(key: str, decoded: DecodedImages) -> DecodedImages:
-    array_path, index_path = _disk_paths(key)
-    array_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = array_path.with_suffix(f".tmp{os.getpid()}.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=decoded.pixels.shape)
-    out[:] = decoded.pixels
-    out.flush()
-    del out
-    os.replace(tmp, array_path)
-    index = {"labels": decoded.labels.tolist(), "paths": [str(p) for p in decoded.paths],
-             "skipped": [[str(p), reason] for p, reason in decoded.skipped]}
-    tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, index_path)
-    return _load_disk(key) or decoded
+    return DecodedImages(pixels[:count], labels, paths, skipped)
