@@ -1,0 +1,123 @@
+"""Training images/s of the real input pipeline versus compute only, side by side.
+
+    python benchmarks/data_pipeline.py [--data DIR] [--epochs 4] [--augment none,seed]
+
+"real pipeline": the path ``imgcls train`` takes after its first epoch:
+decode_samples (the cache, decoded once before the timed epochs) -> make_loader
+(batched fetch + augmentation) -> Normalizer -> forward/backward/step.
+"compute only": the identical loop over the same number of pre-made uint8
+batches held in a list (no loader, no augmentation). Epochs of the two alternate
+so that machine noise hits both alike; each prints the median over the timed
+epochs and the ratio real / compute (1.0 = the pipeline costs nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = "../shared/data/cats-dogs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=DEFAULT_DATA, help="data set (relative to repo root)")
+    parser.add_argument("--model", default="basic-cnn")
+    parser.add_argument("--epochs", type=int, default=4, help="timed epochs per arm")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--augment", default="none,seed", help="comma-separated presets")
+    parser.add_argument("--cache", default="memory", choices=("memory", "disk", "none"))
+    parser.add_argument("--workers", type=int, default=None, help="default: auto")
+    parser.add_argument("--limit", type=int, default=0, help="use at most this many images")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+    data = (ROOT / args.data).resolve()
+    if not data.is_dir():
+        print(f"error: data folder not found: {data}", file=sys.stderr)
+        print("hint: pass --data with a folder of class sub-folders", file=sys.stderr)
+        return 2
+    return run(args, data)
+
+
+def run(args: argparse.Namespace, data: Path) -> int:
+    import os
+
+    import torch
+
+    from imgcls.data import load_dataset
+    from imgcls.data.cache import decode_samples
+    from imgcls.data.loader import Normalizer, make_loader
+    from imgcls.registry import get_model
+
+    spec = get_model(args.model).spec
+    samples = load_dataset(str(data)).train
+    samples = samples[: args.limit] if args.limit else samples
+    started = time.perf_counter()
+    images = decode_samples(samples, spec.preprocess, mode=args.cache)
+    decode_s = time.perf_counter() - started
+    loader_workers = make_loader(images, args.batch_size, workers=args.workers).num_workers
+    print(f"data: {len(images)} training images from {data}, {len(images.skipped)} skipped")
+    print(f"model: {args.model} at {spec.preprocess.size[0]}x{spec.preprocess.size[1]}, "
+          f"batch {args.batch_size}, {args.epochs} timed epochs per arm (median), "
+          f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+          f"loader workers {loader_workers}")
+    print(f"first epoch decode (--cache {args.cache}): {decode_s:.1f} s = "
+          f"{len(samples) / decode_s:.0f} images/s")
+    normalize = Normalizer(spec.preprocess, torch.device("cpu"))
+    print(f"{'augment':>8}  {'real pipeline':>15}  {'compute only':>15}  {'ratio':>6}")
+    for augment in args.augment.split(","):
+        real, compute = measure(args, spec, images, normalize, augment, make_loader)
+        print(f"{augment:>8}  {real:>9.0f} img/s  {compute:>9.0f} img/s  {real / compute:>6.2f}",
+              flush=True)
+    return 0
+
+
+def measure(args, spec, images, normalize, augment: str, make_loader) -> tuple[float, float]:
+    import torch
+
+    from imgcls.augment import build_pipeline
+
+    torch.manual_seed(0)
+    pipeline = build_pipeline(augment)
+    classes = int(images.labels.max()) + 1
+    model = spec.build(classes, image_size=spec.preprocess.size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = make_loader(images, args.batch_size, transform=pipeline, shuffle=True,
+                         workers=args.workers)
+    premade = [(batch.clone(), labels.clone()) for batch, labels in
+               make_loader(images, args.batch_size, shuffle=True, workers=0)]
+
+    def epoch(batches: Iterable, mix: list) -> float:
+        seen, started = 0, time.perf_counter()
+        model.train()
+        for batch, labels in batches:
+            inputs, targets = normalize(batch), labels
+            if mix:  # as imgcls train: mixup/cutmix on normalised images, soft targets
+                one_hot = torch.nn.functional.one_hot(labels, classes).float()
+                inputs, targets = pipeline.mix(inputs, one_hot)
+            logits = model(inputs)
+            loss = torch.nn.functional.cross_entropy(logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss.item()  # the training loop reads the loss every step, which syncs
+            seen += len(labels)
+        return seen / (time.perf_counter() - started)
+
+    epoch(loader, pipeline.batch)  # warm-up: the first epoch after decoding, not timed
+    epoch(premade, [])
+    real, compute = [], []
+    for _ in range(args.epochs):
+        real.append(epoch(loader, pipeline.batch))
+        compute.append(epoch(premade, []))
+    return statistics.median(real), statistics.median(compute)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
