@@ -1,4 +1,8 @@
-"""Writing predictions as CSV or JSONL, streamed: results are never all held in memory."""
+"""Writing predictions as CSV or JSONL, streamed: results are never all held in memory.
+
+Unreadable files go to an errors CSV as they are met. ``--resume`` reads the
+paths already in an output file and appends to it.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,17 @@ import csv
 import json
 import os
 import sys
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ConfigError
-from .infer import Failure, Prediction
+from .engine import EngineStats, Failure, Prediction
+from .errors import ConfigError, DecodeError
+from .inputs import PathSet
 
 FORMATS = ("csv", "jsonl")
+ERRORS_HEADER = ["path", "error"]
 
 
 def csv_header(top_k: int) -> list[str]:
@@ -41,27 +46,123 @@ def jsonl_record(prediction: Prediction) -> str:
     }, ensure_ascii=False)
 
 
+def errors_path_for(output: Path) -> Path:
+    return output.with_name(output.name + ".errors.csv")
+
+
 @dataclass
 class Summary:
     images: int = 0
     failed: int = 0
     seconds: float = 0.0
-    failures: list[Failure] = field(default_factory=list)
+    skipped: int = 0
+    batches: int = 0
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    provider: str = ""
+    errors_path: Path | None = None
+    failures: list[Failure] = field(default_factory=list)  # the first few, for display
 
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-def _open(output: Path | None) -> IO[str]:
-    if output is None:
-        return sys.stdout
+def summary_dict(summary: Summary) -> dict[str, Any]:
+    return {"images": summary.images, "failed": summary.failed, "skipped": summary.skipped,
+            "seconds": round(summary.seconds, 3),
+            "images_per_second": round(summary.images_per_second, 1),
+            "batches": summary.batches, "batch_latency_ms": {
+                "p50": round(summary.p50_ms, 3), "p95": round(summary.p95_ms, 3)},
+            "provider": summary.provider,
+            "errors_file": str(summary.errors_path) if summary.errors_path else None}
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _drop_partial_line(path: Path) -> None:
+    """A run killed mid-write leaves half a line; cut it so the next append is clean."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        step, end = 4096, size
+        while end > 0:
+            start = max(0, end - step)
+            handle.seek(start)
+            cut = handle.read(end - start).rfind(b"\n")
+            if cut >= 0:
+                handle.truncate(start + cut + 1)
+                return
+            end = start
+        handle.truncate(0)
+
+
+def _written_paths(path: Path, fmt: str, top_k: int) -> Iterator[str]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        if fmt == "csv":
+            rows = csv.reader(handle)
+            header = next(rows, None)
+            if header is not None and header != csv_header(top_k):
+                raise ConfigError(
+                    f"{path} has columns {','.join(header)}, not those of --top-k {top_k}.",
+                    "Resume with the --top-k and --format of the first run.")
+            yield from (row[0] for row in rows if row)
+            return
+        for number, line in enumerate(handle, 1):
+            try:
+                yield json.loads(line)["path"]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{path} line {number} is not an imgcls JSONL record.",
+                                  "Resume with the --format of the first run.") from exc
+
+
+def paths_done(output: Path, fmt: str, top_k: int) -> PathSet:
+    """The paths already in ``output`` (empty when it does not exist yet)."""
+    if not output.is_file():
+        return PathSet()
+    _drop_partial_line(output)
+    return PathSet(_written_paths(output, fmt, top_k))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _open(output: Path, append: bool) -> IO[str]:
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        return open(output, "w", encoding="utf-8", newline="")
+        return open(output, "a" if append else "w", encoding="utf-8", newline="")
     except OSError as exc:
         raise ConfigError(f"Cannot write {output}: {exc.strerror}.",
                           "Pass a writable path with -o.") from exc
+
+
+class _ErrorsFile:
+    """The errors CSV, created at the first failure so clean runs leave none behind."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+        self._writer: Any = None
+        if path is not None:
+            path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
+
+    def add(self, failure: Failure) -> None:
+        if self.path is None:
+            return
+        if self._handle is None:
+            self._handle = _open(self.path, append=False)
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(ERRORS_HEADER)
+        self._writer.writerow([failure.path, failure.reason])
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
 
 
 def write_predictions(
@@ -69,47 +170,73 @@ def write_predictions(
     output: Path | None,
     fmt: str,
     top_k: int,
-    max_failures_kept: int = 1000,
+    max_failures_kept: int = 20,
+    *,
+    append: bool = False,
+    errors_path: Path | None = None,
+    strict: bool = False,
+    stats: EngineStats | None = None,
 ) -> Summary:
-    """Stream results to ``output`` (stdout if None); failures are counted and sampled."""
+    """Stream results to ``output`` (stdout if None) and failures to ``errors_path``.
+
+    ``append`` continues an existing file (no second header). ``strict`` raises
+    DecodeError at the first failure, after everything before it is written.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"Unknown output format {fmt!r}.", "Use --format csv or jsonl.")
-    summary = Summary()
-    started = time.perf_counter()
-    handle = _open(output)
+    stats = stats if stats is not None else EngineStats()
+    summary = Summary(errors_path=errors_path)
+    appending = append and output is not None and output.is_file() and output.stat().st_size > 0
+    handle = sys.stdout if output is None else _open(output, appending)
+    errors = _ErrorsFile(errors_path)
     try:
         writer = csv.writer(handle) if fmt == "csv" else None
-        if writer:
+        if writer and not appending:
             writer.writerow(csv_header(top_k))
         for result in results:
             if isinstance(result, Failure):
-                summary.failed += 1
-                if len(summary.failures) < max_failures_kept:
-                    summary.failures.append(result)
+                _record_failure(result, summary, errors, max_failures_kept, strict)
                 continue
             summary.images += 1
             if writer:
                 writer.writerow(csv_row(result))
             else:
                 handle.write(jsonl_record(result) + "\n")
-        handle.flush()
-        if handle is not sys.stdout:
-            os.fsync(handle.fileno())
     finally:
-        if handle is not sys.stdout:
-            handle.close()
-    summary.seconds = time.perf_counter() - started
+        errors.close()
+        _finish(handle)
+    _fill_timings(summary, stats)
     return summary
+
+
+def _record_failure(failure: Failure, summary: Summary, errors: _ErrorsFile, keep: int,
+                    strict: bool) -> None:
+    summary.failed += 1
+    if len(summary.failures) < keep:
+        summary.failures.append(failure)
+    errors.add(failure)
+    if strict:
+        raise DecodeError(f"{failure.reason} (--strict stops at the first unreadable image).",
+                          "Fix or remove the file, or drop --strict to list unreadable images "
+                          "in the errors file; --resume continues after the images written.")
+
+
+def _finish(handle: IO[str]) -> None:
+    handle.flush()
+    if handle is not sys.stdout:
+        os.fsync(handle.fileno())
+        handle.close()
+
+
+def _fill_timings(summary: Summary, stats: EngineStats) -> None:
+    summary.seconds = stats.seconds
+    summary.batches = stats.batches
+    summary.p50_ms = stats.latency_ms(50)
+    summary.p95_ms = stats.latency_ms(95)
 
 
 def write_failures(failures: list[Failure], path: Path) -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "error"])
+        writer.writerow(ERRORS_HEADER)
         writer.writerows([failure.path, failure.reason] for failure in failures)
-
-
-def summary_dict(summary: Summary) -> dict[str, Any]:
-    return {"images": summary.images, "failed": summary.failed,
-            "seconds": round(summary.seconds, 3),
-            "images_per_second": round(summary.images_per_second, 1)}

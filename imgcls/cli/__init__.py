@@ -10,7 +10,7 @@ import typer
 from .. import __version__
 from ..errors import ImgclsError
 from . import eval as eval_command
-from . import export, infer, listing, train
+from . import export, infer, inspect, listing, train
 from .console import err_console
 
 
@@ -36,6 +36,7 @@ def build_app() -> typer.Typer:
     app.command("train")(train.train)
     app.command("eval")(eval_command.evaluate)
     app.command("infer")(infer.infer)
+    app.command("inspect")(inspect.inspect)
     app.command("models")(listing.models)
     app.command("plugins")(listing.plugins)
     export_app = typer.Typer(help="Export a checkpoint for deployment.", no_args_is_help=True)

@@ -2,45 +2,65 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
-from ..errors import ConfigError
-from ..infer import iter_inputs, open_model, predict_stream
-from ..predictions import FORMATS, write_failures, write_predictions
+from ..engine import BACKENDS, DEFAULT_BACKEND
+from ..infer import InferOptions, run_inference
+from ..predictions import Summary, summary_dict
 from .console import console, err_console
 
 
 def infer(
     model: Path = typer.Argument(..., help="An .onnx file or a best.safetensors checkpoint."),
-    inputs: list[str] = typer.Argument(..., help="Image files, folders or quoted globs."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Image files, folders, quoted globs, @list.txt (one path per line) or - "
+                  "(paths on stdin)."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Predictions file (default: stdout)."),
     fmt: str = typer.Option("csv", "--format", "-f", help="csv or jsonl."),
     top_k: int = typer.Option(1, "--top-k", "-k", help="How many ranked labels per image."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    workers: int | None = typer.Option(None, "--workers", help="Decode threads."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
+    workers: int | None = typer.Option(None, "--workers", help="Decode workers."),
+    decode: str = typer.Option(DEFAULT_BACKEND, "--decode",
+                               help=f"Decode workers are {' or '.join(BACKENDS)}es."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="onnxruntime threads (default: the cores the workers leave)."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Skip paths already in the output file and append."),
+    shard: str | None = typer.Option(
+        None, "--shard", help="i/n: only this machine's share of the inputs (0 <= i < n)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image."),
+    errors: Path | None = typer.Option(
+        None, "--errors", help="Unreadable images CSV (default: <output>.errors.csv)."),
+    summary_json: Path | None = typer.Option(None, "--summary-json",
+                                             help="Also write the run summary as JSON."),
 ) -> None:
     """Classify images with a model; writes path, label, confidence (and top-k) per image."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"Unknown --format {fmt!r}.", "Use --format csv or --format jsonl.")
-    if batch_size < 1 or top_k < 1:
-        raise ConfigError("--batch-size and --top-k must be at least 1.", "For example: -b 64.")
-    runner = open_model(model, device)
-    k = min(top_k, len(runner.manifest["classes"]))
-    results = predict_stream(runner, iter_inputs(inputs), batch_size=batch_size, top_k=k,
-                             workers=workers)
-    summary = write_predictions(results, output, fmt, k)
-    for failure in summary.failures[:20]:
+    options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
+                           device=device, workers=workers, backend=decode, threads=threads,
+                           resume=resume, shard=shard, strict=strict, errors_path=errors)
+    summary = run_inference(model, inputs, options)
+    _report(summary, output)
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary_dict(summary), indent=2) + "\n")
+
+
+def _report(summary: Summary, output: Path | None) -> None:
+    for failure in summary.failures:
         err_console.print(f"[yellow]unreadable:[/yellow] {failure.path}: {failure.reason}",
                           highlight=False)
-    if summary.failed and output is not None:
-        errors_path = output.with_name(output.name + ".errors.csv")
-        write_failures(summary.failures, errors_path)
-        err_console.print(f"{summary.failed} unreadable images listed in {errors_path}")
+    if summary.failed:
+        where = f" listed in {summary.errors_path}" if summary.errors_path else ""
+        err_console.print(f"{summary.failed} unreadable images{where}", highlight=False)
+    # With predictions on stdout, the summary goes to stderr to keep stdout parseable.
     target = console if output is not None else err_console
-    target.print(f"{summary.images} images classified in {summary.seconds:.2f}s "
-                 f"({summary.images_per_second:.0f} img/s), {summary.failed} unreadable"
-                 + (f"; predictions in {output}" if output else ""), highlight=False)
+    skipped = f", {summary.skipped} already done" if summary.skipped else ""
+    target.print(
+        f"{summary.images} images classified in {summary.seconds:.2f}s "
+        f"({summary.images_per_second:.0f} img/s; batch latency p50 {summary.p50_ms:.1f} ms, "
+        f"p95 {summary.p95_ms:.1f} ms) on {summary.provider}, {summary.failed} unreadable"
+        f"{skipped}" + (f"; predictions in {output}" if output else ""), highlight=False)
