@@ -22,9 +22,16 @@ def cache_dir() -> Path:
     return Path(base) / "imgcls"
 
 
+TABLE_SUFFIXES = (".csv", ".tsv")
+
+
 def resolve_loader(data: str) -> tuple[str, str | None]:
-    """``shapes`` -> (shapes, None); ``csv:x.csv`` -> (csv, x.csv); a path -> (folder, path)."""
-    if Path(data).exists():
+    """``shapes`` -> (shapes, None); ``csv:x.csv`` or ``x.csv`` -> (csv, x.csv); a folder ->
+    (folder, path)."""
+    path = Path(data)
+    if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+        return "csv", data
+    if path.exists():
         return "folder", data
     name, sep, source = data.partition(":")
     if has_dataset(name):

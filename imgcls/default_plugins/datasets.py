@@ -1,4 +1,4 @@
-"""Built-in dataset loaders: ``folder`` and the synthetic ``shapes`` default."""
+"""Built-in dataset loaders: ``folder``, ``csv`` and the synthetic ``shapes`` default."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from imgcls import hookimpl
 from imgcls.data import cache_dir
+from imgcls.data.csv_loader import load_csv
 from imgcls.data.folder import load_folder
 from imgcls.data.shapes import default_root, generate
 from imgcls.specs import DatasetSpec, LoadedDataset
@@ -34,5 +35,8 @@ def load_shapes(
 def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(DatasetSpec("folder", load_folder,
                          "A folder with one sub-folder per class, or train/ and val/ splits."))
+    register(DatasetSpec("csv", load_csv,
+                         "A CSV/TSV of image paths (or ids) and labels; options path_column, "
+                         "label_column, image_root, split_column, val_file."))
     register(DatasetSpec("shapes", load_shapes,
                          "Synthetic coloured shapes on noise (the default; generated once)."))
