@@ -7,7 +7,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLUGINS = ["plugins/imgcls-example", "plugins/imgcls-torchvision"]
+PLUGINS = ["plugins/imgcls-example", "plugins/imgcls-torchvision", "plugins/imgcls-tensorboard"]
 
 
 @nox.session

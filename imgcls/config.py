@@ -53,7 +53,8 @@ class TrainConfig:
     nesterov: bool = _opt(True, "Nesterov momentum for SGD.")
     weight_decay: float = _opt(0.05, "Weight decay (decoupled for adamw); not on biases.")
     scheduler: str = _opt("cosine", "Learning-rate schedule: cosine, onecycle, step or none.")
-    warmup_epochs: float = _opt(1.0, "Linear warm-up epochs (cosine, step, none).")
+    warmup_epochs: float = _opt(1.0, "Linear warm-up epochs, at most half the run; for "
+                                     "onecycle, the epochs to the peak.")
     step_size: int = _opt(0, "step: epochs between decays (0: a third of --epochs).")
     gamma: float = _opt(0.1, "step: factor applied at each decay.")
     label_smoothing: float = _opt(0.0, "Label smoothing, e.g. 0.1.")
@@ -111,8 +112,7 @@ class TrainConfig:
             _choice("--sampler", self.sampler, SAMPLERS),
             _choice("--amp-dtype", self.amp_dtype, AMP_DTYPES),
             (self.weight_decay >= 0, "--weight-decay must be 0 or more.", "--weight-decay 0.05"),
-            (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
-             f"--warmup-epochs must be below --epochs ({self.epochs}).", "--warmup-epochs 1"),
+            (self.warmup_epochs >= 0, "--warmup-epochs must be 0 or more.", "--warmup-epochs 1"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1).",
              "--label-smoothing 0.1"),
             (self.grad_clip >= 0, "--grad-clip must be 0 (off) or positive.", "--grad-clip 1.0"),

@@ -48,7 +48,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 def lr_factor(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Multiplier of the peak LR for optimiser step ``s`` (0-based), warm-up included."""
     total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(total - 1, round(config.warmup_epochs * steps_per_epoch))
+    # Short runs (e.g. --epochs 1) still get a decay phase after the warm-up.
+    warmup = min(total // 2, round(config.warmup_epochs * steps_per_epoch))
     step_epochs = config.step_size or max(1, config.epochs // 3)
 
     def after_warmup(step: int) -> float:

@@ -25,7 +25,11 @@ def test_run_folder_contents(trained):
     assert config["model"] == "basic-cnn" and config["epochs"] == 6 and config["device"] == "cpu"
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
-    assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(lines[0])
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr"} <= set(
+        lines[0])
+    # Timings vary between runs, so they stay out of metrics.jsonl (it is reproducible).
+    assert "epoch_seconds" not in lines[0]
+    assert 'model = "basic-cnn"' in (run / "config.toml").read_text()
 
 
 def test_checkpoint_manifest(trained):
@@ -53,6 +57,15 @@ def test_unreadable_training_images_are_skipped(colour_folder, tmp_path):
     assert [path.name for path, _ in result.skipped] == ["broken.png"]
 
 
+def test_one_epoch_runs_with_the_default_warmup(colour_folder, tmp_path, capsys):
+    from imgcls.cli import main
+
+    code = main(["train", "--data", str(colour_folder), "-e", "1", "-b", "8", "--out",
+                 str(tmp_path), "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 0 and "class histogram" in out and "red" in out
+
+
 def test_run_folders_do_not_overwrite(colour_folder, tmp_path):
     config = dict(data=str(colour_folder), epochs=1, batch_size=8, out=str(tmp_path),
                   augment="none")
@@ -65,7 +78,11 @@ def test_run_folders_do_not_overwrite(colour_folder, tmp_path):
 
 @pytest.mark.parametrize("field,value,message", [
     ("epochs", 0, "--epochs"), ("batch_size", 0, "--batch-size"), ("lr", -1.0, "--lr"),
-    ("img_size", 4, "minimum"),
+    ("img_size", 4, "minimum"), ("optimizer", "lion", "--optimizer"),
+    ("scheduler", "poly", "--scheduler"), ("select_metric", "f1", "--select-metric"),
+    ("sampler", "weighted", "--sampler"), ("class_weights", "manual", "--class-weights"),
+    ("label_smoothing", 1.0, "--label-smoothing"), ("patience", -1, "--patience"),
+    ("ema_decay", 1.0, "--ema-decay"), ("grad_clip", -1.0, "--grad-clip"),
 ])
 def test_invalid_options(field, value, message, tmp_path):
     with pytest.raises(ConfigError, match=message):

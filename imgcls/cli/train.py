@@ -83,7 +83,8 @@ def _parameters() -> list[inspect.Parameter]:
     for spec in fields(TrainConfig):
         if spec.name in ("model_options", "data_options"):
             continue
-        flags = [f"--{spec.name.replace('_', '-')}"]
+        flag = f"--{spec.name.replace('_', '-')}"
+        flags = [f"{flag}/--no-{flag[2:]}" if spec.type in (bool, "bool") else flag]
         flags += [spec.metadata["short"]] if "short" in spec.metadata else []
         option = typer.Option(spec.default, *flags, help=spec.metadata["help"])
         params.append(inspect.Parameter(spec.name, keyword, default=option,

@@ -1,0 +1,75 @@
+"""imgcls eval: a checkpoint or an .onnx file on labelled images, with all its outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from imgcls.cli import main
+from imgcls.errors import DataError
+from imgcls.evaluate import Evaluation, evaluate_file
+
+from .conftest import write_class_folders
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "onnx"])
+def test_eval_writes_every_output(kind, trained, exported, tmp_path, capsys):
+    model = trained.best_path if kind == "checkpoint" else exported
+    data = json.loads((trained.run_dir / "config.json").read_text())
+    out = tmp_path / "eval"
+    code = main(["eval", str(model), "shapes", "--out", str(out), "--top-k", "2",
+                 *[f"--data-opt={k}={v}" for k, v in data["data_options"].items()]])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "precision" in printed and "macro-F1" in printed and "top2" in printed
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["images"] == 90 and summary["accuracy"] == pytest.approx(
+        trained.best["val_acc"])
+    assert [row[0] for row in read_csv(out / "per_class.csv")] == ["class", *trained.classes]
+    confusion = read_csv(out / "confusion.csv")
+    assert confusion[0][1:] == trained.classes
+    assert sum(int(v) for row in confusion[1:] for v in row[1:]) == 90
+    mistakes = read_csv(out / "misclassified.csv")
+    assert mistakes[0] == ["path", "true", "predicted", "confidence"]
+    assert len(mistakes) - 1 == round(90 * (1 - summary["accuracy"]))
+    assert all(row[1] != row[2] for row in mistakes[1:])
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_on_a_plain_folder_uses_every_image_and_skips_unreadable(trained, tmp_path):
+    colours = {"circle": (200, 200, 200), "square": (10, 10, 10)}
+    folder = write_class_folders(tmp_path / "imgs", colours, per_class=4)
+    (folder / "circle" / "broken.png").write_bytes(b"nope")
+    evaluation, manifest = evaluate_file(trained.best_path, str(folder))
+    assert len(evaluation.labels) == 8 and len(evaluation.failures) == 1
+    assert manifest["classes"] == trained.classes
+    # Labels are re-indexed into the model's class order.
+    assert sorted(set(evaluation.labels.tolist())) == [0, 1]
+
+
+def test_eval_refuses_classes_the_model_does_not_know(trained, tmp_path, capsys):
+    folder = write_class_folders(tmp_path / "imgs", {"circle": (9, 9, 9), "moon": (1, 2, 3)},
+                                 per_class=2)
+    with pytest.raises(DataError, match="moon"):
+        evaluate_file(trained.best_path, str(folder))
+    assert main(["eval", str(trained.best_path), str(folder), "--split", "val"]) == 1
+    assert "no validation split" in capsys.readouterr().err
+
+
+def test_evaluation_summary_and_mistake_order():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    evaluation = Evaluation(["a", "b", "c"], ["p0", "p1", "p2", "p3"], np.array([0, 1, 1, 0]),
+                            probs, top_k=2)
+    summary = evaluation.summary()
+    assert summary["accuracy"] == 0.5 and summary["top2_accuracy"] == 0.75
+    assert [m["path"] for m in evaluation.misclassified()] == ["p3", "p2"]
+    assert evaluation.misclassified()[0] == {"path": "p3", "true": "a", "predicted": "c",
+                                             "confidence": 0.7}
