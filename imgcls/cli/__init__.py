@@ -9,6 +9,8 @@ import typer
 
 from .. import __version__
 from ..errors import ImgclsError
+from . import augment as augment_command
+from . import data as data_command
 from . import eval as eval_command
 from . import export, infer, inspect, listing, train
 from .console import err_console
@@ -42,6 +44,12 @@ def build_app() -> typer.Typer:
     export_app = typer.Typer(help="Export a checkpoint for deployment.", no_args_is_help=True)
     export_app.command("onnx")(export.onnx)
     app.add_typer(export_app, name="export")
+    data_app = typer.Typer(help="Check and clean data sets.", no_args_is_help=True)
+    data_app.command("check")(data_command.check)
+    app.add_typer(data_app, name="data")
+    augment_app = typer.Typer(help="See what augmentations do.", no_args_is_help=True)
+    augment_app.command("preview")(augment_command.preview)
+    app.add_typer(augment_app, name="augment")
     _plugin_commands(app)
     return app
 

@@ -1,0 +1,132 @@
+"""imgcls data check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ..data import resolve_loader
+from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
+from ..data.quarantine import MANIFEST, quarantine, quarantine_root
+from .console import ConsoleReporter, console, parse_options
+
+
+def check(
+    data: str = typer.Argument(..., help="A folder of class sub-folders, a .csv/.tsv file, or "
+                                         "a dataset name like csv:labels.csv."),
+    path_column: str | None = typer.Option(None, "--path-column",
+                                           help="CSV column with image paths or ids."),
+    label_column: str | None = typer.Option(None, "--label-column", help="CSV label column."),
+    image_root: str | None = typer.Option(None, "--image-root",
+                                          help="Folder CSV paths are relative to."),
+    data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
+    min_size: int = typer.Option(DEFAULT_MIN_SIZE, "--min-size",
+                                 help="Report images whose shorter side is below this."),
+    quarantine_dir: Path | None = typer.Option(
+        None, "--quarantine", help="Move unreadable files here (with a manifest.csv)."),
+    workers: int | None = typer.Option(None, "--workers", help="Decode threads."),
+    show: int = typer.Option(10, "--show", help="Example paths shown per finding."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+) -> None:
+    """Decode every file of a data set; report counts, unreadable files, mismatched extensions,
+    non-RGB modes, tiny images, duplicates and train/val leakage.
+
+    Exits with status 1 when unreadable files were found and left in place.
+    """
+    options = parse_options(data_opt, "--data-opt")
+    for key, value in (("path_column", path_column), ("label_column", label_column),
+                       ("image_root", image_root)):
+        if value is not None:
+            options[key] = value
+    root = None
+    if quarantine_dir is not None:  # refuse a bad target before the scan, not after it
+        loader, source = resolve_loader(data)
+        root = quarantine_root(source or data, loader, quarantine_dir)
+    report = check_data(data, options, min_size=min_size, workers=workers,
+                        on_progress=None if as_json else _progress())
+    moved = []
+    if quarantine_dir is not None and report.unreadable:
+        moved = quarantine(report.unreadable, quarantine_dir, root)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict() | {"quarantined": [
+            [str(m.original), str(m.quarantined)] for m in moved]}, indent=2))
+    else:
+        print_report(report, show)
+        if moved:
+            console.print(f"moved {len(moved)} unreadable files into {quarantine_dir} "
+                          f"(listed in {Path(quarantine_dir) / MANIFEST})", highlight=False)
+    if report.unreadable and not moved:
+        raise typer.Exit(1)
+
+
+def _progress() -> Callable[[int, int], None]:
+    update: list[Callable[[int], None]] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if not update:
+            update.append(ConsoleReporter().task("checking", total))
+        update[0](done)
+
+    return on_progress
+
+
+def print_report(report: CheckReport, show: int) -> None:
+    rate = report.files / report.seconds if report.seconds else 0.0
+    say(f"checked {report.files} files of {report.source} ({report.loader}) in "
+        f"{report.seconds:.1f} s ({rate:.0f} files/s)")
+    for note in report.notes:
+        say(f"  {note}")
+    _counts(report)
+    problems = 0
+    sections: list[tuple[str, list[Any], Callable[[Any], str]]] = [
+        ("unreadable files", report.unreadable, lambda item: f"{item[0]}: {item[1]}"),
+        ("extension does not match the content", report.mismatched,
+         lambda item: f"{item[0]} is {item[1]}"),
+        (f"tiny images (shorter side under {report.min_size} px)", report.tiny,
+         lambda item: f"{item[0]} ({item[1][0]}x{item[1][1]})"),
+        ("exact duplicates (groups)", report.duplicates, " = ".join),
+        ("duplicates across train and val (leakage)", report.leaks, " = ".join),
+        ("identical files with different labels", report.conflicts, " = ".join),
+    ]
+    for title, items, describe in sections:
+        if items:
+            problems += 1
+            _section(f"{title}: {len(items)}", [describe(_strs(i)) for i in items], show)
+    if report.modes:
+        problems += 1
+        summary = ", ".join(f"{mode} {len(paths)}" for mode, paths in report.modes.items())
+        lines = [f"{mode}: {path}" for mode, paths in report.modes.items() for path in paths]
+        _section(f"not RGB (converted by the colour policy): {summary}", lines, show)
+    if not problems:
+        say("no problems found")
+
+
+def _strs(item: Any) -> Any:
+    if isinstance(item, list):
+        return [str(p) for p in item]
+    return item
+
+
+def _counts(report: CheckReport) -> None:
+    table = Table("split", *report.classes, "total")
+    for split, counts in report.counts.items():
+        values = [counts.get(name, 0) for name in report.classes]
+        table.add_row(split, *(str(v) for v in values), str(sum(values)))
+    console.print(table)
+
+
+def _section(title: str, lines: list[str], show: int) -> None:
+    say(title)
+    for line in lines[:show]:
+        say(f"  {line}")
+    if len(lines) > show:
+        say(f"  ... and {len(lines) - show} more (--show {len(lines)} or --json for all)")
+
+
+def say(text: str) -> None:
+    console.print(text, highlight=False, markup=False)
