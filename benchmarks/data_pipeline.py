@@ -5,19 +5,18 @@
 "real pipeline": the path ``imgcls train`` takes after its first epoch:
 decode_samples (the cache, decoded once before the timed epochs) -> make_loader
 (batched fetch + augmentation) -> Normalizer -> forward/backward/step.
-"compute only": the identical loop over the same number of pre-made uint8
-batches held in a list (no loader, no augmentation). Epochs of the two alternate
-so that machine noise hits both alike; each prints the median over the timed
-epochs and the ratio real / compute (1.0 = the pipeline costs nothing).
+"compute only": the identical step over the same number of pre-made uint8
+batches held in a list (no loader, no augmentation). The two alternate batch by
+batch (epoch by epoch when the loader has worker processes), so that load from
+other processes hits both alike; it prints total images / total seconds of each
+over the timed epochs and the ratio real / compute (1.0 = the pipeline is free).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace, data: Path) -> int:
     loader_workers = make_loader(images, args.batch_size, workers=args.workers).num_workers
     print(f"data: {len(images)} training images from {data}, {len(images.skipped)} skipped")
     print(f"model: {args.model} at {spec.preprocess.size[0]}x{spec.preprocess.size[1]}, "
-          f"batch {args.batch_size}, {args.epochs} timed epochs per arm (median), "
+          f"batch {args.batch_size}, {args.epochs} timed epochs per arm, "
           f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"loader workers {loader_workers}")
     print(f"first epoch decode (--cache {args.cache}): {decode_s:.1f} s = "
@@ -93,30 +92,40 @@ def measure(args, spec, images, normalize, augment: str, make_loader) -> tuple[f
     premade = [(batch.clone(), labels.clone()) for batch, labels in
                make_loader(images, args.batch_size, shuffle=True, workers=0)]
 
-    def epoch(batches: Iterable, mix: list) -> float:
-        seen, started = 0, time.perf_counter()
-        model.train()
-        for batch, labels in batches:
-            inputs, targets = normalize(batch), labels
-            if mix:  # as imgcls train: mixup/cutmix on normalised images, soft targets
-                one_hot = torch.nn.functional.one_hot(labels, classes).float()
-                inputs, targets = pipeline.mix(inputs, one_hot)
-            logits = model(inputs)
-            loss = torch.nn.functional.cross_entropy(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss.item()  # the training loop reads the loss every step, which syncs
-            seen += len(labels)
-        return seen / (time.perf_counter() - started)
+    def step(batch, labels, mix: list) -> int:
+        inputs, targets = normalize(batch), labels
+        if mix:  # as imgcls train: mixup/cutmix on normalised images, soft targets
+            one_hot = torch.nn.functional.one_hot(labels, classes).float()
+            inputs, targets = pipeline.mix(inputs, one_hot)
+        logits = model(inputs)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # the training loop reads the loss every step, which syncs
+        return len(labels)
 
-    epoch(loader, pipeline.batch)  # warm-up: the first epoch after decoding, not timed
-    epoch(premade, [])
-    real, compute = [], []
+    model.train()
+    for batch, labels in loader:  # the first epoch after decoding: warm-up, not timed
+        step(batch, labels, pipeline.batch)
+    clock = {"real": [0, 0.0], "compute": [0, 0.0]}
+
+    def timed(arm: str, work) -> None:
+        started = time.perf_counter()
+        clock[arm][0] += work()
+        clock[arm][1] += time.perf_counter() - started
+
     for _ in range(args.epochs):
-        real.append(epoch(loader, pipeline.batch))
-        compute.append(epoch(premade, []))
-    return statistics.median(real), statistics.median(compute)
+        if loader.num_workers:  # workers prefetch in the background: alternate whole epochs
+            timed("real", lambda: sum(step(b, y, pipeline.batch) for b, y in loader))
+            timed("compute", lambda: sum(step(b, y, []) for b, y in premade))
+            continue
+        # Alternate batch by batch, so that load from other processes hits both arms alike.
+        batches = iter(loader)
+        for batch_index in range(len(loader)):
+            timed("real", lambda it=batches: step(*next(it), pipeline.batch))
+            timed("compute", lambda i=batch_index: step(*premade[i], []))
+    return tuple(images_seen / seconds for images_seen, seconds in clock.values())
 
 
 if __name__ == "__main__":

@@ -145,6 +145,22 @@ def test_colour_augmentations():
     assert not torch.equal(hue, colour)
 
 
+def test_colour_jitter_matches_torchvision_where_nothing_clips(monkeypatch):
+    from torchvision.transforms.v2 import functional as TF
+
+    from imgcls.default_plugins import augment_ops
+
+    factors = iter([1.1, 0.8, 1.3])
+    monkeypatch.setattr(augment_ops, "_uniform", lambda n, low, high: torch.full((n,), next(
+        factors)))
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(90, 160, (1, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    ours = augment_ops.ColorJitter(0.2, 0.2, 0.4).apply(image)
+    unit = image.float() / 255  # float, so torchvision does not round between its steps
+    theirs = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(unit, 1.1), 0.8), 1.3)
+    assert (ours.float() - theirs * 255).abs().max() <= 0.51
+
+
 def test_blur_smooths_and_erasing_blanks_a_box():
     checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 255
     batch = checker.to(torch.uint8).expand(16, 3, 32, 32).contiguous()

@@ -188,7 +188,12 @@ def _per_image(values: torch.Tensor) -> torch.Tensor:
 
 class ColorJitter(BatchedTransform):
     """Random brightness, contrast and saturation factors in [1 - x, 1 + x] and a hue
-    shift of up to ``hue`` turns (a rotation in YIQ colour space), in that order."""
+    shift of up to ``hue`` turns (a rotation in YIQ colour space), in that order.
+
+    All four are linear in RGB, so they are composed into one 3x3 matrix and offset
+    per image and applied in one pass, clipping once at the end (torchvision clips
+    after each step; the results differ only where a step overshoots 0..255).
+    """
 
     def __init__(self, brightness: float = 0.0, contrast: float = 0.0,
                  saturation: float = 0.0, hue: float = 0.0) -> None:
@@ -198,22 +203,31 @@ class ColorJitter(BatchedTransform):
         self.hue = _check("hue", hue, 0.0, 0.5)
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
-        x, n = batch.float(), len(batch)
+        n, channels, height, width = batch.shape
+        x = batch.float().reshape(n, channels, height * width)
+        matrix, offset = self._colour_maps(n, x.mean(2))
+        out = torch.baddbmm(offset[:, :, None], matrix, x).clamp_(0, 255).round_()
+        return out.to(torch.uint8).reshape(batch.shape)
+
+    def _colour_maps(self, n: int, mean_rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per image: pixel -> matrix @ pixel + offset."""
+        matrix, offset = torch.eye(3).repeat(n, 1, 1), torch.zeros(n, 3)
         if self.brightness:
-            x = x * _per_image(_uniform(n, 1 - self.brightness, 1 + self.brightness))
-            x = x.clamp_(0, 255)
+            factor = _uniform(n, 1 - self.brightness, 1 + self.brightness)[:, None]
+            matrix, offset = matrix * factor[:, :, None], offset * factor
         if self.contrast:
-            mean = _gray(x).mean((1, 2, 3), keepdim=True)
-            factor = _per_image(_uniform(n, 1 - self.contrast, 1 + self.contrast))
-            x = ((x - mean) * factor + mean).clamp_(0, 255)
+            factor = _uniform(n, 1 - self.contrast, 1 + self.contrast)[:, None]
+            mean = ((matrix @ mean_rgb[:, :, None])[:, :, 0] + offset) @ _GRAY
+            matrix = matrix * factor[:, :, None]
+            offset = offset * factor + (1 - factor) * mean[:, None]
         if self.saturation:
-            gray = _gray(x)
-            factor = _per_image(_uniform(n, 1 - self.saturation, 1 + self.saturation))
-            x = ((x - gray) * factor + gray).clamp_(0, 255)
+            factor = _uniform(n, 1 - self.saturation, 1 + self.saturation)[:, None, None]
+            towards_gray = factor * torch.eye(3) + (1 - factor) * _GRAY.expand(3, 3)
+            matrix, offset = towards_gray @ matrix, (towards_gray @ offset[:, :, None])[:, :, 0]
         if self.hue:
-            x = torch.einsum("nij,njhw->nihw", _hue_matrices(_uniform(n, -self.hue, self.hue)),
-                             x).clamp_(0, 255)
-        return x.round_().to(torch.uint8)
+            rotation = _hue_matrices(_uniform(n, -self.hue, self.hue))
+            matrix, offset = rotation @ matrix, (rotation @ offset[:, :, None])[:, :, 0]
+        return matrix, offset
 
 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
