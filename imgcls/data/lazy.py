@@ -130,8 +130,8 @@ class LazyImages:
                 # One short append per line is atomic, also across worker processes.
                 with open(self._skip_log, "a", encoding="utf-8") as log:
                     log.write(json.dumps([index, exc.message]) + "\n")
-            warnings.warn(f"Skipped unreadable image {self.paths[index]}: {exc.message}",
-                          SkippedImageWarning, stacklevel=2)
+            warnings.warn(f"Skipped an unreadable image. {exc.message}", SkippedImageWarning,
+                          stacklevel=1)
             return None
 
     def _replacement(self, index: int) -> int:
