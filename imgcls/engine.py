@@ -81,9 +81,21 @@ def decode_chunk(paths: list[str], preprocess: Preprocess) -> DecodedChunk:
     return DecodedChunk(good, pixels, failures)
 
 
-def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_workers(gpu: bool = False) -> int:
+    """Decode workers: one per core up to 8 when the CPU also runs the model.
+
+    With a GPU running the model, decoding is all the CPU does, so every core but
+    the one feeding the GPU decodes (on a 16-core H200 host, 16 process workers
+    decoded 5,790 img/s against 3,244 for 8; see docs/inference.md).
+    """
+    cores = usable_cores()
+    return max(1, min(32, cores - 1)) if gpu else max(1, min(8, cores))
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
@@ -150,6 +162,25 @@ class DecodePool:
             done = pending.popleft().result()
             submit_next()
             yield done
+
+
+def model_input(preprocess: Preprocess, pixels: np.ndarray) -> np.ndarray:
+    """``preprocess.apply(pixels)``, bit for bit, in a fraction of the time.
+
+    Transposing the uint8 pixels (a quarter of the bytes) before one float32
+    multiply and an in-place add saves three passes over float memory: 6-9x
+    faster at batch 64, which on a GPU decides the throughput of models that do
+    not embed their preprocessing. tests/test_infer_engine.py checks equality.
+    """
+    if pixels.ndim == 3:
+        pixels = pixels[None]
+    if preprocess.channel_order == "BGR":
+        pixels = pixels[..., ::-1]
+    nchw = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+    mul, add = preprocess.affine()
+    out = np.multiply(nchw, mul.reshape(1, 3, 1, 1), dtype=np.float32)
+    out += add.reshape(1, 3, 1, 1)
+    return out
 
 
 # --------------------------------------------------------------------------- statistics

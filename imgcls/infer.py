@@ -21,13 +21,15 @@ from .engine import (
     Failure,
     Prediction,
     default_workers,
+    model_input,
     predict_stream,
     ranked_labels,
+    usable_cores,
 )
 from .errors import CheckpointError, ConfigError, DecodeError
 from .images import load_pixels, to_pixels
 from .inputs import check_inputs, in_shard, iter_inputs, iter_paths, parse_shard
-from .providers import choose_providers, gpu_available, make_session, uses_cuda
+from .providers import CPU, choose_providers, gpu_available, make_session, uses_cuda
 from .specs import Preprocess
 
 if TYPE_CHECKING:
@@ -64,13 +66,19 @@ def read_onnx_manifest(session: Any, path: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- runners
 
 
-class _CudaBinding:
-    """IO binding: inputs and outputs in reused GPU buffers, one pair per batch size."""
+class IoBinding:
+    """IO binding: inputs and outputs in reused device buffers, one pair per batch shape.
 
-    def __init__(self, session: Any, input_name: str, output_name: str, out_dtype: Any) -> None:
+    On CUDA this saves allocating and copying through onnxruntime's defaults on
+    every batch; ``device="cpu"`` exists so the logic can be tested anywhere.
+    """
+
+    def __init__(self, session: Any, input_name: str, output_name: str, out_dtype: Any,
+                 device: str = "cuda") -> None:
         import onnxruntime as ort
 
         self._ort = ort
+        self.device = device
         self.session = session
         self.input_name, self.output_name, self.out_dtype = input_name, output_name, out_dtype
         self._buffers: dict[tuple[int, ...], tuple[Any, Any]] = {}
@@ -81,9 +89,9 @@ class _CudaBinding:
         if key not in self._buffers:
             if len(self._buffers) >= 4:  # full batches plus a few odd last-batch sizes
                 self._buffers.clear()
-            inputs = self._ort.OrtValue.ortvalue_from_numpy(batch, "cuda", 0)
+            inputs = self._ort.OrtValue.ortvalue_from_numpy(batch, self.device, 0)
             outputs = self._ort.OrtValue.ortvalue_from_shape_and_type(
-                (len(batch), classes), self.out_dtype, "cuda", 0)
+                (len(batch), classes), self.out_dtype, self.device, 0)
             self._buffers[key] = (inputs, outputs)
         else:
             self._buffers[key][0].update_inplace(batch)
@@ -92,7 +100,8 @@ class _CudaBinding:
         binding.bind_ortvalue_input(self.input_name, inputs)
         binding.bind_ortvalue_output(self.output_name, outputs)
         self.session.run_with_iobinding(binding)
-        return outputs.numpy()
+        # A copy: the buffer is overwritten by the next batch (N x classes, cheap).
+        return np.array(outputs.numpy(), copy=True)
 
 
 class OnnxRunner:
@@ -115,7 +124,7 @@ class OnnxRunner:
                 f"{path}: the model has {outputs.shape[-1]} outputs but its manifest lists "
                 f"{self.classes} classes.", "Re-export the model.")
         self.providers: list[str] = list(self.session.get_providers())
-        self._binding = (_CudaBinding(self.session, self.input_name, self.output_name,
+        self._binding = (IoBinding(self.session, self.input_name, self.output_name,
                                       _NUMPY_TYPES.get(outputs.type, np.float32))
                          if uses_cuda(self.session) else None)
 
@@ -128,7 +137,7 @@ class OnnxRunner:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 NHWC pixels from the shared decoder -> class probabilities."""
-        outputs = self(pixels if self.embedded else self.preprocess.apply(pixels))
+        outputs = self(pixels if self.embedded else model_input(self.preprocess, pixels))
         outputs = outputs.astype(np.float64)
         return outputs if self.outputs_probabilities else softmax(outputs)
 
@@ -155,7 +164,7 @@ class TorchRunner:
             return self.model(x).float().cpu().numpy()
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return softmax(self(self.preprocess.apply(pixels)).astype(np.float64))
+        return softmax(self(model_input(self.preprocess, pixels)).astype(np.float64))
 
 
 Runner = OnnxRunner | TorchRunner
@@ -231,7 +240,8 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
     check_inputs(inputs)
     errors_path = options.errors_path or (
         errors_path_for(options.output) if options.output else None)
-    workers = options.workers or default_workers()
+    gpu = choose_providers(options.device)[0] != CPU
+    workers = options.workers or default_workers(gpu)
     # Start the decode workers before onnxruntime starts its threads: forking a
     # single-threaded process is the safe kind of fork.
     with DecodePool(workers, options.backend) as pool:
@@ -256,8 +266,7 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
 def _ort_threads(workers: int) -> int:
     # On the CPU, decode workers and onnxruntime share the cores: give onnxruntime
     # what the workers leave (at least one), not a second thread per core.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - workers)
+    return max(1, usable_cores() - workers)
 
 
 # --------------------------------------------------------------------------- Python API

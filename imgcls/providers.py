@@ -7,9 +7,12 @@ provider it was asked for is not active.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import io
 import os
+import sys
 from typing import Any
 
 from .errors import CheckpointError, DeviceError
@@ -88,6 +91,23 @@ def _provider_options(providers: list[str]) -> list[tuple[str, dict[str, str]]]:
     return options
 
 
+def _preload_cuda_libraries() -> str:
+    """Load CUDA and cuDNN from pip's nvidia-* packages when torch has not loaded them.
+
+    Returns what onnxruntime printed while trying (advice, not errors: whether
+    CUDA works is checked on the session itself).
+    """
+    import onnxruntime as ort
+
+    if "torch" in sys.modules or not hasattr(ort, "preload_dlls"):
+        return ""
+    printed = io.StringIO()
+    # preload_dlls prints; predictions may be going to stdout.
+    with contextlib.redirect_stdout(printed):
+        ort.preload_dlls(msvc=False)
+    return printed.getvalue().strip()
+
+
 def make_session(path: str | os.PathLike, device: str = "auto",
                  threads: int | None = None) -> Any:
     """An onnxruntime session; fails if a GPU provider was asked for but is not active.
@@ -98,6 +118,7 @@ def make_session(path: str | os.PathLike, device: str = "auto",
 
     device = (device or "auto").lower()
     providers = choose_providers(device)
+    notes = _preload_cuda_libraries() if CUDA in providers else ""
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -107,11 +128,11 @@ def make_session(path: str | os.PathLike, device: str = "auto",
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise CheckpointError(f"onnxruntime cannot load {path}: {exc}",
                               "Pass an .onnx file written by `imgcls export onnx`.") from exc
-    check_active(session, device)
+    check_active(session, device, notes)
     return session
 
 
-def check_active(session: Any, device: str) -> None:
+def check_active(session: Any, device: str, notes: str = "") -> None:
     """Raise DeviceError when the provider asked for did not become active."""
     active = session.get_providers()
     wanted = {"cuda": CUDA, "tensorrt": TENSORRT}.get(device)
@@ -120,7 +141,8 @@ def check_active(session: Any, device: str) -> None:
             f"{device.upper() if device == 'cuda' else 'TensorRT'} was requested but "
             f"onnxruntime fell back to {', '.join(active)}.",
             "Check that the CUDA, cuDNN (and TensorRT) versions match what onnxruntime-gpu "
-            "needs; run with --device cpu meanwhile.")
+            "needs; run with --device cpu meanwhile." + (f" onnxruntime said: {notes}"
+                                                         if notes else ""))
 
 
 def uses_cuda(session: Any) -> bool:

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.engine import DecodePool, EngineStats, Failure, Prediction, predict_stream
+from imgcls.engine import (
+    DecodePool,
+    EngineStats,
+    Failure,
+    Prediction,
+    model_input,
+    predict_stream,
+)
 from imgcls.errors import ConfigError, DataError
 from imgcls.inputs import PathSet, check_inputs, in_shard, iter_paths, parse_shard
 from imgcls.specs import Preprocess
@@ -149,3 +156,18 @@ def test_path_set():
     assert done._hashes.nbytes == 800_000  # 8 bytes a path
     assert list(done.skip(["p5", "new", "p7"])) == ["new"]
     assert "x" not in PathSet()
+
+
+@pytest.mark.parametrize("preprocess", [
+    Preprocess(size=(8, 8)),
+    Preprocess(size=(6, 10), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+               channel_order="BGR"),
+    Preprocess(size=(5, 5), value_range=(-1.0, 1.0)),
+])
+def test_model_input_equals_preprocess_apply_bit_for_bit(preprocess):
+    height, width = preprocess.size
+    pixels = np.random.default_rng(0).integers(0, 256, (7, height, width, 3), dtype=np.uint8)
+    fast = model_input(preprocess, pixels)
+    assert fast.dtype == np.float32 and fast.flags.c_contiguous
+    assert np.array_equal(fast, preprocess.apply(pixels))
+    assert np.array_equal(model_input(preprocess, pixels[0]), preprocess.apply(pixels[0]))

@@ -150,3 +150,17 @@ def test_classifier_on_paths_pil_and_arrays(exported, listing):
     assert [p.labels for p in streamed] == [p.labels for p in by_path]
     with pytest.raises(DecodeError):
         classifier.predict(42)
+
+
+def test_io_binding_reuses_buffers_and_matches_plain_runs(exported):
+    from imgcls.infer import IoBinding, OnnxRunner
+
+    runner = OnnxRunner(exported, "cpu")
+    assert runner._binding is None  # IO binding is for GPU sessions only
+    binding = IoBinding(runner.session, runner.input_name, runner.output_name, np.float32,
+                        device="cpu")
+    rng = np.random.default_rng(0)
+    for batch in (4, 4, 3, 4):
+        x = rng.random((batch, 3, 64, 64), dtype=np.float32)
+        assert np.allclose(binding(x, runner.classes), runner(x), atol=1e-6)
+    assert sorted(shape[0] for shape in binding._buffers) == [3, 4]

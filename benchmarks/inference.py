@@ -1,0 +1,181 @@
+"""Inference speed, measured side by side in one run on real photos.
+
+    python benchmarks/inference.py [--data DIR] [--repeat 4] [--rounds 3]
+
+On the cats-dogs val photos (listed --repeat times, so each pass is long enough
+to time), for basic-cnn and deep-cnn (untrained weights: speed does not depend
+on them):
+
+1. decode-only images/s: the shared decoder in the engine's DecodePool, with
+   process and with thread workers, the worker count `imgcls infer` uses;
+2. end-to-end `imgcls infer` images/s (its own summary: from the first path to
+   the last row written; the interpreter's start-up is printed separately);
+3. PyTorch eager vs onnxruntime images/s on pre-decoded batches of 64.
+
+Rounds are interleaved so that load from other processes hits every variant
+alike; each figure is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cats-dogs" / "val"
+MODELS = ("basic-cnn", "deep-cnn")
+
+
+def make_models(folder: Path) -> dict[str, Path]:
+    """A 2-class checkpoint and its ONNX export per model."""
+    import torch
+
+    from imgcls.checkpoint import make_manifest, save_checkpoint
+    from imgcls.export import export_onnx
+    from imgcls.registry import get_model
+
+    exported = {}
+    for name in MODELS:
+        spec = get_model(name).spec
+        torch.manual_seed(0)
+        model = spec.build(2, image_size=spec.input_size).eval()
+        checkpoint = save_checkpoint(folder / f"{name}.safetensors", model,
+                                     make_manifest(name, {}, ["cats", "dogs"], spec.preprocess))
+        exported[name] = export_onnx(checkpoint, folder / f"{name}.onnx").path
+    return exported
+
+
+def decode_rate(paths: list[str], preprocess, workers: int, backend: str) -> float:
+    from imgcls.engine import DecodePool
+
+    with DecodePool(workers, backend) as pool:  # workers start before the clock
+        started = time.perf_counter()
+        count = sum(len(chunk.paths) for chunk in pool.imap(paths, preprocess))
+        return count / (time.perf_counter() - started)
+
+
+def infer_rate(model: Path, listing: Path, backend: str, folder: Path) -> tuple[float, float]:
+    """(images/s from the summary, wall seconds of the whole command)."""
+    summary = folder / "summary.json"
+    command = [sys.executable, "-m", "imgcls", "infer", str(model), f"@{listing}",
+               "-o", str(folder / "preds.csv"), "--decode", backend,
+               "--summary-json", str(summary)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    return json.loads(summary.read_text())["images_per_second"], wall
+
+
+def model_rates(model: Path, checkpoint: Path, pixels, rounds: int) -> tuple[float, float]:
+    """(torch eager, onnxruntime) images/s on one pre-decoded batch, default threads."""
+    import torch
+
+    from imgcls.checkpoint import load_checkpoint
+    from imgcls.providers import make_session
+
+    loaded = load_checkpoint(checkpoint)
+    batch = loaded.preprocess.apply(pixels)
+    session = make_session(model, "cpu")
+    name = session.get_inputs()[0].name
+    tensor = torch.from_numpy(batch)
+
+    def eager() -> None:
+        with torch.inference_mode():
+            loaded.model(tensor)
+
+    def ort() -> None:
+        session.run(None, {name: batch})
+
+    rates: dict[str, list[float]] = {"torch": [], "ort": []}
+    for _ in range(rounds):
+        for key, run in (("torch", eager), ("ort", ort)):
+            rates[key].append(len(batch) * _calls_per_second(run))
+    return statistics.median(rates["torch"]), statistics.median(rates["ort"])
+
+
+def _calls_per_second(run: Callable[[], None], seconds: float = 1.0) -> float:
+    run()  # warm-up
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        run()
+        calls += 1
+    return calls / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="a folder of photos")
+    parser.add_argument("--repeat", type=int, default=4, help="times the photos are listed")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from imgcls.engine import BACKENDS, DEFAULT_BACKEND, default_workers
+    from imgcls.inputs import iter_paths
+    from imgcls.registry import get_model
+
+    if not Path(args.data).is_dir():
+        print(f"error: {args.data} not found; pass --data with a folder of photos")
+        return 2
+    photos = list(iter_paths([args.data]))
+    paths = photos * args.repeat
+    workers = default_workers()
+    print(f"{len(paths)} paths ({len(photos)} photos x {args.repeat}) from {args.data}; "
+          f"{os.cpu_count()} cores, {workers} decode workers, default backend {DEFAULT_BACKEND}")
+    with tempfile.TemporaryDirectory(prefix="imgcls-bench-") as tmp:
+        folder = Path(tmp)
+        listing = folder / "paths.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        exported = make_models(folder)
+        for name in MODELS:
+            preprocess = get_model(name).spec.preprocess
+            _compare(name, exported[name], paths, preprocess, workers, listing, folder,
+                     args.rounds, BACKENDS)
+            _model_speed(name, exported[name], folder, photos, preprocess, args.rounds)
+    return 0
+
+
+def _compare(name, model, paths, preprocess, workers, listing, folder, rounds, backends):
+    decode = {b: [] for b in backends}
+    e2e = {b: [] for b in backends}
+    walls = {b: [] for b in backends}
+    for _ in range(rounds):
+        for backend in backends:
+            decode[backend].append(decode_rate(paths, preprocess, workers, backend))
+            rate, wall = infer_rate(model, listing, backend, folder)
+            e2e[backend].append(rate)
+            walls[backend].append(wall)
+    print(f"\n{name} ({preprocess.size[0]}x{preprocess.size[1]}), median of {rounds} rounds:")
+    for backend in backends:
+        d, e = statistics.median(decode[backend]), statistics.median(e2e[backend])
+        wall = statistics.median(walls[backend])
+        print(f"  {backend:<8} decode-only {d:7.0f} img/s | imgcls infer {e:7.0f} img/s "
+              f"= {e / d:5.1%} of decode-only | command wall {wall:.1f} s | rounds: decode "
+              f"{[round(x) for x in decode[backend]]} infer {[round(x) for x in e2e[backend]]}")
+    if len(backends) == 2:
+        a, b = backends
+        print(f"  decode-only {a}/{b}: "
+              f"{statistics.median(decode[a]) / statistics.median(decode[b]):.2f}x; "
+              f"imgcls infer {a}/{b}: {statistics.median(e2e[a]) / statistics.median(e2e[b]):.2f}x")
+
+
+def _model_speed(name, model, folder, photos, preprocess, rounds):
+    import numpy as np
+
+    from imgcls.images import load_pixels
+
+    pixels = np.stack([load_pixels(p, preprocess) for p in photos[:64]])
+    eager, ort = model_rates(model, folder / f"{name}.safetensors", pixels, rounds)
+    print(f"  batch 64, pre-decoded: torch eager {eager:7.0f} img/s | onnxruntime {ort:7.0f} "
+          f"img/s | onnxruntime / eager {ort / eager:.1f}x")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
