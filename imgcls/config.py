@@ -83,7 +83,8 @@ class TrainConfig:
     exist_ok: bool = _opt(False, "Reuse an existing run folder.")
     val_split: float = _opt(0.2, "Validation fraction when the data has no val folder.")
     cache: str = _opt("memory", "Decoded-image cache: memory, disk or none.")
-    workers: int = _opt(0, "DataLoader worker processes.")
+    workers: int | None = _opt(None, "DataLoader worker processes (default: none for cached "
+                                     "pixels, some for --cache none).")
     model_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Model options (--model-opt key=value)."})
     data_options: dict[str, Any] = field(
@@ -101,7 +102,8 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}.",
              "--batch-size 64"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}.", "--lr 0.001"),
-            (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}.", "--workers 0"),
+            (self.workers is None or self.workers >= 0,
+             f"--workers must be 0 or more, got {self.workers}.", "--workers 0"),
             (self.img_size is None or self.img_size >= spec.min_size,
              f"--img-size {self.img_size} is below {spec.name}'s minimum of {spec.min_size}.",
              f"--img-size {spec.input_size[0]}"),

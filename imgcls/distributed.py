@@ -154,5 +154,5 @@ def with_sampler(loader: DataLoader, sampler: Sampler) -> DataLoader:
         num_workers=loader.num_workers, collate_fn=loader.collate_fn,
         pin_memory=loader.pin_memory, drop_last=loader.drop_last,
         worker_init_fn=loader.worker_init_fn, generator=loader.generator,
-        persistent_workers=loader.persistent_workers,
+        persistent_workers=loader.persistent_workers, prefetch_factor=loader.prefetch_factor,
     )

@@ -177,6 +177,27 @@ def resolve_config(config: TrainConfig | None, state: dict[str, Any] | None,
     return TrainConfig(**(state["config"] | overrides))
 
 
+@dataclass
+class Session:
+    """What the epoch loop works with; _fit() builds it once."""
+
+    config: TrainConfig
+    env: DistEnv
+    reporter: Reporter
+    precision: Precision
+    model: nn.Module  # DDP-wrapped under torchrun
+    stepper: Stepper
+    loss_fn: TrainLoss
+    normalize: Normalizer
+    batch_transforms: list
+    train_loader: Any
+    val_loader: Any
+    num_classes: int
+    tracker: BestTracker
+    history: list[dict[str, float]]
+    outputs: RunOutputs
+
+
 def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
          state: dict[str, Any] | None, resume_dir: Path | None) -> FitResult:
     # configuration
@@ -194,11 +215,10 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     train_loader, val_loader = _loaders(train_images, val_images, augment, config, env, device)
     num_classes = len(dataset.classes)
 
-    # model
+    # model, optimisation, and the state of a resumed run
     model = spec.build(num_classes, image_size=preprocess.size, **config.model_options).to(device)
     stepper = Stepper(model, config, len(train_loader), precision)
     loss_fn = TrainLoss.build(config, train_images.labels, num_classes, device)
-    normalize = Normalizer(preprocess, device)
     tracker = BestTracker(config.select_metric, config.patience)
     history: list[dict[str, float]] = []
     start = _restore(state, model, stepper, tracker, history) if state else 1
@@ -208,34 +228,13 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     reporter.start(info)
     if env.is_main:
         outputs.on_start(info, stepper, tracker, history, start - 1)
-    ddp_model = distributed.wrap(model, env, device)
+    session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
+                      stepper, loss_fn, Normalizer(preprocess, device), augment.batch,
+                      train_loader, val_loader, num_classes, tracker, history, outputs)
 
     # loop
-    stopped_early = False
-    epoch = start - 1
     try:
-        for epoch in range(start, config.epochs + 1):
-            seed_epoch(config.seed, epoch, env.rank)
-            train_loader.sampler.set_epoch(epoch)
-            started = time.perf_counter()
-            totals = train_one_epoch(ddp_model, train_loader, normalize, loss_fn, stepper,
-                                     precision, augment.batch, reporter, epoch)
-            seconds = time.perf_counter() - started
-            val = evaluate(stepper.eval_model(), val_loader, normalize, precision, num_classes,
-                           config.top_k)
-            record = _epoch_record(epoch, totals, val, stepper, env, device)
-            history.append(record)
-            is_best = tracker.update(record)
-            timing = {"epoch_seconds": seconds,
-                      "images_per_second": totals[2].item() * env.world_size / seconds}
-            if env.is_main:
-                outputs.on_epoch(epoch, record, timing, is_best, stepper, tracker, history)
-            reporter.epoch_end(record | timing, is_best=is_best)
-            if tracker.out_of_patience(epoch):
-                stopped_early = True
-                reporter.warn(f"early stop: no improvement in {config.select_metric} for "
-                              f"{config.patience} epochs (best: epoch {tracker.best['epoch']}).")
-                break
+        stopped_early = run_epochs(session, start)
     except KeyboardInterrupt:
         raise TrainingInterrupted(outputs.run_dir, len(history) and history[-1]["epoch"]) from None
 
@@ -249,6 +248,32 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     distributed.barrier(env)
     reporter.end(result)
     return result
+
+
+def run_epochs(s: Session, start: int) -> bool:
+    """Train, validate, keep the best, save state, log; True when patience ran out."""
+    for epoch in range(start, s.config.epochs + 1):
+        seed_epoch(s.config.seed, epoch, s.env.rank)
+        s.train_loader.sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        totals = train_one_epoch(s.model, s.train_loader, s.normalize, s.loss_fn, s.stepper,
+                                 s.precision, s.batch_transforms, s.reporter, epoch)
+        seconds = time.perf_counter() - started
+        val = evaluate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
+                       s.num_classes, s.config.top_k)
+        record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
+        timing = {"epoch_seconds": seconds,
+                  "images_per_second": totals[2].item() * s.env.world_size / seconds}
+        s.history.append(record)
+        is_best = s.tracker.update(record)
+        if s.env.is_main:
+            s.outputs.on_epoch(epoch, record, timing, is_best, s.stepper, s.tracker, s.history)
+        s.reporter.epoch_end(record | timing, is_best=is_best)
+        if s.tracker.out_of_patience(epoch):
+            s.reporter.warn(f"early stop: no improvement in {s.config.select_metric} for "
+                            f"{s.config.patience} epochs (best: epoch {s.tracker.best['epoch']}).")
+            return True
+    return False
 
 
 def _epoch_record(epoch: int, totals: torch.Tensor, val: MetricAccumulator, stepper: Stepper,
