@@ -46,7 +46,9 @@ def evaluate(
 
 def print_metrics(summary: dict[str, Any]) -> None:
     """Per-class table, then the headline metrics."""
-    table = Table("class", "precision", "recall", "F1", "support")
+    table = Table("class")
+    for column in ("precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
     for row in summary["per_class"]:
         table.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}",
                       f"{row['f1']:.3f}", str(row["support"]))
