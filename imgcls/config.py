@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .augment import DEFAULT_AUGMENT
+from .data.cache import CACHE_MODES
 from .errors import ConfigError
 from .specs import ModelSpec
 
@@ -113,6 +114,7 @@ class TrainConfig:
             _choice("--class-weights", self.class_weights, CLASS_WEIGHTS),
             _choice("--sampler", self.sampler, SAMPLERS),
             _choice("--amp-dtype", self.amp_dtype, AMP_DTYPES),
+            _choice("--cache", self.cache, CACHE_MODES),
             (self.weight_decay >= 0, "--weight-decay must be 0 or more.", "--weight-decay 0.05"),
             (self.warmup_epochs >= 0, "--warmup-epochs must be 0 or more.", "--warmup-epochs 1"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1).",

@@ -212,8 +212,9 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     dataset = load_dataset(config.data, config.data_options, config.val_split, config.seed)
     train_images = _decode(dataset.train, preprocess, config, reporter, "train")
     val_images = _decode(dataset.val or [], preprocess, config, reporter, "val")
-    train_loader, val_loader = _loaders(train_images, val_images, augment, config, env, device)
     num_classes = len(dataset.classes)
+    train_loader, val_loader = _loaders(train_images, val_images, augment, config, env, device,
+                                        num_classes)
 
     # model, optimisation, and the state of a resumed run
     model = spec.build(num_classes, image_size=preprocess.size, **config.model_options).to(device)
@@ -297,12 +298,12 @@ def _restore(state: dict[str, Any], model: nn.Module, stepper: Stepper, tracker:
 
 
 def _loaders(train_images: DecodedImages, val_images: DecodedImages, augment: Any,
-             config: TrainConfig, env: DistEnv, device: torch.device) -> tuple[Any, Any]:
+             config: TrainConfig, env: DistEnv, device: torch.device,
+             num_classes: int) -> tuple[Any, Any]:
     pin = device.type == "cuda"
     weights = None
     if config.sampler == "balanced":
-        counts = class_counts(train_images.labels, int(train_images.labels.max()) + 1)
-        weights = 1.0 / counts[train_images.labels]
+        weights = 1.0 / class_counts(train_images.labels, num_classes)[train_images.labels]
     train = make_loader(train_images, config.batch_size, transform=augment, shuffle=True,
                         seed=config.seed, workers=config.workers, pin_memory=pin)
     # One sampler for every case: its order depends on (seed, epoch) only, so runs

@@ -15,8 +15,6 @@ from typing import Any
 import typer
 
 from ..config import TrainConfig, field_types, read_config_file
-from ..data.cache import CACHE_MODES
-from ..errors import ConfigError
 from ..train import TrainingInterrupted, fit
 from .console import ConsoleReporter, console, err_console, parse_options
 
@@ -39,9 +37,6 @@ DATA_COLUMNS = ("path_column", "label_column", "image_root")
 def train(ctx: typer.Context, **values: Any) -> None:
     """Train a model and write runs/<name>/ with best.safetensors, metrics and report.html."""
     given = {name: value for name, value in values.items() if _given(ctx, name)}
-    if given.get("cache", "memory") not in CACHE_MODES:
-        raise ConfigError(f"Unknown --cache {given['cache']!r}.",
-                          f"Use --cache {' or '.join(CACHE_MODES)}.")
     try:
         if values["resume"]:
             overrides = {k: v for k, v in given.items() if k != "resume"}
