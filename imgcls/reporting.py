@@ -28,5 +28,8 @@ class Reporter:
     def warn(self, message: str) -> None:
         """Something the user should know that does not stop training."""
 
+    def note(self, message: str) -> None:
+        """News that is not a problem, e.g. that training stopped early."""
+
     def end(self, result: Any) -> None:
         """Training finished."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def fit(config: TrainConfig | None = None, reporter: Reporter | None = None, *,
 def resolve_config(config: TrainConfig | None, state: dict[str, Any] | None,
                    overrides: dict[str, Any]) -> TrainConfig:
     if state is None:
-        return config or TrainConfig(**overrides)
+        return replace(config, **overrides) if config else TrainConfig(**overrides)
     changed = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if config is not None or changed:
         raise ConfigError(f"Options cannot change when resuming: {', '.join(changed) or 'config'}.",
@@ -271,7 +271,7 @@ def run_epochs(s: Session, start: int) -> bool:
             s.outputs.on_epoch(epoch, record, timing, is_best, s.stepper, s.tracker, s.history)
         s.reporter.epoch_end(record | timing, is_best=is_best)
         if s.tracker.out_of_patience(epoch):
-            s.reporter.warn(f"early stop: no improvement in {s.config.select_metric} for "
+            s.reporter.note(f"early stop: no improvement in {s.config.select_metric} for "
                             f"{s.config.patience} epochs (best: epoch {s.tracker.best['epoch']}).")
             return True
     return False

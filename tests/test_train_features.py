@@ -125,3 +125,14 @@ def test_batch_augmentations_get_normalised_images_and_smoothed_one_hot_targets(
     # places and the model learns to call them by each other's names.
     assert result.history[-1]["val_acc"] < 0.5
     assert result.history[-1]["train_acc"] < 0.5
+
+
+def test_cli_reports_early_stopping(data, tmp_path, capsys):
+    from imgcls.cli import main
+
+    code = main(["train", "--data", str(data), "--out", str(tmp_path), "--name", "es", "-e", "5",
+                 "-b", "8", "--img-size", "16", "--lr", "1e-12", "--patience", "1",
+                 "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 0 and "early stop: no improvement in accuracy for 1 epochs" in out
+    assert len(read_metrics(tmp_path / "es")) == 2

@@ -95,6 +95,9 @@ class ConsoleReporter(Reporter):
             f"acc {record['val_acc']:.2%}{f1}{lr}  {record['images_per_second']:.0f} img/s{mark}",
             highlight=False)
 
+    def note(self, message: str) -> None:
+        console.print(message, highlight=False)
+
     def warn(self, message: str) -> None:
         err_console.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
 
