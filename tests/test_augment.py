@@ -224,3 +224,10 @@ def test_batch_mixing_edge_cases():
         batch, labels = torch.rand(4, 3, 8, 8), one_hot([0, 1, 0, 1], 2)
         out, soft = build_pipeline(f"{name}:p=0").mix(batch, labels)
         assert torch.equal(out, batch) and torch.equal(soft, labels)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (30, 50), (1, 7)])
+def test_sampling_grid_is_torchs_affine_grid(size):
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.affine_grid(theta, [5, 3, *size], align_corners=False)
+    assert torch.allclose(augment._sampling_grid(theta, *size), expected, atol=1e-5)
