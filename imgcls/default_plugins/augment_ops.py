@@ -243,6 +243,18 @@ def _hue_matrices(turns: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(_YIQ) @ rotation @ _YIQ
 
 
+def _on_some(batch: torch.Tensor, p: float, transform) -> torch.Tensor:
+    """Apply ``transform`` (NCHW -> NCHW) to the images chosen with probability ``p`` only."""
+    chosen = torch.rand(len(batch)) < p
+    if not chosen.any():
+        return batch
+    if chosen.all():
+        return transform(batch)
+    out = batch.clone()
+    out[chosen] = transform(batch[chosen])
+    return out
+
+
 class Grayscale(BatchedTransform):
     """Replace an image by its luma in all three channels, with probability ``p``."""
 
@@ -250,9 +262,8 @@ class Grayscale(BatchedTransform):
         self.p = _check("p", p, 0.0, 1.0)
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
-        chosen = _per_image(torch.rand(len(batch)) < self.p)
-        gray = _gray(batch.float()).round_().to(torch.uint8).expand_as(batch)
-        return torch.where(chosen, gray, batch)
+        return _on_some(batch, self.p, lambda chosen: _gray(chosen.float()).round_().to(
+            torch.uint8).expand_as(chosen))
 
 
 class Blur(BatchedTransform):
@@ -263,9 +274,10 @@ class Blur(BatchedTransform):
         self.p = _check("p", p, 0.0, 1.0)
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
+        return _on_some(batch, self.p, self._blur)
+
+    def _blur(self, batch: torch.Tensor) -> torch.Tensor:
         n, channels, height, width = batch.shape
-        if n == 0:
-            return batch
         radius = max(1, min(math.ceil(3 * self.sigma), height - 1, width - 1))
         offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
         sigma = _uniform(n, 0.1, self.sigma)
@@ -276,8 +288,7 @@ class Blur(BatchedTransform):
                      kernel[:, None, None, :], groups=n * channels)
         x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"),
                      kernel[:, None, :, None], groups=n * channels)
-        blurred = x.reshape(n, channels, height, width).round_().to(torch.uint8)
-        return torch.where(_per_image(torch.rand(n) < self.p), blurred, batch)
+        return x.reshape(n, channels, height, width).round_().to(torch.uint8)
 
 
 class Erasing(BatchedTransform):
