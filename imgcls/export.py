@@ -36,6 +36,7 @@ from .providers import make_session
 from .specs import Preprocess
 
 PARITY_IMAGES = 64
+CALIBRATION_SCAN = 10_000  # paths listed from --calibration before sampling PARITY_IMAGES
 DEFAULT_TOLERANCE = 1e-4
 # fp16 keeps ~3 significant digits: logits of a few units differ by ~1e-2, and
 # images whose top two classes are that close may swap places.
@@ -109,7 +110,9 @@ def _calibration_paths(loaded: LoadedCheckpoint, calibration: str | None,
                        limit: int) -> tuple[list[str], str]:
     """Real images for the parity check: --calibration, else the training data's val split."""
     if calibration:
-        return list(islice(iter_paths([calibration]), limit)), calibration
+        # Spread over the folder (sorted by class folder), not its first classes only.
+        found = list(islice(iter_paths([calibration]), CALIBRATION_SCAN))
+        return found[::max(1, len(found) // limit)][:limit], calibration
     info = loaded.manifest.get("dataset", {})
     data = info.get("data")
     if not data:

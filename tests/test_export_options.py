@@ -137,3 +137,17 @@ def test_calibration_folder_is_used(trained, tmp_path, val_paths):
     result = export_onnx(trained.best_path, tmp_path / "m.onnx", calibration=str(folder))
     assert result.parity.source == str(folder) and result.parity.images == 20
     assert inspect_model(result.path)["manifest"]["export"]["parity"]["source"] == str(folder)
+
+
+def test_calibration_images_are_spread_over_the_folder(tmp_path):
+    from PIL import Image
+
+    from imgcls.export import _calibration_paths
+
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(80):
+            Image.new("RGB", (4, 4)).save(tmp_path / name / f"{i:02d}.png")
+    paths, _ = _calibration_paths(None, str(tmp_path), 64)
+    assert len(paths) == 64 and len(set(paths)) == 64
+    assert 24 <= sum("/cats/" in p for p in paths) <= 40

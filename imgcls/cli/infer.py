@@ -26,7 +26,7 @@ def infer(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
     workers: int | None = typer.Option(None, "--workers", help="Decode workers."),
     decode: str = typer.Option(DEFAULT_BACKEND, "--decode",
-                               help=f"Decode workers are {' or '.join(BACKENDS)}es."),
+                               help=f"Decode in {' or '.join(BACKENDS)} workers."),
     threads: int | None = typer.Option(
         None, "--threads", help="onnxruntime threads (default: the cores the workers leave)."),
     resume: bool = typer.Option(False, "--resume",
