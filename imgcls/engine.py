@@ -165,25 +165,6 @@ class DecodePool:
             yield done
 
 
-def model_input(preprocess: Preprocess, pixels: np.ndarray) -> np.ndarray:
-    """``preprocess.apply(pixels)``, bit for bit, in a fraction of the time.
-
-    Transposing the uint8 pixels (a quarter of the bytes) before one float32
-    multiply and an in-place add saves three passes over float memory: 6-9x
-    faster at batch 64, which on a GPU decides the throughput of models that do
-    not embed their preprocessing. tests/test_infer_engine.py checks equality.
-    """
-    if pixels.ndim == 3:
-        pixels = pixels[None]
-    if preprocess.channel_order == "BGR":
-        pixels = pixels[..., ::-1]
-    nchw = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
-    mul, add = preprocess.affine()
-    out = np.multiply(nchw, mul.reshape(1, 3, 1, 1), dtype=np.float32)
-    out += add.reshape(1, 3, 1, 1)
-    return out
-
-
 # --------------------------------------------------------------------------- statistics
 
 

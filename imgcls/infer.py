@@ -21,7 +21,6 @@ from .engine import (
     Failure,
     Prediction,
     default_workers,
-    model_input,
     predict_stream,
     ranked_labels,
     usable_cores,
@@ -137,7 +136,7 @@ class OnnxRunner:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 NHWC pixels from the shared decoder -> class probabilities."""
-        outputs = self(pixels if self.embedded else model_input(self.preprocess, pixels))
+        outputs = self(pixels if self.embedded else self.preprocess.apply(pixels))
         outputs = outputs.astype(np.float64)
         return outputs if self.outputs_probabilities else softmax(outputs)
 
@@ -164,7 +163,7 @@ class TorchRunner:
             return self.model(x).float().cpu().numpy()
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return softmax(self(model_input(self.preprocess, pixels)).astype(np.float64))
+        return softmax(self(self.preprocess.apply(pixels)).astype(np.float64))
 
 
 Runner = OnnxRunner | TorchRunner

@@ -14,7 +14,6 @@ from imgcls.engine import (
     EngineStats,
     Failure,
     Prediction,
-    model_input,
     predict_stream,
 )
 from imgcls.errors import ConfigError, DataError
@@ -164,10 +163,16 @@ def test_path_set():
                channel_order="BGR"),
     Preprocess(size=(5, 5), value_range=(-1.0, 1.0)),
 ])
-def test_model_input_equals_preprocess_apply_bit_for_bit(preprocess):
+def test_inference_input_equals_training_input_bit_for_bit(preprocess):
+    import torch
+
+    from imgcls.data.loader import Normalizer
+
     height, width = preprocess.size
     pixels = np.random.default_rng(0).integers(0, 256, (7, height, width, 3), dtype=np.uint8)
-    fast = model_input(preprocess, pixels)
+    fast = preprocess.apply(pixels)
     assert fast.dtype == np.float32 and fast.flags.c_contiguous
-    assert np.array_equal(fast, preprocess.apply(pixels))
-    assert np.array_equal(model_input(preprocess, pixels[0]), preprocess.apply(pixels[0]))
+    trained_on = Normalizer(preprocess, torch.device("cpu"))(
+        torch.from_numpy(pixels).permute(0, 3, 1, 2))
+    assert np.array_equal(fast, trained_on.numpy())
+    assert np.array_equal(preprocess.apply(pixels[0]), fast[:1])
