@@ -29,7 +29,7 @@ from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
 from .errors import ConfigError, ImgclsError
 from .metrics import MetricAccumulator
 from .optim import Stepper, TrainLoss, class_counts
-from .outputs import RunOutputs
+from .outputs import RunOutputs, set_rng_state
 from .plugins import call_hook
 from .precision import Precision, resolve_precision
 from .registry import get_model
@@ -294,6 +294,7 @@ def _restore(state: dict[str, Any], model: nn.Module, stepper: Stepper, tracker:
     stepper.load_state_dict(state["stepper"])
     tracker.best = dict(state["best"])
     history.extend(dict(record) for record in state["history"])
+    set_rng_state(state["rng"])
     return int(state["epoch"]) + 1
 
 

@@ -43,6 +43,20 @@ def test_interrupted_then_resumed_equals_uninterrupted(data, tmp_path):
                            "0.weight"])
 
 
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    import random
+
+    import numpy as np
+
+    from imgcls.checkpoint import save_resume_state
+    from imgcls.outputs import rng_state, set_rng_state
+
+    save_resume_state(tmp_path / "last.pt", {"rng": rng_state()})
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(load_resume_state(tmp_path)["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
 def test_resume_rewrites_logs_to_the_saved_epochs_and_can_extend(data, tmp_path):
     fit(tiny_config(data, tmp_path, name="run", epochs=2))
     run = tmp_path / "run"
