@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default="memory", choices=("memory", "disk", "none"))
     parser.add_argument("--workers", type=int, default=None, help="default: auto")
     parser.add_argument("--limit", type=int, default=0, help="use at most this many images")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace, data: Path) -> int:
     from imgcls.data.loader import Normalizer, make_loader
     from imgcls.registry import get_model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     spec = get_model(args.model).spec
     samples = load_dataset(str(data)).train
     samples = samples[: args.limit] if args.limit else samples
