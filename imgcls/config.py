@@ -60,6 +60,8 @@ class TrainConfig:
     gamma: float = _opt(0.1, "step: factor applied at each decay.")
     label_smoothing: float = _opt(0.0, "Label smoothing, e.g. 0.1.")
     grad_clip: float = _opt(0.0, "Clip the gradient norm to this value (0: off).")
+    skip_nonfinite: bool = _opt(False, "Skip steps whose loss is NaN or infinite instead of "
+                                       "stopping with an error.")
     ema: bool = _opt(False, "Keep an exponential moving average of the weights; "
                             "evaluate and save it.")
     ema_decay: float = _opt(0.998, "EMA decay per step.")

@@ -49,3 +49,7 @@ class ConfigError(ImgclsError):
 
 class DeviceError(ImgclsError):
     """The requested device or execution provider is not available."""
+
+
+class NonFiniteLossError(ImgclsError):
+    """The training loss became NaN or infinite."""

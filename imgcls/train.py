@@ -26,7 +26,7 @@ from .data import load_dataset
 from .data.cache import DecodedImages, decode_samples
 from .data.loader import Normalizer, make_loader
 from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
-from .errors import ConfigError, ImgclsError
+from .errors import ConfigError, ImgclsError, NonFiniteLossError
 from .metrics import MetricAccumulator
 from .optim import Stepper, TrainLoss, class_counts
 from .outputs import RunOutputs, set_rng_state
@@ -114,23 +114,39 @@ def soft_targets(inputs: torch.Tensor, labels: torch.Tensor, batch_transforms: l
 
 def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_fn: TrainLoss,
                     stepper: Stepper, precision: Precision, batch_transforms: list,
-                    reporter: Reporter, epoch: int) -> torch.Tensor:
-    """One pass over the training data; returns [loss sum, correct, seen] for this rank."""
+                    reporter: Reporter, epoch: int, skip_nonfinite: bool = False
+                    ) -> torch.Tensor:
+    """One pass over the training data; returns [loss sum, correct, seen, skipped steps]."""
     model.train()
-    totals = torch.zeros(3, dtype=torch.float64)
+    totals = torch.zeros(4, dtype=torch.float64)
     reporter.epoch_start(epoch, len(loader))
-    for images, labels in loader:
+    for step, (images, labels) in enumerate(loader, start=1):
         labels = labels.to(normalize.device, non_blocking=True)
         inputs, targets = soft_targets(normalize(images), labels, batch_transforms, loss_fn)
         with precision.autocast():
             logits = model(inputs)
             loss = loss_fn(logits.float(), targets)
+        if not torch.isfinite(loss):
+            check_nonfinite(loss, epoch, step, skip_nonfinite)
+            totals[3] += 1
+            continue
         stepper.step(loss)
         totals += torch.tensor([loss.item() * len(labels),
-                                (logits.argmax(1) == labels).sum().item(), len(labels)],
+                                (logits.argmax(1) == labels).sum().item(), len(labels), 0],
                                dtype=torch.float64)
         reporter.batch_end(epoch)
     return totals
+
+
+def check_nonfinite(loss: torch.Tensor, epoch: int, step: int, skip: bool) -> None:
+    """Stop on a NaN/Inf loss (the saved checkpoints stay good), unless told to skip it."""
+    if skip:
+        return
+    raise NonFiniteLossError(
+        f"The training loss became {loss.item()} at epoch {epoch}, step {step}; training "
+        "stopped. best.safetensors and last.pt still hold the last good weights.",
+        "Lower --lr, add --grad-clip 1.0, check the data, or pass --skip-nonfinite to skip "
+        "such steps.")
 
 
 @torch.no_grad()
@@ -258,7 +274,11 @@ def run_epochs(s: Session, start: int) -> bool:
         s.train_loader.sampler.set_epoch(epoch)
         started = time.perf_counter()
         totals = train_one_epoch(s.model, s.train_loader, s.normalize, s.loss_fn, s.stepper,
-                                 s.precision, s.batch_transforms, s.reporter, epoch)
+                                 s.precision, s.batch_transforms, s.reporter, epoch,
+                                 s.config.skip_nonfinite)
+        if totals[3] > 0:
+            s.reporter.warn(f"epoch {epoch}: skipped {int(totals[3])} steps with a non-finite "
+                            "loss (--skip-nonfinite).")
         seconds = time.perf_counter() - started
         val = evaluate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
                        s.num_classes, s.config.top_k)
