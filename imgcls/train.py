@@ -254,6 +254,12 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
         stopped_early = run_epochs(session, start)
     except KeyboardInterrupt:
         raise TrainingInterrupted(outputs.run_dir, len(history) and history[-1]["epoch"]) from None
+    except torch.cuda.OutOfMemoryError as exc:
+        raise ImgclsError(
+            f"The GPU ran out of memory at batch size {config.batch_size}.",
+            f"Try --batch-size {max(1, config.batch_size // 2)}, --amp, or a smaller "
+            f"--img-size; resume with --resume {outputs.run_dir} after the last good epoch.",
+        ) from exc
 
     # outputs: reports from the best weights on rank 0; the result everywhere
     result = FitResult(outputs.run_dir, outputs.best_path, tracker.best, history,

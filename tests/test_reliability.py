@@ -216,3 +216,35 @@ def test_non_ascii_paths_with_spaces_through_train_export_infer(tmp_path, capsys
     assert {row["label"] for row in rows} <= {"chat noir", "chien blanc"}
     assert all("données d'été 猫" in row["path"] for row in rows)
     capsys.readouterr()
+
+
+@pytest.fixture
+def oom_model():
+    class _Hungry(nn.Module):
+        def __init__(self, num_classes: int) -> None:
+            super().__init__()
+            self.head = nn.Linear(3, num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    module = types.ModuleType("hungry")
+
+    @hookimpl
+    def register_models(register):
+        register(ModelSpec("hungry-net", lambda num_classes, **_: _Hungry(num_classes),
+                           Preprocess(size=(16, 16)), "always out of memory", min_size=4))
+
+    module.register_models = register_models
+    plugins.load_plugins()
+    plugins.pm.register(module, name="hungry")
+    yield
+    plugins.pm.unregister(module)
+
+
+def test_out_of_memory_suggests_a_smaller_batch(oom_model, colour_folder, tmp_path, capsys):
+    code = main(["train", "--model", "hungry-net", "--data", str(colour_folder), "-b", "16",
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "ran out of memory at batch size 16" in err
+    assert "--batch-size 8" in err and "Traceback" not in err
