@@ -37,3 +37,14 @@ def test_every_command_is_in_the_cli_reference():
         assert f"## `{title}`" in reference
         assert "Usage: imgcls" in reference
     assert {"train", "export", "infer", "models", "plugins"} <= {p[0] for p in command_paths() if p}
+
+
+def test_every_test_named_in_the_reliability_page_exists():
+    root = DOCS.parent
+    text = (DOCS / "reliability.md").read_text()
+    references = re.findall(r"`((?:tests|plugins)/[\w/.-]+\.py)(?:::(\w+))?`", text)
+    assert len(references) > 20
+    for path, name in references:
+        source = (root / path).read_text()
+        if name:
+            assert f"def {name}(" in source, f"{path}::{name} is named in reliability.md"
