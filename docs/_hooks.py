@@ -5,7 +5,7 @@ from __future__ import annotations
 MARKER = "<!-- imgcls-cli-reference -->"
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - mkdocs API
+def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER not in markdown:
         return markdown
     from imgcls.cli.reference import markdown as reference

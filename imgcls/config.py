@@ -62,6 +62,12 @@ class TrainConfig:
     grad_clip: float = _opt(0.0, "Clip the gradient norm to this value (0: off).")
     skip_nonfinite: bool = _opt(False, "Skip steps whose loss is NaN or infinite instead of "
                                        "stopping with an error.")
+    weights: str | None = _opt(None, "Initial weights for models that take them (e.g. a "
+                                     "torchvision .pth file); never downloaded.")
+    freeze_backbone: bool = _opt(False, "Train only the classification head (the last "
+                                        "linear layer).")
+    backbone_lr_scale: float = _opt(1.0, "Learning-rate multiplier for everything but the "
+                                         "head, e.g. 0.1 when fine-tuning.")
     ema: bool = _opt(False, "Keep an exponential moving average of the weights; "
                             "evaluate and save it.")
     ema_decay: float = _opt(0.998, "EMA decay per step.")
@@ -122,6 +128,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1).",
              "--label-smoothing 0.1"),
             (self.grad_clip >= 0, "--grad-clip must be 0 (off) or positive.", "--grad-clip 1.0"),
+            (self.backbone_lr_scale > 0, "--backbone-lr-scale must be positive.",
+             "--backbone-lr-scale 0.1"),
             (0 < self.ema_decay < 1, "--ema-decay must be between 0 and 1.", "--ema-decay 0.998"),
             (self.patience >= 0, "--patience must be 0 (off) or more.", "--patience 5"),
             (self.top_k >= 1, "--top-k must be at least 1.", "--top-k 5"),

@@ -16,23 +16,49 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .errors import ConfigError
 from .precision import Precision
 
 # --------------------------------------------------------------------------- optimiser
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay weight matrices and kernels; never biases or norm scales (1-D parameters)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+def head_name(model: nn.Module) -> str:
+    """The classification head: the model's last ``nn.Linear`` (fine-tuning acts on it)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise ConfigError("This model has no nn.Linear head to fine-tune.",
+                          "Drop --freeze-backbone and --backbone-lr-scale for this model.")
+    return names[-1]
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Train only the head: every parameter outside it stops receiving gradients."""
+    head = head_name(model) + "."
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith(head)
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float,
+                 backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Decay weight matrices and kernels, never biases or norm scales (1-D parameters);
+    with ``backbone_lr_scale`` != 1, everything but the head learns at ``lr * scale``.
+
+    The head's groups come first, so group 0 always carries the peak learning rate.
+    """
+    head = head_name(model) + "." if backbone_lr_scale != 1.0 else ""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {
+        key: [] for key in ((True, True), (True, False), (False, True), (False, False))}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+            in_head = not head or name.startswith(head)
+            groups[(in_head, param.ndim > 1)].append(param)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0,
+             "lr": lr if in_head else lr * backbone_lr_scale}
+            for (in_head, decays), params in groups.items() if params or in_head]
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, config.weight_decay)
+    groups = param_groups(model, config.weight_decay, config.lr, config.backbone_lr_scale)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0)

@@ -7,6 +7,7 @@ outputs in outputs.py.
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -28,13 +29,13 @@ from .data.loader import Normalizer, make_loader
 from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
 from .errors import ConfigError, ImgclsError, NonFiniteLossError
 from .metrics import MetricAccumulator
-from .optim import Stepper, TrainLoss, class_counts
+from .optim import Stepper, TrainLoss, class_counts, freeze_backbone
 from .outputs import RunOutputs, set_rng_state
 from .plugins import call_hook
 from .precision import Precision, resolve_precision
 from .registry import get_model
 from .reporting import Reporter
-from .specs import Preprocess
+from .specs import ModelSpec, Preprocess
 
 __all__ = ["FitResult", "TrainConfig", "TrainingInterrupted", "fit"]
 
@@ -233,7 +234,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
                                         num_classes)
 
     # model, optimisation, and the state of a resumed run
-    model = spec.build(num_classes, image_size=preprocess.size, **config.model_options).to(device)
+    model = build_model(spec, num_classes, preprocess, config).to(device)
     stepper = Stepper(model, config, len(train_loader), precision)
     loss_fn = TrainLoss.build(config, train_images.labels, num_classes, device)
     tracker = BestTracker(config.select_metric, config.patience)
@@ -340,6 +341,26 @@ def _loaders(train_images: DecodedImages, val_images: DecodedImages, augment: An
     if env.enabled:
         val = with_sampler(val, ShardSampler(len(val_images), env))
     return train, val
+
+
+def build_model(spec: ModelSpec, num_classes: int, preprocess: Preprocess,
+                config: TrainConfig) -> nn.Module:
+    """Build with --model-opt options (checked against the builder) and fine-tuning flags."""
+    options = dict(config.model_options)
+    if config.weights:
+        options["weights"] = config.weights
+    accepted = inspect.signature(spec.build).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(set(options) - set(accepted)) if not takes_any else []
+    if unknown:
+        names = [n for n in accepted if n not in ("num_classes", "image_size")]
+        flag = "--weights" if unknown == ["weights"] else "--model-opt"
+        raise ConfigError(f"Model {spec.name!r} does not take {', '.join(unknown)} ({flag}).",
+                          f"Its options are: {', '.join(names) or 'none'}.")
+    model = spec.build(num_classes, image_size=preprocess.size, **options)
+    if config.freeze_backbone:
+        freeze_backbone(model)
+    return model
 
 
 def _decode(samples: list, preprocess: Preprocess, config: TrainConfig, reporter: Reporter,

@@ -59,7 +59,7 @@ def test_no_schedule_is_constant_after_warmup():
 
 def test_weight_decay_skips_biases():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))
-    decay, no_decay = param_groups(model, 0.05)
+    decay, no_decay = param_groups(model, 0.05, lr=1e-3)
     assert all(p.ndim > 1 for p in decay["params"]) and len(decay["params"]) == 2
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
 

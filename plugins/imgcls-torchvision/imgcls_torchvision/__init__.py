@@ -47,7 +47,7 @@ def _resolve_weights(tv_name: str, weights: str) -> Path:
         raise ConfigError(
             f"Weights file not found: {path}",
             f"imgcls does not download weights. Fetch {url} on a machine with internet access "
-            f"and pass its path with --model-opt weights=PATH (or place it at "
+            f"and pass its path with --weights PATH (or place it at "
             f"{hub_weights_path(tv_name)} and use weights=imagenet).",
         )
     return path
@@ -67,7 +67,7 @@ def _load_state_dict(model: nn.Module, path: Path) -> None:
                           "Use the weights file made for this exact model.") from exc
 
 
-def _replace_head(model: nn.Module, head_path: str, num_classes: int) -> nn.Linear:
+def _replace_head(model: nn.Module, head_path: str, num_classes: int) -> None:
     parent_path, _, attr = head_path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     old = getattr(parent, attr) if not attr.isdigit() else parent[int(attr)]
@@ -76,27 +76,17 @@ def _replace_head(model: nn.Module, head_path: str, num_classes: int) -> nn.Line
         parent[int(attr)] = head
     else:
         setattr(parent, attr, head)
-    return head
 
 
 def make_builder(tv_name: str, head_path: str) -> Callable[..., nn.Module]:
     def build(num_classes: int, image_size: tuple[int, int] = (224, 224),
-              weights: str | None = None, freeze_backbone: bool = False,
-              backbone_lr_scale: float = 1.0) -> nn.Module:
+              weights: str | None = None) -> nn.Module:
         model = torchvision.models.get_model(tv_name, weights=None)
         if weights:
             _load_state_dict(model, _resolve_weights(tv_name, str(weights)))
-        head = _replace_head(model, head_path, num_classes)
-        if freeze_backbone:
-            for name, param in model.named_parameters():
-                param.requires_grad = name.startswith(head_path + ".")
-        # Trainers that support per-group learning rates read this (see imgcls.train).
-        model.imgcls_param_groups = lambda lr: [
-            {"params": [p for n, p in model.named_parameters()
-                        if not n.startswith(head_path + ".") and p.requires_grad],
-             "lr": lr * float(backbone_lr_scale)},
-            {"params": list(head.parameters()), "lr": lr},
-        ]
+        # The new head is the model's last nn.Linear, which imgcls's --freeze-backbone
+        # and --backbone-lr-scale act on.
+        _replace_head(model, head_path, num_classes)
         return model
 
     build.__doc__ = f"torchvision {tv_name} with a new {head_path} head for num_classes."
@@ -108,5 +98,4 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
     for name, (tv_name, head_path) in ARCHITECTURES.items():
         register(ModelSpec(
             name, make_builder(tv_name, head_path), IMAGENET,
-            f"torchvision {tv_name}; options weights=PATH|imagenet, freeze_backbone, "
-            "backbone_lr_scale.", min_size=32))
+            f"torchvision {tv_name}; --weights PATH|imagenet to fine-tune.", min_size=32))

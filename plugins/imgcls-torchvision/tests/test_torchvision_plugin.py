@@ -25,18 +25,11 @@ def test_every_architecture_gets_a_new_head(name):
     assert isinstance(head, torch.nn.Linear) and head.out_features == 5
 
 
-def test_freeze_backbone_leaves_only_the_head_trainable():
-    model = build("resnet18", freeze_backbone=True)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"fc.weight", "fc.bias"}
+def test_the_new_head_is_the_last_linear_layer():
+    from imgcls.optim import head_name
 
-
-def test_param_groups_scale_the_backbone_learning_rate():
-    model = build("mobilenet-v3-small", backbone_lr_scale=0.1)
-    backbone, head = model.imgcls_param_groups(1e-2)
-    assert backbone["lr"] == pytest.approx(1e-3) and head["lr"] == 1e-2
-    total = len(backbone["params"]) + len(head["params"])
-    assert total == len(list(model.parameters()))
+    for name, (_, head_path) in plugin.ARCHITECTURES.items():
+        assert head_name(build(name)) == head_path
 
 
 def test_local_weights_file_is_loaded(tmp_path):
@@ -70,3 +63,29 @@ def test_pickled_code_in_a_weights_file_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="Cannot read weights"):
         build("resnet18", weights=str(path))
     assert not (tmp_path / "MARKER").exists()
+
+
+def test_fine_tune_from_a_local_file_with_a_frozen_backbone(tmp_path):
+    from imgcls.checkpoint import load_checkpoint
+    from imgcls.train import TrainConfig, fit
+
+    rng = torch.Generator().manual_seed(0)
+    for name in ("cat", "dog"):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        for i in range(6):
+            pixels = (torch.rand(40, 40, 3, generator=rng) * 255).to(torch.uint8).numpy()
+            from PIL import Image
+
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    source = torchvision.models.resnet18(weights=None)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), weights)
+    result = fit(TrainConfig(model="resnet18", data=str(tmp_path / "data"), epochs=1,
+                             batch_size=4, img_size=64, augment="none", weights=str(weights),
+                             freeze_backbone=True, out=str(tmp_path / "runs"), report=False))
+    loaded = load_checkpoint(result.best_path)
+    assert "weights" not in loaded.manifest["model"]["options"]
+    state = loaded.model.state_dict()
+    assert torch.equal(state["layer4.1.conv2.weight"], source.layer4[1].conv2.weight)
+    assert state["fc.weight"].shape == (2, 512)
