@@ -130,7 +130,7 @@ def _models_json(env_value: str | None) -> list[str]:
 
 def test_imgcls_load_plugins_env_selects_plugins():
     assert _models_json("") == []
-    assert _models_json("models") == ["basic-cnn", "deep-cnn"]
+    assert _models_json("models") == ["basic-cnn", "deep-cnn", "resnet-s", "vgg-bn"]
     assert {"basic-cnn", "deep-cnn"} <= set(_models_json(None))
 
 
