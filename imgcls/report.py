@@ -66,7 +66,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | os.PathLi
     """Raw counts and row-normalised (recall) confusion matrices side by side."""
     n = len(classes)
     side = min(14.0, 3.0 + 0.45 * n)
-    figure = _figure(2 * side, side)
+    figure = _figure(2 * side, 0.8 * side + 0.6)
     for axes, values, title in zip(figure.subplots(1, 2),
                                    (matrix, normalize_rows(matrix)),
                                    ("Confusion matrix (counts)", "Normalised by true class"),
