@@ -1,4 +1,4 @@
-"""nox sessions: `nox -s tests` (the default) and `nox -s lint`."""
+"""nox sessions: `nox -s tests` (the default), `nox -s lint` and `nox -s docs`."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ def lint(session: nox.Session) -> None:
     """ruff over the package, tests, plugins, examples and benchmarks."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with MkDocs in strict mode (any warning fails)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", f"{session.create_tmp()}/site",
+                env={"NO_MKDOCS_2_WARNING": "1"})
