@@ -75,8 +75,6 @@ PRETRAINED = {"docs/training.md", "docs/inference.md", "docs/python-api.md",
 # Programs besides imgcls / python examples / torchrun that may run, and why.
 RUN_ALSO = {
     "find": "lists image paths for the stdin example",
-    "cat": "shows a file",
-    "head": "shows the start of a file",
     "mkdir": "makes the plugin tutorial's empty folder",
     "cd": "changes the folder of the page's later commands",
 }
@@ -87,8 +85,6 @@ SKIP = {
     "nox": "CI runs nox -s tests itself; it would run this test again",
     "torchrun --standalone --nproc-per-node 4": "needs 4 GPUs; the 2-process CPU line on the "
                                                 "same page runs the same code with gloo",
-    "tensorboard": "a server that does not exit",
-    "chromium": "needs a browser; takes the report screenshot",
 }
 SHELL_SYNTAX = re.compile(r"[|<>;&$*?`~]")  # outside quotes: bash must run the command
 QUOTED = re.compile(r"'[^']*'|\"[^\"$`]*\"")
@@ -112,8 +108,8 @@ def blocks(page: str) -> list[Block]:
     found = []
     for match in FENCE.finditer((ROOT / page).read_text()):
         indent = len(match["indent"])
-        body = "".join(line[indent:] if line[:indent].isspace() else line
-                       for line in match["body"].splitlines(keepends=True))
+        body = "".join(line[indent:] if line[:indent].isspace() and line.strip() else
+                       line.lstrip(" \t") for line in match["body"].splitlines(keepends=True))
         title = TITLE.search(match["attrs"])
         found.append(Block(match["lang"], body, title.group(1) if title else None))
     return found
