@@ -108,8 +108,9 @@ def blocks(page: str) -> list[Block]:
     found = []
     for match in FENCE.finditer((ROOT / page).read_text()):
         indent = len(match["indent"])
-        body = "".join(line[indent:] if line[:indent].isspace() and line.strip() else
-                       line.lstrip(" \t") for line in match["body"].splitlines(keepends=True))
+        body = "".join("\n" if not line.strip() else
+                       line[indent:] if not line[:indent].strip() else line
+                       for line in match["body"].splitlines(keepends=True))
         title = TITLE.search(match["attrs"])
         found.append(Block(match["lang"], body, title.group(1) if title else None))
     return found
