@@ -87,6 +87,15 @@ def all_reduce_sum(values: torch.Tensor, env: DistEnv, device: torch.device) -> 
     return moved.cpu()
 
 
+def all_finite(loss: torch.Tensor, env: DistEnv) -> bool:
+    """Whether the loss is finite on every rank: all must skip a step, or none, or DDP hangs."""
+    finite = torch.isfinite(loss.detach()).all().to(torch.float32)
+    if env.enabled:
+        finite = finite.to(loss.device if loss.device.type == "cuda" else "cpu")
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
 def broadcast_object(value: object, env: DistEnv) -> object:
     """Rank 0's ``value`` on every rank."""
     if not env.enabled:

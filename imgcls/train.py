@@ -115,8 +115,8 @@ def soft_targets(inputs: torch.Tensor, labels: torch.Tensor, batch_transforms: l
 
 def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_fn: TrainLoss,
                     stepper: Stepper, precision: Precision, batch_transforms: list,
-                    reporter: Reporter, epoch: int, skip_nonfinite: bool = False
-                    ) -> torch.Tensor:
+                    reporter: Reporter, epoch: int, skip_nonfinite: bool = False,
+                    env: DistEnv | None = None) -> torch.Tensor:
     """One pass over the training data; returns [loss sum, correct, seen, skipped steps]."""
     model.train()
     totals = torch.zeros(4, dtype=torch.float64)
@@ -127,7 +127,7 @@ def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_f
         with precision.autocast():
             logits = model(inputs)
             loss = loss_fn(logits.float(), targets)
-        if not torch.isfinite(loss):
+        if not distributed.all_finite(loss, env or DistEnv()):
             check_nonfinite(loss, epoch, step, skip_nonfinite)
             totals[3] += 1
             continue
@@ -282,7 +282,7 @@ def run_epochs(s: Session, start: int) -> bool:
         started = time.perf_counter()
         totals = train_one_epoch(s.model, s.train_loader, s.normalize, s.loss_fn, s.stepper,
                                  s.precision, s.batch_transforms, s.reporter, epoch,
-                                 s.config.skip_nonfinite)
+                                 s.config.skip_nonfinite, s.env)
         if totals[3] > 0:
             s.reporter.warn(f"epoch {epoch}: skipped {int(totals[3])} steps with a non-finite "
                             "loss (--skip-nonfinite).")

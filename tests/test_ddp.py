@@ -37,3 +37,31 @@ def test_torchrun_two_processes_write_one_run(tmp_path):
     resolved = json.loads((run / "config.json").read_text())
     assert resolved["world_size"] == 2 and resolved["device"] == "cpu"
     assert "x 2 processes" in result.stdout
+
+
+def _agree_on_finiteness(rank: int, store: str, results: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from imgcls.distributed import DistEnv, all_finite
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        env = DistEnv(rank, rank, 2)
+        nan_on_rank_1 = torch.tensor(float("nan") if rank == 1 else 0.5)
+        answers = [all_finite(nan_on_rank_1, env), all_finite(torch.tensor(0.5), env)]
+        with open(f"{results}.{rank}", "w") as handle:
+            handle.write(json.dumps(answers))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_rank_is_seen_by_all(tmp_path):
+    # Ranks must skip (or stop on) the same steps, or DDP's gradient sync waits forever.
+    import torch.multiprocessing as mp
+
+    mp.spawn(_agree_on_finiteness, args=(str(tmp_path / "store"), str(tmp_path / "out")),
+             nprocs=2)
+    for rank in range(2):
+        assert json.loads((tmp_path / f"out.{rank}").read_text()) == [False, True]
