@@ -357,7 +357,11 @@ def build_model(spec: ModelSpec, num_classes: int, preprocess: Preprocess,
         flag = "--weights" if unknown == ["weights"] else "--model-opt"
         raise ConfigError(f"Model {spec.name!r} does not take {', '.join(unknown)} ({flag}).",
                           f"Its options are: {', '.join(names) or 'none'}.")
-    model = spec.build(num_classes, image_size=preprocess.size, **options)
+    try:
+        model = spec.build(num_classes, image_size=preprocess.size, **options)
+    except ValueError as exc:  # builders reject bad option values with ValueError
+        raise ConfigError(f"Model {spec.name!r} rejected its options: {exc}",
+                          "Check the --model-opt values against `imgcls models`.") from exc
     if config.freeze_backbone:
         freeze_backbone(model)
     return model

@@ -47,6 +47,9 @@ def test_unknown_model_options_and_weights_are_clear_errors():
     assert "hidden" in info.value.hint
     with pytest.raises(ConfigError, match="does not take depth"):
         build_model(spec, 2, spec.preprocess, TrainConfig(model_options={"depth": 3}))
+    resnet = get_model("resnet-s").spec
+    with pytest.raises(ConfigError, match="rejected its options: resnet-s depth must be 6n"):
+        build_model(resnet, 2, resnet.preprocess, TrainConfig(model_options={"depth": 9}))
     model = build_model(spec, 2, spec.preprocess, TrainConfig(model_options={"hidden": 16}))
     assert model[7].out_features == 16
 
