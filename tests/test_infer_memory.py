@@ -7,26 +7,16 @@ process of about 865 MiB.
 
 from __future__ import annotations
 
-import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 MARGIN_MIB = 16.0
-_WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-)
-
-
-def peak_rss_mib(command: list[str]) -> float:
-    """Peak RSS of ``command`` and its decode workers, from a fresh wrapper process."""
-    result = subprocess.run([sys.executable, "-c", _WRAPPER, *command], check=True,
-                            capture_output=True, text=True)
-    return int(result.stdout.strip().splitlines()[-1]) / 1024
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from inference_memory import peak_rss_mib  # noqa: E402 - the benchmark's own measurement
 
 
 @pytest.mark.slow

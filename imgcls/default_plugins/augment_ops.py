@@ -324,16 +324,26 @@ class Erasing(BatchedTransform):
 # --------------------------------------------------------------------------- batch level
 
 
-class MixUp:
-    """Blend each image and its target with another image of the batch (weight ~ Beta)."""
+class _BatchMix:
+    """Shared by MixUp and CutMix: a Beta(alpha, alpha) weight, applied with probability p."""
 
-    def __init__(self, alpha: float = 0.2, p: float = 1.0) -> None:
+    def __init__(self, alpha: float, p: float) -> None:
         self.alpha = _check("alpha", alpha, 1e-3, 100.0)
         self.p = _check("p", p, 0.0, 1.0)
 
+    def skip(self, images: torch.Tensor) -> bool:
+        return len(images) < 2 or bool(torch.rand(()) >= self.p)
+
+
+class MixUp(_BatchMix):
+    """Blend each image and its target with another image of the batch (weight ~ Beta)."""
+
+    def __init__(self, alpha: float = 0.2, p: float = 1.0) -> None:
+        super().__init__(alpha, p)
+
     def __call__(self, images: torch.Tensor, targets: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(images) < 2 or torch.rand(()) >= self.p:
+        if self.skip(images):
             return images, targets
         lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
         perm = torch.randperm(len(images), device=images.device)
@@ -341,16 +351,15 @@ class MixUp:
                 lam * targets + (1 - lam) * targets[perm])
 
 
-class CutMix:
+class CutMix(_BatchMix):
     """Paste a box from another image of the batch; targets weighted by box area."""
 
     def __init__(self, alpha: float = 1.0, p: float = 1.0) -> None:
-        self.alpha = _check("alpha", alpha, 1e-3, 100.0)
-        self.p = _check("p", p, 0.0, 1.0)
+        super().__init__(alpha, p)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(images) < 2 or torch.rand(()) >= self.p:
+        if self.skip(images):
             return images, targets
         height, width = images.shape[-2:]
         lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
