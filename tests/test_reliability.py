@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import pickle
@@ -102,6 +103,24 @@ def test_sigkill_at_any_moment_then_resume_completes(tmp_path, kill_after_epochs
 # --------------------------------------------------------------------------- NaN
 
 
+@contextlib.contextmanager
+def model_plugin(name: str, spec: ModelSpec):
+    """Register a one-model plugin for the duration of a test."""
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def register_models(register):
+        register(spec)
+
+    module.register_models = register_models
+    plugins.load_plugins()
+    plugins.pm.register(module, name=name)
+    try:
+        yield
+    finally:
+        plugins.pm.unregister(module)
+
+
 class _Poisoned(nn.Module):
     """A tiny net whose logits turn NaN from training step ``bad_from`` on."""
 
@@ -122,20 +141,12 @@ class _Poisoned(nn.Module):
 
 @pytest.fixture
 def poisoned_model():
-    module = types.ModuleType("poison")
-
-    @hookimpl
-    def register_models(register):
-        register(ModelSpec("poisoned-net",
-                           lambda num_classes, image_size=(16, 16), bad_from=5:
-                           _Poisoned(num_classes, int(bad_from)),
-                           Preprocess(size=(16, 16)), "NaN after a few steps", min_size=4))
-
-    module.register_models = register_models
-    plugins.load_plugins()
-    plugins.pm.register(module, name="poison")
-    yield
-    plugins.pm.unregister(module)
+    with model_plugin("poison", ModelSpec(
+            "poisoned-net",
+            lambda num_classes, image_size=(16, 16), bad_from=5: _Poisoned(num_classes,
+                                                                          int(bad_from)),
+            Preprocess(size=(16, 16)), "NaN after a few steps", min_size=4)):
+        yield
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(poisoned_model,
@@ -228,18 +239,10 @@ def oom_model():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    module = types.ModuleType("hungry")
-
-    @hookimpl
-    def register_models(register):
-        register(ModelSpec("hungry-net", lambda num_classes, **_: _Hungry(num_classes),
-                           Preprocess(size=(16, 16)), "always out of memory", min_size=4))
-
-    module.register_models = register_models
-    plugins.load_plugins()
-    plugins.pm.register(module, name="hungry")
-    yield
-    plugins.pm.unregister(module)
+    with model_plugin("hungry", ModelSpec(
+            "hungry-net", lambda num_classes, **_: _Hungry(num_classes),
+            Preprocess(size=(16, 16)), "always out of memory", min_size=4)):
+        yield
 
 
 def test_out_of_memory_suggests_a_smaller_batch(oom_model, colour_folder, tmp_path, capsys):
