@@ -6,7 +6,8 @@
 ``tutorial`` is the Keras cats-vs-dogs tutorial's settings (basic-cnn, Adam at
 its default 1e-3, batch 32, 25 epochs, flip/shear/zoom). ``deep-recommended``
 is the deep-cnn recipe docs/training.md recommends; the ``deep-*`` variants are
-the sweep it was chosen from.
+the sweep it was chosen from. ``resnet-s-96`` is the best from-scratch recipe
+found for cats-dogs; ``vgg-bn-96`` trains vgg-bn the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ TUTORIAL = dict(model="basic-cnn", optimizer="adam", lr=1e-3, weight_decay=0.0,
                 scheduler="none", warmup_epochs=0.0, batch_size=32, epochs=25, augment="seed")
 DEEP = dict(model="deep-cnn", optimizer="adamw", lr=2e-3, weight_decay=0.05, scheduler="cosine",
             warmup_epochs=2.0, batch_size=64)
+SMALL_96 = dict(img_size=96, optimizer="sgd", lr=0.1, weight_decay=5e-4, scheduler="onecycle",
+                label_smoothing=0.1, augment="flip,random-resized-crop=0.35,color-jitter=0.3",
+                batch_size=64, epochs=150)
 RECIPES: dict[str, dict[str, Any]] = {
     "tutorial": TUTORIAL,
     "basic-default": dict(model="basic-cnn"),
@@ -34,6 +38,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "deep-light-60": DEEP | dict(epochs=60, augment="light", label_smoothing=0.1, ema=True),
     "deep-strong-60": DEEP | dict(epochs=60, augment="strong", label_smoothing=0.1, ema=True),
     "deep-recommended": DEEP | dict(epochs=60, augment="light", label_smoothing=0.1, ema=True),
+    # From scratch at 96 px: SGD + one-cycle + label smoothing + crop/colour augmentation.
+    "resnet-s-96": SMALL_96 | dict(model="resnet-s", model_options={"depth": 20}),
+    "vgg-bn-96": SMALL_96 | dict(model="vgg-bn", epochs=100),
 }
 
 
