@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .config import DEFAULT_AUGMENT, parse_value  # noqa: F401 (re-exported)
 from .errors import ConfigError, ImgclsError
 from .registry import get_augmentation
 
@@ -29,23 +30,7 @@ PRESETS: dict[str, str] = {
     "strong": "flip,random-resized-crop=0.25,rotate=15,color-jitter=0.4,grayscale=0.1,"
               "erasing=0.25,cutmix:p=0.5",
 }
-DEFAULT_AUGMENT = "seed"
 FILLS = ("border", "zeros", "reflection")
-
-
-def parse_value(text: str) -> Any:
-    """'3' -> 3, '0.2' -> 0.2, 'true' -> True, anything else stays a string."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
 
 
 def parse_augment(text: str) -> list[tuple[str, dict[str, Any]]]:

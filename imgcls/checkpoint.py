@@ -20,14 +20,18 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
-from . import __version__
 from .errors import CheckpointError
+from .manifest import (  # noqa: F401  (re-exported: the checkpoint API)
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_KEY,
+    make_manifest,
+    parse_manifest,
+    validate_manifest,
+)
 from .registry import get_model
 from .specs import Preprocess
 
-MANIFEST_KEY = "imgcls.manifest"
-FORMAT = "imgcls.checkpoint"
-FORMAT_VERSION = 1
 # mkstemp creates files readable by the owner only; written files get the usual
 # permissions instead. The umask can only be read by setting it, once, at import.
 _UMASK = os.umask(0)
@@ -49,64 +53,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def make_manifest(
-    model_name: str,
-    model_options: dict[str, Any],
-    classes: list[str],
-    preprocess: Preprocess,
-    training: dict[str, Any] | None = None,
-    dataset: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "imgcls_version": __version__,
-        "model": {"name": model_name, "options": model_options},
-        "classes": list(classes),
-        "preprocess": preprocess.to_dict(),
-        "training": training or {},
-        "dataset": dataset or {},
-    }
-
-
-def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
-    """Check a manifest's shape and types; raise CheckpointError naming ``source``."""
-    def fail(why: str) -> CheckpointError:
-        return CheckpointError(f"{source} has an invalid imgcls manifest: {why}.",
-                               "Re-export or re-train the model with imgcls.")
-
-    if not isinstance(manifest, dict):
-        raise fail("not a JSON object")
-    model = manifest.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-        raise fail("missing model name")
-    if not isinstance(model.get("options", {}), dict):
-        raise fail("model options are not an object")
-    classes = manifest.get("classes")
-    if (not isinstance(classes, list) or len(classes) < 2
-            or not all(isinstance(c, str) for c in classes)):
-        raise fail("classes must be a list of at least two names")
-    if len(set(classes)) != len(classes):
-        raise fail("class names are not unique")
-    if not isinstance(manifest.get("preprocess"), dict):
-        raise fail("missing preprocessing")
-    Preprocess.from_dict(manifest["preprocess"])
-    version = manifest.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{source} uses manifest format {version!r}, newer than this imgcls.",
-                              "Upgrade imgcls: pip install -U imgcls.")
-    return manifest
-
-
-def parse_manifest(text: str, source: str) -> dict[str, Any]:
-    try:
-        manifest = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CheckpointError(f"{source} has a manifest that is not valid JSON.",
-                              "The file is damaged; re-export it.") from exc
-    return validate_manifest(manifest, source)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, manifest: dict[str, Any]) -> Path:

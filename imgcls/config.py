@@ -14,7 +14,6 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .augment import DEFAULT_AUGMENT
 from .data.cache import CACHE_MODES
 from .errors import ConfigError
 from .specs import ModelSpec
@@ -23,6 +22,25 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+# The Keras tutorial's ImageDataGenerator settings (a preset of imgcls.augment).
+DEFAULT_AUGMENT = "seed"
+
+
+def parse_value(text: str) -> Any:
+    """'3' -> 3, '0.2' -> 0.2, 'true' -> True, anything else stays a string."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")

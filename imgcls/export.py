@@ -19,7 +19,7 @@ import json
 import os
 import platform
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -28,40 +28,22 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import MANIFEST_KEY, LoadedCheckpoint, atomic_write_bytes, load_checkpoint
-from .errors import CheckpointError, DataError, ExportError, ImgclsError
+from .checkpoint import LoadedCheckpoint, atomic_write_bytes, load_checkpoint
+from .errors import DataError, ExportError, ImgclsError
 from .images import load_pixels
 from .inputs import iter_paths
+from .manifest import MANIFEST_KEY, inspect_model, onnx_opset  # noqa: F401 (re-exported)
+from .parity import (
+    CALIBRATION_SCAN,
+    DEFAULT_TOLERANCE,
+    FP16_MIN_TOP1,
+    FP16_TOLERANCE,
+    PARITY_IMAGES,
+    ParityReport,
+    compare_outputs,
+)
 from .providers import make_session
 from .specs import Preprocess
-
-PARITY_IMAGES = 64
-CALIBRATION_SCAN = 10_000  # paths listed from --calibration before sampling PARITY_IMAGES
-DEFAULT_TOLERANCE = 1e-4
-# fp16 keeps ~3 significant digits: logits of a few units differ by ~1e-2, and
-# images whose top two classes are that close may swap places.
-FP16_TOLERANCE = 5e-2
-FP16_MIN_TOP1 = 0.98
-
-
-@dataclass
-class ParityReport:
-    images: int
-    source: str
-    max_abs_diff: float
-    top1_agreement: float
-    tolerance: float
-    top5_overlap: float = 1.0
-    mean_abs_diff: float = 0.0
-    min_top1: float = 1.0
-    outputs: str = "logits"
-
-    @property
-    def passed(self) -> bool:
-        return self.max_abs_diff <= self.tolerance and self.top1_agreement >= self.min_top1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"passed": self.passed}
 
 
 @dataclass(frozen=True)
@@ -156,14 +138,6 @@ def parity_pixels(loaded: LoadedCheckpoint, calibration: str | None, tmp: Path,
 # --------------------------------------------------------------------------- the gate
 
 
-def _top5_overlap(expected: np.ndarray, actual: np.ndarray) -> float:
-    k = min(5, expected.shape[1])
-    top_e = np.argsort(-expected, axis=1)[:, :k]
-    top_a = np.argsort(-actual, axis=1)[:, :k]
-    shared = [len(set(e) & set(a)) / k for e, a in zip(top_e, top_a, strict=True)]
-    return float(np.mean(shared))
-
-
 def check_parity(model: torch.nn.Module, onnx_path: Path, inputs: np.ndarray, source: str,
                  tolerance: float, *, onnx_inputs: np.ndarray | None = None,
                  min_top1: float = 1.0, outputs: str = "logits") -> ParityReport:
@@ -173,14 +147,8 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, inputs: np.ndarray, so
     session = make_session(onnx_path, "cpu")
     feed = inputs if onnx_inputs is None else onnx_inputs
     actual = session.run(None, {session.get_inputs()[0].name: feed})[0].astype(np.float32)
-    diff = np.abs(expected - actual)
-    return ParityReport(
-        images=len(inputs), source=source,
-        max_abs_diff=float(diff.max()), top1_agreement=float(
-            (expected.argmax(1) == actual.argmax(1)).mean()),
-        tolerance=tolerance, top5_overlap=_top5_overlap(expected, actual),
-        mean_abs_diff=float(diff.mean()), min_top1=min_top1, outputs=outputs,
-    )
+    return compare_outputs(expected, actual, source, tolerance, min_top1=min_top1,
+                           outputs=outputs)
 
 
 # --------------------------------------------------------------------------- the file
@@ -220,10 +188,6 @@ def _with_manifest(proto: Any, manifest: dict[str, Any]) -> bytes:
     return proto.SerializeToString()
 
 
-def _opset(proto: Any) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def versions() -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -261,7 +225,7 @@ def _build(loaded: LoadedCheckpoint, options: ExportOptions, pixels: np.ndarray,
     _export_graph(deployable, torch.from_numpy(example), tmp / "raw.onnx", options.opset, names)
     proto = _load_checked(tmp / "raw.onnx")
     manifest = dict(loaded.manifest) | {
-        "export": _export_section(options, preprocess, _opset(proto), names),
+        "export": _export_section(options, preprocess, onnx_opset(proto), names),
         "versions": versions()}
     return proto, manifest
 
@@ -318,46 +282,3 @@ def export_onnx(
         key: value for key, value in parity.to_dict().items() if key != "outputs"}
     atomic_write_bytes(output, _with_manifest(proto, manifest))
     return ExportResult(output, parity, report_path)
-
-
-# --------------------------------------------------------------------------- inspect
-
-
-def _graph_io(values: Any) -> list[dict[str, Any]]:
-    import onnx
-
-    described = []
-    for value in values:
-        tensor = value.type.tensor_type
-        shape = [d.dim_param or d.dim_value for d in tensor.shape.dim]
-        described.append({"name": value.name, "shape": shape,
-                          "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name})
-    return described
-
-
-def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of an .onnx file (plus its graph's inputs and outputs) or a checkpoint."""
-    from .checkpoint import parse_manifest, read_manifest
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Model file not found: {path}",
-                          "Pass an .onnx file or a best.safetensors checkpoint.")
-    if path.suffix.lower() != ".onnx":
-        return {"file": str(path), "manifest": read_manifest(path)}
-    import onnx
-    from google.protobuf.message import DecodeError as ProtobufError
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except (ProtobufError, OSError, ValueError) as exc:
-        raise ExportError(f"{path} is not a readable ONNX file: {exc}",
-                          "Pass an .onnx file written by `imgcls export onnx`.") from exc
-    props = {p.key: p.value for p in proto.metadata_props}
-    if MANIFEST_KEY not in props:
-        raise ExportError(f"{path} has no imgcls manifest in its metadata.",
-                          "Export the model with `imgcls export onnx`.")
-    return {"file": str(path), "manifest": parse_manifest(props[MANIFEST_KEY], str(path)),
-            "graph": {"opset": _opset(proto), "producer": proto.producer_name,
-                      "inputs": _graph_io(proto.graph.input),
-                      "outputs": _graph_io(proto.graph.output)}}

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoint import MANIFEST_KEY, load_checkpoint, parse_manifest
 from .engine import (
     DEFAULT_BACKEND,
     EngineStats,
@@ -28,6 +27,7 @@ from .engine import (
 from .errors import CheckpointError, ConfigError, DecodeError
 from .images import load_pixels, to_pixels
 from .inputs import check_inputs, in_shard, iter_inputs, iter_paths, parse_shard
+from .manifest import MANIFEST_KEY, parse_manifest
 from .providers import CPU, choose_providers, gpu_available, make_session, uses_cuda
 from .specs import Preprocess
 
@@ -147,6 +147,7 @@ class TorchRunner:
     def __init__(self, path: str | os.PathLike, device: str = "auto") -> None:
         import torch
 
+        from .checkpoint import load_checkpoint
         from .devices import resolve_device
 
         loaded = load_checkpoint(path)

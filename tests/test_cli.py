@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import pytest
 
-from imgcls import __version__
+from imgcls import __version__, hookimpl, plugins
 from imgcls.cli import main
 
 from .conftest import write_class_folders
@@ -84,3 +85,56 @@ def test_console_script_errors_have_no_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
     assert "Hint: " in result.stderr
+
+
+def _command_plugin(calls: list[str]) -> types.ModuleType:
+    module = types.ModuleType("hello_plugin")
+
+    @hookimpl
+    def register_commands(cli):
+        calls.append("register_commands")
+
+        @cli.command("hello")
+        def hello(name: str = "world") -> None:
+            print(f"hello {name}")
+
+    module.register_commands = register_commands
+    return module
+
+
+@pytest.fixture
+def command_plugin():
+    calls: list[str] = []
+    module = _command_plugin(calls)
+    plugins.load_plugins()
+    plugins.pm.register(module, name="hello-plugin")
+    yield calls
+    plugins.pm.unregister(module)
+
+
+def test_plugin_command_runs_and_is_listed(command_plugin, capsys):
+    code, out, _ = run(["hello", "--name", "imgcls"], capsys)
+    assert code == 0 and out.strip() == "hello imgcls"
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "hello" in out
+
+
+def test_builtin_commands_do_not_load_plugin_commands(command_plugin, capsys):
+    code, out, _ = run(["--debug", "inspect", "--help"], capsys)
+    assert code == 0 and "manifest" in out
+    assert command_plugin == []
+
+
+def test_infer_and_inspect_on_onnx_start_without_torch(exported, colour_folder, tmp_path):
+    script = (
+        "import sys\n"
+        "from imgcls.cli import main\n"
+        f"assert main(['infer', {str(exported)!r}, {str(colour_folder)!r}, '-o', "
+        f"{str(tmp_path / 'p.csv')!r}]) == 0\n"
+        f"assert main(['inspect', {str(exported)!r}]) == 0\n"
+        "heavy = ('torch', 'torchvision', 'imgcls.default_plugins.models')\n"
+        "print('loaded:', [name for name in heavy if name in sys.modules])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: []"
+    assert (tmp_path / "p.csv").read_text().count("\n") == 25  # header + 24 images

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..augment import DEFAULT_AUGMENT
-from ..data.preview import augment_preview, write_preview
+from ..config import DEFAULT_AUGMENT
 from ..registry import get_model
 from .console import console, parse_options
 
@@ -29,6 +28,8 @@ def preview(
     data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
 ) -> None:
     """Write a grid of augmented training images: each row one image, the original first."""
+    from ..data.preview import augment_preview, write_preview  # imports torch
+
     spec = get_model(model).spec
     preprocess = spec.preprocess.with_size(img_size) if img_size else spec.preprocess
     grid = augment_preview(data, augment, preprocess, images=images, variants=variants,

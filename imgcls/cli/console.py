@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..augment import parse_value
+from ..config import parse_value
 from ..errors import ConfigError
 from ..reporting import Reporter
 

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..evaluate import SPLITS, evaluate_file, write_evaluation
 from .console import console, err_console, parse_options
 
 
@@ -27,6 +26,8 @@ def evaluate(
     data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
 ) -> None:
     """Measure a model on labelled images; write metrics, confusion matrix and mistakes."""
+    from ..evaluate import SPLITS, evaluate_file, write_evaluation  # imports torch
+
     if split not in SPLITS:
         raise ConfigError(f"Unknown --split {split!r}.", f"Use one of {', '.join(SPLITS)}.")
     evaluation, _ = evaluate_file(model, data, device=device, split=split,

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from ..export import inspect_model
+from ..manifest import inspect_model
 from .console import console
 
 

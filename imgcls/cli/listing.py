@@ -7,7 +7,6 @@ import json
 import typer
 from rich.table import Table
 
-from ..modelinfo import describe
 from ..plugins import failed_plugins, load_plugins, plugin_version
 from ..registry import list_augmentations, list_datasets, list_models
 from .console import console
@@ -22,6 +21,8 @@ def _human(count: int) -> str:
 
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the registered models: plugin, input size, parameters and MACs (2 classes)."""
+    from ..modelinfo import describe  # imports torch
+
     rows = [describe(entry) for entry in list_models()]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

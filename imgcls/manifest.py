@@ -1,0 +1,123 @@
+"""The manifest that makes a model self-describing, and reading it back from a file.
+
+Nothing here imports torch: ``imgcls infer`` and ``imgcls inspect`` on an .onnx
+file start without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import CheckpointError, ExportError
+from .specs import Preprocess
+
+MANIFEST_KEY = "imgcls.manifest"
+FORMAT = "imgcls.checkpoint"
+FORMAT_VERSION = 1
+
+
+def make_manifest(
+    model_name: str,
+    model_options: dict[str, Any],
+    classes: list[str],
+    preprocess: Preprocess,
+    training: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "imgcls_version": __version__,
+        "model": {"name": model_name, "options": model_options},
+        "classes": list(classes),
+        "preprocess": preprocess.to_dict(),
+        "training": training or {},
+        "dataset": dataset or {},
+    }
+
+
+def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
+    """Check a manifest's shape and types; raise CheckpointError naming ``source``."""
+    def fail(why: str) -> CheckpointError:
+        return CheckpointError(f"{source} has an invalid imgcls manifest: {why}.",
+                               "Re-export or re-train the model with imgcls.")
+
+    if not isinstance(manifest, dict):
+        raise fail("not a JSON object")
+    model = manifest.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise fail("missing model name")
+    if not isinstance(model.get("options", {}), dict):
+        raise fail("model options are not an object")
+    classes = manifest.get("classes")
+    if (not isinstance(classes, list) or len(classes) < 2
+            or not all(isinstance(c, str) for c in classes)):
+        raise fail("classes must be a list of at least two names")
+    if len(set(classes)) != len(classes):
+        raise fail("class names are not unique")
+    if not isinstance(manifest.get("preprocess"), dict):
+        raise fail("missing preprocessing")
+    Preprocess.from_dict(manifest["preprocess"])
+    version = manifest.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{source} uses manifest format {version!r}, newer than this imgcls.",
+                              "Upgrade imgcls: pip install -U imgcls.")
+    return manifest
+
+
+def parse_manifest(text: str, source: str) -> dict[str, Any]:
+    try:
+        manifest = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{source} has a manifest that is not valid JSON.",
+                              "The file is damaged; re-export it.") from exc
+    return validate_manifest(manifest, source)
+
+
+def _graph_io(values: Any) -> list[dict[str, Any]]:
+    import onnx
+
+    described = []
+    for value in values:
+        tensor = value.type.tensor_type
+        shape = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+        described.append({"name": value.name, "shape": shape,
+                          "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name})
+    return described
+
+
+def onnx_opset(proto: Any) -> int:
+    """The default-domain opset an ONNX model was written for."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of an .onnx file (plus its graph's inputs and outputs) or a checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Model file not found: {path}",
+                              "Pass an .onnx file or a best.safetensors checkpoint.")
+    if path.suffix.lower() != ".onnx":
+        from .checkpoint import read_manifest  # a checkpoint needs torch; an .onnx file does not
+
+        return {"file": str(path), "manifest": read_manifest(path)}
+    import onnx
+    from google.protobuf.message import DecodeError as ProtobufError
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (ProtobufError, OSError, ValueError) as exc:
+        raise ExportError(f"{path} is not a readable ONNX file: {exc}",
+                          "Pass an .onnx file written by `imgcls export onnx`.") from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    if MANIFEST_KEY not in props:
+        raise ExportError(f"{path} has no imgcls manifest in its metadata.",
+                          "Export the model with `imgcls export onnx`.")
+    return {"file": str(path), "manifest": parse_manifest(props[MANIFEST_KEY], str(path)),
+            "graph": {"opset": onnx_opset(proto), "producer": proto.producer_name,
+                      "inputs": _graph_io(proto.graph.input),
+                      "outputs": _graph_io(proto.graph.output)}}
