@@ -10,7 +10,15 @@ on them):
    process and with thread workers, the worker count `imgcls infer` uses;
 2. end-to-end `imgcls infer` images/s (its own summary: from the first path to
    the last row written; the interpreter's start-up is printed separately);
-3. PyTorch eager vs onnxruntime images/s on pre-decoded batches of 64.
+3. PyTorch eager vs onnxruntime images/s on pre-decoded batches of 64;
+4. CPU time per image (user + system, workers and main process) of decode-only
+   and of the infer job, and onnxruntime's alone on one thread: when the decode
+   workers already fill every core, infer / decode-only can be no better than
+   decode / (decode + onnxruntime), the "CPU bound" printed.
+
+``--workers N`` sets the decode workers of both (default: what `imgcls infer`
+uses, one per core); with fewer workers than cores the model runs on the spare
+core and the ratio shows how well decoding and inference overlap.
 
 Rounds are interleaved so that load from other processes hits every variant
 alike; each figure is the median over rounds.
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,11 +71,12 @@ def decode_rate(paths: list[str], preprocess, workers: int, backend: str) -> flo
         return count / (time.perf_counter() - started)
 
 
-def infer_rate(model: Path, listing: Path, backend: str, folder: Path) -> tuple[float, float]:
+def infer_rate(model: Path, listing: Path, backend: str, folder: Path,
+               workers: int) -> tuple[float, float]:
     """(images/s from the summary, wall seconds of the whole command)."""
     summary = folder / "summary.json"
     command = [sys.executable, "-m", "imgcls", "infer", str(model), f"@{listing}",
-               "-o", str(folder / "preds.csv"), "--decode", backend,
+               "-o", str(folder / "preds.csv"), "--decode", backend, "--workers", str(workers),
                "--summary-json", str(summary)]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
@@ -101,6 +111,39 @@ def model_rates(model: Path, checkpoint: Path, pixels, rounds: int) -> tuple[flo
     return statistics.median(rates["torch"]), statistics.median(rates["ort"])
 
 
+def cpu_ms_per_image(model: Path, listing: Path, paths: list[str], preprocess,
+                     workers: int) -> dict[str, tuple[float, float]]:
+    """CPU ms per image as (main process, decode workers) for decode-only and infer."""
+    from imgcls.infer import InferOptions, run_inference
+
+    def measure(job: Callable[[], object]) -> tuple[float, float]:
+        before = _cpu_seconds()
+        job()
+        after = _cpu_seconds()  # the pool's workers are reaped by now: children count
+        return tuple((a - b) * 1e3 / len(paths) for a, b in zip(after, before, strict=True))
+
+    options = InferOptions(output=listing.with_name("cpu.csv"), workers=workers)
+    return {"decode": measure(lambda: decode_rate(paths, preprocess, workers, "process")),
+            "infer": measure(lambda: run_inference(model, [f"@{listing}"], options))}
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def ort_ms_per_image(model: Path, pixels, checkpoint: Path) -> float:
+    """onnxruntime alone on one thread, batch 64: CPU ms per image."""
+    from imgcls.checkpoint import load_checkpoint
+    from imgcls.providers import make_session
+
+    batch = load_checkpoint(checkpoint).preprocess.apply(pixels)
+    session = make_session(model, "cpu", threads=1)
+    name = session.get_inputs()[0].name
+    return 1e3 / (len(batch) * _calls_per_second(lambda: session.run(None, {name: batch})))
+
+
 def _calls_per_second(run: Callable[[], None], seconds: float = 1.0) -> float:
     run()  # warm-up
     calls, started = 0, time.perf_counter()
@@ -115,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="a folder of photos")
     parser.add_argument("--repeat", type=int, default=4, help="times the photos are listed")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--workers", type=int, help="decode workers (default: imgcls infer's)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from imgcls.engine import BACKENDS, DEFAULT_BACKEND, default_workers
@@ -126,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     photos = list(iter_paths([args.data]))
     paths = photos * args.repeat
-    workers = default_workers()
+    workers = args.workers or default_workers()
     print(f"{len(paths)} paths ({len(photos)} photos x {args.repeat}) from {args.data}; "
           f"{os.cpu_count()} cores, {workers} decode workers, default backend {DEFAULT_BACKEND}; "
           f"load average {os.getloadavg()[0]:.1f}")
@@ -140,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             _compare(name, exported[name], paths, preprocess, workers, listing, folder,
                      args.rounds, BACKENDS)
             _model_speed(name, exported[name], folder, photos, preprocess, args.rounds)
+            _cpu_budget(name, exported[name], folder, listing, paths, photos, preprocess, workers)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f} (other processes share the cores)")
     return 0
 
@@ -151,7 +196,7 @@ def _compare(name, model, paths, preprocess, workers, listing, folder, rounds, b
     for _ in range(rounds):
         for backend in backends:
             decode[backend].append(decode_rate(paths, preprocess, workers, backend))
-            rate, wall = infer_rate(model, listing, backend, folder)
+            rate, wall = infer_rate(model, listing, backend, folder, workers)
             e2e[backend].append(rate)
             walls[backend].append(wall)
     print(f"\n{name} ({preprocess.size[0]}x{preprocess.size[1]}), median of {rounds} rounds:")
@@ -181,6 +226,23 @@ def _model_speed(name, model, folder, photos, preprocess, rounds):
     eager, ort = model_rates(model, folder / f"{name}.safetensors", pixels, rounds)
     print(f"  batch 64, pre-decoded: torch eager {eager:7.0f} img/s | onnxruntime {ort:7.0f} "
           f"img/s | onnxruntime / eager {ort / eager:.1f}x")
+
+
+def _cpu_budget(name, model, folder, listing, paths, photos, preprocess, workers):
+    import numpy as np
+
+    from imgcls.images import load_pixels
+
+    cpu = cpu_ms_per_image(model, listing, paths, preprocess, workers)
+    pixels = np.stack([load_pixels(p, preprocess) for p in photos[:64]])
+    ort = ort_ms_per_image(model, pixels, folder / f"{name}.safetensors")
+    decode, infer = sum(cpu["decode"]), sum(cpu["infer"])
+    print(f"  CPU ms per image (main + workers): decode-only {decode:.3f} "
+          f"({cpu['decode'][0]:.3f} + {cpu['decode'][1]:.3f}) | imgcls infer {infer:.3f} "
+          f"({cpu['infer'][0]:.3f} + {cpu['infer'][1]:.3f}) | onnxruntime alone, 1 thread "
+          f"{ort:.3f}\n  with every core decoding, infer / decode-only <= decode / (decode + "
+          f"onnxruntime) = {decode / (decode + ort):.1%} (CPU bound); this run's CPU ratio "
+          f"{decode / infer:.1%}")
 
 
 if __name__ == "__main__":
