@@ -37,6 +37,8 @@ class _Exploit:
         return (open, (str(self.marker), "w"))
 
 
+# torch notes the hand-made pickle's protocol (4) before refusing it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_malicious_resume_state_is_refused_and_runs_nothing(tmp_path):
     run = tmp_path / "runs" / "evil"
     run.mkdir(parents=True)
