@@ -98,7 +98,11 @@ def test_cli_interrupt_exits_130_with_the_resume_command(data, tmp_path, capsys)
 @pytest.mark.slow
 def test_ctrl_c_on_a_real_process_leaves_a_resumable_run(data, tmp_path):
     run = tmp_path / "sig"
-    command = [sys.executable, "-m", "imgcls", "train", "--data", str(data), "--out",
+    # A process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python keeps it so; restore Ctrl-C as a terminal would have it.
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from imgcls.cli import main; sys.exit(main(sys.argv[1:]))")
+    command = [sys.executable, "-c", start, "train", "--data", str(data), "--out",
                str(tmp_path), "--name", "sig", "-e", "200", "-b", "4", "--img-size", "16",
                "--no-report"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
