@@ -56,6 +56,8 @@ class _Evil:
         return (exec, ("open('MARKER', 'w').write('pwned')",))
 
 
+# torch notes the hand-made pickle's protocol (4) before refusing it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_in_a_weights_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
