@@ -138,3 +138,27 @@ def test_infer_and_inspect_on_onnx_start_without_torch(exported, colour_folder, 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "loaded: []"
     assert (tmp_path / "p.csv").read_text().count("\n") == 25  # header + 24 images
+
+
+def test_a_plugin_command_cannot_shadow_a_builtin(capsys, monkeypatch):
+    module = types.ModuleType("shadow_plugin")
+
+    @hookimpl
+    def register_commands(cli):
+        @cli.command("infer")
+        def infer() -> None:
+            print("not the real infer")
+
+    module.register_commands = register_commands
+    plugins.load_plugins()
+    plugins.pm.register(module, name="shadow-plugin")
+    try:
+        with pytest.warns(plugins.PluginWarning, match="'infer' is a built-in imgcls command"):
+            code, out, _ = run(["--help"], capsys)
+        assert code == 0 and out.count("infer ") == 1 and "Classify images" in out
+        monkeypatch.setenv("IMGCLS_STRICT_PLUGINS", "1")
+        code, _, err = run(["--help"], capsys)
+        assert code == 1 and "shadow-plugin" in err and "built-in" in err
+    finally:
+        plugins.pm.unregister(module)
+        plugins.failed_plugins.pop("shadow-plugin", None)

@@ -74,11 +74,24 @@ def _builtin_names(app: typer.Typer) -> set[str]:
 def _plugin_commands(app: typer.Typer) -> None:
     from ..plugins import load_plugins, plugin_name, report_failure
 
+    builtins = _builtin_names(app)
     for impl in load_plugins().hook.register_commands.get_hookimpls():
+        before = (len(app.registered_commands), len(app.registered_groups))
         try:
             impl.function(cli=app)
+            _refuse_shadowing(app, before, builtins)
         except Exception as exc:  # a plugin's broken command must not break the CLI
             report_failure(plugin_name(impl.plugin), exc, "register commands")
+
+
+def _refuse_shadowing(app: typer.Typer, before: tuple[int, int], builtins: set[str]) -> None:
+    # A built-in command always runs under its name (plugins are not even loaded
+    # then), so a plugin's command of that name would only confuse --help.
+    added = app.registered_commands[before[0]:] + app.registered_groups[before[1]:]
+    clashes = sorted({info.name for info in added} & builtins)
+    if clashes:
+        del app.registered_commands[before[0]:], app.registered_groups[before[1]:]
+        raise ValueError(f"command {clashes[0]!r} is a built-in imgcls command")
 
 
 def print_error(exc: ImgclsError) -> None:
