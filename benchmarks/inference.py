@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             preprocess = get_model(name).spec.preprocess
             _compare(name, exported[name], paths, preprocess, workers, listing, folder,
                      args.rounds, BACKENDS)
-            _model_speed(name, exported[name], folder, photos, preprocess, args.rounds)
-            _cpu_budget(name, exported[name], folder, listing, paths, photos, preprocess, workers)
+            batch = _first_batch(photos, preprocess)
+            _model_speed(name, exported[name], folder, batch, args.rounds)
+            _cpu_budget(name, exported[name], folder, listing, paths, batch, preprocess, workers)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f} (other processes share the cores)")
     return 0
 
@@ -217,24 +218,23 @@ def _compare(name, model, paths, preprocess, workers, listing, folder, rounds, b
               f"imgcls infer {a}/{b}: {statistics.median(e2e[a]) / statistics.median(e2e[b]):.2f}x")
 
 
-def _model_speed(name, model, folder, photos, preprocess, rounds):
+def _first_batch(photos, preprocess):
+    """The first 64 photos decoded: the pre-decoded batch the model-only figures use."""
     import numpy as np
 
     from imgcls.images import load_pixels
 
-    pixels = np.stack([load_pixels(p, preprocess) for p in photos[:64]])
+    return np.stack([load_pixels(p, preprocess) for p in photos[:64]])
+
+
+def _model_speed(name, model, folder, pixels, rounds):
     eager, ort = model_rates(model, folder / f"{name}.safetensors", pixels, rounds)
     print(f"  batch 64, pre-decoded: torch eager {eager:7.0f} img/s | onnxruntime {ort:7.0f} "
           f"img/s | onnxruntime / eager {ort / eager:.1f}x")
 
 
-def _cpu_budget(name, model, folder, listing, paths, photos, preprocess, workers):
-    import numpy as np
-
-    from imgcls.images import load_pixels
-
+def _cpu_budget(name, model, folder, listing, paths, pixels, preprocess, workers):
     cpu = cpu_ms_per_image(model, listing, paths, preprocess, workers)
-    pixels = np.stack([load_pixels(p, preprocess) for p in photos[:64]])
     ort = ort_ms_per_image(model, pixels, folder / f"{name}.safetensors")
     decode, infer = sum(cpu["decode"]), sum(cpu["infer"])
     print(f"  CPU ms per image (main + workers): decode-only {decode:.3f} "

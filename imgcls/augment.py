@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import DEFAULT_AUGMENT, parse_value  # noqa: F401 (re-exported)
+from .config import parse_value
 from .errors import ConfigError, ImgclsError
 from .registry import get_augmentation
 
