@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, data: Path) -> int:
 def measure(args, spec, images, normalize, augment: str, make_loader) -> tuple[float, float]:
     import torch
 
-    from imgcls.augment import build_pipeline
+    from imgcls.data.augment import build_pipeline
 
     torch.manual_seed(0)
     pipeline = build_pipeline(augment)

@@ -38,7 +38,7 @@ def why_not_ready() -> str | None:
     """None when CUDA inference can run here, else the reason it cannot."""
     import onnxruntime as ort
 
-    from imgcls.providers import CUDA, gpu_available
+    from imgcls.infer.providers import CUDA, gpu_available
 
     if not gpu_available():
         return "no GPU: the CUDA driver reports no device"
@@ -100,8 +100,8 @@ def runner_checks(plain: Path, half: Path, listing: Path) -> None:
 
     from imgcls.errors import DeviceError
     from imgcls.images import load_pixels
-    from imgcls.infer import OnnxRunner
-    from imgcls.providers import CUDA, TENSORRT, _available
+    from imgcls.infer.providers import CUDA, TENSORRT, _available
+    from imgcls.infer.runners import OnnxRunner
 
     cpu, cuda = OnnxRunner(plain, "cpu"), OnnxRunner(plain, "cuda")
     check(cuda.providers[0] == CUDA, f"session providers are {cuda.providers}")

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from imgcls.reporting import Reporter
 from imgcls.train import TrainConfig, fit
+from imgcls.train.progress import Reporter
 
 CATS_DOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats-dogs"
 

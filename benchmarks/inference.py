@@ -47,8 +47,9 @@ def make_models(folder: Path) -> dict[str, Path]:
     """A 2-class checkpoint and its ONNX export per model."""
     import torch
 
-    from imgcls.checkpoint import make_manifest, save_checkpoint
+    from imgcls.checkpoint import save_checkpoint
     from imgcls.export import export_onnx
+    from imgcls.manifest import make_manifest
     from imgcls.registry import get_model
 
     exported = {}
@@ -63,7 +64,7 @@ def make_models(folder: Path) -> dict[str, Path]:
 
 
 def decode_rate(paths: list[str], preprocess, workers: int, backend: str) -> float:
-    from imgcls.engine import DecodePool
+    from imgcls.infer.engine import DecodePool
 
     with DecodePool(workers, backend) as pool:  # workers start before the clock
         started = time.perf_counter()
@@ -89,7 +90,7 @@ def model_rates(model: Path, checkpoint: Path, pixels, rounds: int) -> tuple[flo
     import torch
 
     from imgcls.checkpoint import load_checkpoint
-    from imgcls.providers import make_session
+    from imgcls.infer.providers import make_session
 
     loaded = load_checkpoint(checkpoint)
     batch = loaded.preprocess.apply(pixels)
@@ -136,7 +137,7 @@ def _cpu_seconds() -> tuple[float, float]:
 def ort_ms_per_image(model: Path, pixels, checkpoint: Path) -> float:
     """onnxruntime alone on one thread, batch 64: CPU ms per image."""
     from imgcls.checkpoint import load_checkpoint
-    from imgcls.providers import make_session
+    from imgcls.infer.providers import make_session
 
     batch = load_checkpoint(checkpoint).preprocess.apply(pixels)
     session = make_session(model, "cpu", threads=1)
@@ -161,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="decode workers (default: imgcls infer's)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from imgcls.engine import BACKENDS, DEFAULT_BACKEND, default_workers
-    from imgcls.inputs import iter_paths
+    from imgcls.infer.engine import BACKENDS, DEFAULT_BACKEND, default_workers
+    from imgcls.infer.sources import iter_paths
     from imgcls.registry import get_model
 
     if not Path(args.data).is_dir():

@@ -52,8 +52,9 @@ def write_images(folder: Path, count: int) -> list[str]:
 def export_model(folder: Path) -> Path:
     import torch
 
-    from imgcls.checkpoint import make_manifest, save_checkpoint
+    from imgcls.checkpoint import save_checkpoint
     from imgcls.export import export_onnx
+    from imgcls.manifest import make_manifest
     from imgcls.registry import get_model
 
     spec = get_model("basic-cnn").spec

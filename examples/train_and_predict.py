@@ -13,7 +13,7 @@ from itertools import islice
 
 from imgcls import Classifier, fit
 from imgcls.export import export_onnx
-from imgcls.inputs import iter_paths
+from imgcls.infer.sources import iter_paths
 
 
 def main() -> None:

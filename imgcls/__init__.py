@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -15,26 +17,11 @@ __all__ = ["Classifier", "ImgclsError", "__version__", "fit", "hookimpl", "load_
 if TYPE_CHECKING:
     from .checkpoint import load_checkpoint
     from .errors import ImgclsError
-    from .infer import Classifier
-    from .train import fit
+    from .infer.classifier import Classifier
+    from .train.loop import fit
 
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so `import imgcls` in a plugin does not pull in torch and onnxruntime.
-    if name == "fit":
-        from .train import fit
-
-        return fit
-    if name == "load_checkpoint":
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint
-    if name == "Classifier":
-        from .infer import Classifier
-
-        return Classifier
-    if name == "ImgclsError":
-        from .errors import ImgclsError
-
-        return ImgclsError
-    raise AttributeError(f"module 'imgcls' has no attribute {name!r}")
+# Lazy, so `import imgcls` in a plugin does not pull in torch and onnxruntime.
+__getattr__ = lazy_exports(__name__, {
+    "fit": ".train.loop", "load_checkpoint": ".checkpoint",
+    "Classifier": ".infer.classifier", "ImgclsError": ".errors",
+})

@@ -21,14 +21,7 @@ from safetensors.torch import save as save_bytes
 from torch import nn
 
 from .errors import CheckpointError
-from .manifest import (  # noqa: F401  (re-exported: the checkpoint API)
-    FORMAT,
-    FORMAT_VERSION,
-    MANIFEST_KEY,
-    make_manifest,
-    parse_manifest,
-    validate_manifest,
-)
+from .manifest import FORMAT_VERSION, MANIFEST_KEY, read_manifest
 from .registry import get_model
 from .specs import Preprocess
 
@@ -64,28 +57,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, manifest: dict[st
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint not found: {path}",
-                              "Pass a best.safetensors file from a runs/<name>/ folder.")
-    data = path.read_bytes()
+    manifest = read_manifest(path)  # validates the header before any tensor is read
     try:
-        tensors = load_bytes(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+        tensors = load_bytes(path.read_bytes())
+    except (SafetensorError, ValueError) as exc:
         raise CheckpointError(
-            f"{path} is not an imgcls checkpoint (not a safetensors file).",
-            "Pass a .safetensors file written by `imgcls train`, or an .onnx file.",
+            f"{path} is not an imgcls checkpoint (its tensors cannot be read).",
+            "The file is damaged; re-train or copy it again.",
         ) from exc
-    metadata = header.get("__metadata__") or {}
-    if MANIFEST_KEY not in metadata:
-        raise CheckpointError(f"{path} is a safetensors file without an imgcls manifest.",
-                              "Pass a checkpoint written by `imgcls train`.")
-    return tensors, parse_manifest(metadata[MANIFEST_KEY], str(path))
-
-
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    return _read(Path(path))[1]
+    return tensors, manifest
 
 
 def build_model(manifest: dict[str, Any]) -> nn.Module:

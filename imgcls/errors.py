@@ -39,6 +39,10 @@ class CheckpointError(ImgclsError):
     """A file is not a valid imgcls checkpoint or model."""
 
 
+class ManifestError(CheckpointError):
+    """A model file's imgcls manifest is missing or invalid."""
+
+
 class ExportError(ImgclsError):
     """ONNX export failed or did not pass its parity check."""
 

@@ -24,11 +24,12 @@ from .data import resolve_loader
 from .data.cache import DecodedImages
 from .data.loader import Normalizer, make_loader
 from .errors import DataError
-from .infer import Failure, open_model, predict_stream
+from .infer.engine import Failure, predict_stream
+from .infer.runners import open_model
 from .metrics import confusion_matrix, macro_f1, per_class_table
-from .precision import Precision
 from .registry import get_dataset
 from .specs import Preprocess, Sample
+from .train.precision import Precision
 
 SPLITS = ("auto", "val", "train", "all")
 

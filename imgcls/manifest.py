@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import CheckpointError, ExportError
+from .errors import CheckpointError, ManifestError
 from .specs import Preprocess
 
 MANIFEST_KEY = "imgcls.manifest"
@@ -41,9 +41,9 @@ def make_manifest(
 
 
 def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
-    """Check a manifest's shape and types; raise CheckpointError naming ``source``."""
-    def fail(why: str) -> CheckpointError:
-        return CheckpointError(f"{source} has an invalid imgcls manifest: {why}.",
+    """Check a manifest's shape and types; raise ManifestError naming ``source``."""
+    def fail(why: str) -> ManifestError:
+        return ManifestError(f"{source} has an invalid imgcls manifest: {why}.",
                                "Re-export or re-train the model with imgcls.")
 
     if not isinstance(manifest, dict):
@@ -64,7 +64,7 @@ def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
     Preprocess.from_dict(manifest["preprocess"])
     version = manifest.get("format_version", 1)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{source} uses manifest format {version!r}, newer than this imgcls.",
+        raise ManifestError(f"{source} uses manifest format {version!r}, newer than this imgcls.",
                               "Upgrade imgcls: pip install -U imgcls.")
     return manifest
 
@@ -73,7 +73,7 @@ def parse_manifest(text: str, source: str) -> dict[str, Any]:
     try:
         manifest = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:
-        raise CheckpointError(f"{source} has a manifest that is not valid JSON.",
+        raise ManifestError(f"{source} has a manifest that is not valid JSON.",
                               "The file is damaged; re-export it.") from exc
     return validate_manifest(manifest, source)
 
@@ -95,6 +95,72 @@ def onnx_opset(proto: Any) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+# A safetensors header holds tensor names, shapes and offsets plus the manifest:
+# far below this for any model; a larger length field means a damaged file.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def _not_safetensors(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} is not an imgcls checkpoint (not a safetensors file).",
+                           "Pass a .safetensors file written by `imgcls train`, or an .onnx file.")
+
+
+def read_safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a .safetensors file, read without loading any tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}",
+                              "Pass a best.safetensors file from a runs/<name>/ folder.")
+    with path.open("rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if not 2 <= length <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+            raise _not_safetensors(path)
+        raw = handle.read(length)
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _not_safetensors(path) from exc
+    if not isinstance(header, dict):
+        raise _not_safetensors(path)
+    return header
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The validated manifest of a checkpoint or an .onnx file; imports no torch."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return _read_onnx(path)[0]
+    metadata = read_safetensors_header(path).get("__metadata__") or {}
+    if not isinstance(metadata, dict) or MANIFEST_KEY not in metadata:
+        raise ManifestError(f"{path} is a safetensors file without an imgcls manifest.",
+                            "Pass a checkpoint written by `imgcls train`.")
+    return parse_manifest(metadata[MANIFEST_KEY], str(path))
+
+
+def _read_onnx(path: Path) -> tuple[dict[str, Any], Any]:
+    import onnx
+    from google.protobuf.message import DecodeError as ProtobufError
+
+    if not path.is_file():
+        raise CheckpointError(f"Model file not found: {path}",
+                              "Pass an .onnx file or a best.safetensors checkpoint.")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (ProtobufError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable ONNX file: {exc}",
+                              "Pass an .onnx file written by `imgcls export onnx`.") from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    return manifest_from_props(props, path), proto
+
+
+def manifest_from_props(props: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest in an ONNX model's metadata_props (as a dict)."""
+    if MANIFEST_KEY not in props:
+        raise ManifestError(f"{path} has no imgcls manifest in its metadata.",
+                            "Export the model with `imgcls export onnx`.")
+    return parse_manifest(props[MANIFEST_KEY], str(path))
+
+
 def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of an .onnx file (plus its graph's inputs and outputs) or a checkpoint."""
     path = Path(path)
@@ -102,22 +168,9 @@ def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"Model file not found: {path}",
                               "Pass an .onnx file or a best.safetensors checkpoint.")
     if path.suffix.lower() != ".onnx":
-        from .checkpoint import read_manifest  # a checkpoint needs torch; an .onnx file does not
-
         return {"file": str(path), "manifest": read_manifest(path)}
-    import onnx
-    from google.protobuf.message import DecodeError as ProtobufError
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except (ProtobufError, OSError, ValueError) as exc:
-        raise ExportError(f"{path} is not a readable ONNX file: {exc}",
-                          "Pass an .onnx file written by `imgcls export onnx`.") from exc
-    props = {p.key: p.value for p in proto.metadata_props}
-    if MANIFEST_KEY not in props:
-        raise ExportError(f"{path} has no imgcls manifest in its metadata.",
-                          "Export the model with `imgcls export onnx`.")
-    return {"file": str(path), "manifest": parse_manifest(props[MANIFEST_KEY], str(path)),
+    manifest, proto = _read_onnx(path)
+    return {"file": str(path), "manifest": manifest,
             "graph": {"opset": onnx_opset(proto), "producer": proto.producer_name,
                       "inputs": _graph_io(proto.graph.input),
                       "outputs": _graph_io(proto.graph.output)}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgcls import augment
-from imgcls.augment import PRESETS, Pipeline, build_pipeline, parse_augment, warp
+from imgcls.data import augment
+from imgcls.data.augment import PRESETS, Pipeline, build_pipeline, parse_augment, warp
 from imgcls.errors import ConfigError, UnknownNameError
 from imgcls.registry import list_augmentations
 

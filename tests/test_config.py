@@ -8,8 +8,8 @@ import pytest
 
 from imgcls.cli import main
 from imgcls.cli.train import build_config
-from imgcls.config import TrainConfig, config_from_dict, read_config_file
 from imgcls.errors import ConfigError
+from imgcls.train.config import TrainConfig, config_from_dict, read_config_file
 
 from .trainkit import colour_data, read_metrics
 

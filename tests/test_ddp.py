@@ -43,7 +43,7 @@ def _agree_on_finiteness(rank: int, store: str, results: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from imgcls.distributed import DistEnv, all_finite
+    from imgcls.train.distributed import DistEnv, all_finite
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:

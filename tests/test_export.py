@@ -9,9 +9,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from imgcls.checkpoint import MANIFEST_KEY, load_checkpoint
+from imgcls.checkpoint import load_checkpoint
 from imgcls.errors import CheckpointError
-from imgcls.export import check_parity, export_onnx
+from imgcls.export.onnx import check_parity, export_onnx
+from imgcls.manifest import MANIFEST_KEY
 
 
 def test_export_writes_manifest_and_passes_checker(exported, trained):

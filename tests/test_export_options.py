@@ -10,12 +10,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from imgcls.checkpoint import read_manifest
 from imgcls.cli import main
 from imgcls.data import load_dataset
 from imgcls.errors import ExportError
-from imgcls.export import FP16_TOLERANCE, export_onnx, inspect_model
+from imgcls.export import export_onnx
+from imgcls.export.parity import FP16_TOLERANCE
 from imgcls.infer import Classifier
+from imgcls.manifest import inspect_model, read_manifest
 
 from .conftest import TINY_SHAPES
 
@@ -105,7 +106,7 @@ def test_fp16_softmax_export_loads_and_runs(fp16_softmax, exported, val_paths):
 
 
 def test_parity_gate_fails_on_a_tampered_model(trained, tmp_path, monkeypatch, capsys):
-    import imgcls.export as export_module
+    import imgcls.export.onnx as export_module
 
     real = export_module._export_graph
 
@@ -142,7 +143,7 @@ def test_calibration_folder_is_used(trained, tmp_path, val_paths):
 def test_calibration_images_are_spread_over_the_folder(tmp_path):
     from PIL import Image
 
-    from imgcls.export import _calibration_paths
+    from imgcls.export.onnx import _calibration_paths
 
     for name in ("cats", "dogs"):
         (tmp_path / name).mkdir()

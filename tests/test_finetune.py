@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from imgcls.config import TrainConfig
 from imgcls.errors import ConfigError
-from imgcls.optim import freeze_backbone, head_name, param_groups
 from imgcls.registry import get_model
-from imgcls.train import build_model
+from imgcls.train.config import TrainConfig
+from imgcls.train.loop import build_model
+from imgcls.train.optim import freeze_backbone, head_name, param_groups
 
 
 def basic_cnn():

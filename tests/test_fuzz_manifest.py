@@ -10,8 +10,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imgcls.checkpoint import make_manifest, parse_manifest, read_manifest, save_checkpoint
+from imgcls.checkpoint import save_checkpoint
 from imgcls.errors import CheckpointError
+from imgcls.manifest import make_manifest, parse_manifest, read_manifest
 from imgcls.specs import Preprocess
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.engine import (
+from imgcls.errors import ConfigError, DataError
+from imgcls.infer.engine import (
     DecodePool,
     EngineStats,
     Failure,
     Prediction,
     predict_stream,
 )
-from imgcls.errors import ConfigError, DataError
-from imgcls.inputs import PathSet, check_inputs, in_shard, iter_paths, parse_shard
+from imgcls.infer.sources import PathSet, check_inputs, in_shard, iter_paths, parse_shard
 from imgcls.specs import Preprocess
 
 PRE = Preprocess(size=(8, 8))

@@ -14,7 +14,7 @@ from imgcls.cli import main
 from imgcls.data import load_dataset
 from imgcls.errors import DecodeError, DeviceError
 from imgcls.infer import Classifier
-from imgcls.providers import gpu_available, make_session
+from imgcls.infer.providers import gpu_available, make_session
 
 from .conftest import TINY_SHAPES
 
@@ -123,7 +123,7 @@ def test_cuda_requests_fail_clearly_without_a_gpu(exported, listing, capsys, mon
     assert main(["infer", str(exported), str(listing[1][0]), "--device", "cuda"]) == 1
     assert "CUDA was requested" in capsys.readouterr().err
     # Even when a GPU seems present, a session that fell back to the CPU is refused.
-    monkeypatch.setattr("imgcls.providers.gpu_available", lambda: True)
+    monkeypatch.setattr("imgcls.infer.providers.gpu_available", lambda: True)
     with pytest.raises(DeviceError, match="fell back to CPUExecutionProvider"):
         make_session(exported, "cuda")
     assert main(["infer", str(exported), str(listing[1][0]), "--device", "tpu"]) == 1
@@ -153,7 +153,7 @@ def test_classifier_on_paths_pil_and_arrays(exported, listing):
 
 
 def test_io_binding_reuses_buffers_and_matches_plain_runs(exported):
-    from imgcls.infer import IoBinding, OnnxRunner
+    from imgcls.infer.runners import IoBinding, OnnxRunner
 
     runner = OnnxRunner(exported, "cpu")
     assert runner._binding is None  # IO binding is for GPU sessions only

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls.augment import build_pipeline
+from imgcls.data.augment import build_pipeline
 from imgcls.data.cache import DecodedImages
 from imgcls.data.lazy import LazyImages
 from imgcls.data.loader import Normalizer, PixelDataset, auto_workers, make_loader

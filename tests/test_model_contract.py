@@ -11,8 +11,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from imgcls.checkpoint import make_manifest, save_checkpoint
+from imgcls.checkpoint import save_checkpoint
 from imgcls.export import export_onnx
+from imgcls.manifest import make_manifest
 from imgcls.registry import list_models
 
 MODELS = [entry.spec.name for entry in list_models()]

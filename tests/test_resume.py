@@ -49,7 +49,7 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     import numpy as np
 
     from imgcls.checkpoint import save_resume_state
-    from imgcls.outputs import rng_state, set_rng_state
+    from imgcls.train.run_folder import rng_state, set_rng_state
 
     save_resume_state(tmp_path / "last.pt", {"rng": rng_state()})
     expected = (random.random(), np.random.rand(), torch.rand(1).item())

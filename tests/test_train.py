@@ -7,8 +7,9 @@ import json
 import pytest
 from safetensors import safe_open
 
-from imgcls.checkpoint import MANIFEST_KEY, load_checkpoint
+from imgcls.checkpoint import load_checkpoint
 from imgcls.errors import ConfigError
+from imgcls.manifest import MANIFEST_KEY
 from imgcls.train import TrainConfig, fit
 
 

@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from imgcls.config import TrainConfig
-from imgcls.distributed import DistEnv, EpochSampler, ShardSampler
 from imgcls.errors import ConfigError
-from imgcls.optim import (
+from imgcls.train.config import TrainConfig
+from imgcls.train.distributed import DistEnv, EpochSampler, ShardSampler
+from imgcls.train.loop import BestTracker
+from imgcls.train.optim import (
     ModelEma,
     Stepper,
     TrainLoss,
@@ -23,8 +24,7 @@ from imgcls.optim import (
     lr_factor,
     param_groups,
 )
-from imgcls.precision import Precision, resolve_precision
-from imgcls.train import BestTracker
+from imgcls.train.precision import Precision, resolve_precision
 
 
 def factors(config: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
@@ -126,10 +126,10 @@ def test_precision_choices(monkeypatch):
     assert resolve_precision(False, "auto", cpu, print).dtype is None
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         resolve_precision(True, "fp16", cpu, print)
-    monkeypatch.setattr("imgcls.precision.cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr("imgcls.train.precision.cpu_supports_bf16", lambda: True)
     assert resolve_precision(True, "auto", cpu, print).dtype == torch.bfloat16
     warnings: list[str] = []
-    monkeypatch.setattr("imgcls.precision.cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr("imgcls.train.precision.cpu_supports_bf16", lambda: False)
     assert resolve_precision(True, "bf16", cpu, warnings.append).dtype is None
     assert "fp32" in warnings[0]
     assert not Precision("cpu", torch.bfloat16).grad_scaler().is_enabled()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ..config import DEFAULT_AUGMENT
 from ..registry import get_model
+from ..train.config import DEFAULT_AUGMENT
 from .console import console, parse_options
 
 

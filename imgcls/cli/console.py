@@ -9,9 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..config import parse_value
 from ..errors import ConfigError
-from ..reporting import Reporter
+from ..train.config import parse_value
+from ..train.progress import Reporter
 
 # Piped output is read by programs and people alike: never truncate it to 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..parity import DEFAULT_TOLERANCE, FP16_TOLERANCE
+from ..export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE
 from .console import console
 
 
@@ -32,7 +32,7 @@ def onnx(
              f"{FP16_TOLERANCE:g} with --fp16)."),
 ) -> None:
     """Export a checkpoint to ONNX, checking parity with PyTorch before reporting success."""
-    from ..export import export_onnx  # imports torch
+    from ..export.onnx import export_onnx  # imports torch
 
     result = export_onnx(checkpoint, output, opset=opset, calibration=calibration,
                          tolerance=tolerance, fp16=fp16, embed_preprocessing=embed_preprocessing,

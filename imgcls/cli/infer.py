@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from ..engine import BACKENDS, DEFAULT_BACKEND
-from ..infer import InferOptions, run_inference
-from ..predictions import Summary, summary_dict
+from ..infer.batch import InferOptions, run_inference
+from ..infer.engine import BACKENDS, DEFAULT_BACKEND
+from ..infer.writers import Summary, summary_dict
 from .console import console, err_console
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from ..config import TrainConfig, field_types, read_config_file
+from ..train.config import TrainConfig, field_types, read_config_file
 from .console import ConsoleReporter, console, err_console, parse_options
 
 # Flags that are not TrainConfig fields; they feed model/data options or pick the run.
@@ -35,7 +35,7 @@ DATA_COLUMNS = ("path_column", "label_column", "image_root")
 
 def train(ctx: typer.Context, **values: Any) -> None:
     """Train a model and write runs/<name>/ with best.safetensors, metrics and report.html."""
-    from ..train import TrainingInterrupted, fit  # imports torch
+    from ..train.loop import TrainingInterrupted, fit  # imports torch
 
     given = {name: value for name, value in values.items() if _given(ctx, name)}
     try:

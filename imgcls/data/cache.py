@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ConfigError, DecodeError
 from ..images import load_pixels
 from ..specs import Preprocess, Sample
+from ..system import default_workers
 from . import cache_dir, fingerprint
 
 CACHE_MODES = ("memory", "disk", "none")
@@ -42,10 +43,6 @@ class DecodedImages:
         """Pixels (n, H, W, 3) and labels of ``indices``: one copy, no decoding."""
         index = np.asarray(indices, dtype=np.intp)
         return self.pixels[index], self.labels[index]
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def decode_samples(

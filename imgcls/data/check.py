@@ -19,8 +19,8 @@ from typing import Any
 from ..errors import DecodeError
 from ..images import decode, extension_matches, probe
 from ..registry import get_dataset
+from ..system import default_workers
 from . import resolve_loader
-from .cache import default_workers
 
 DEFAULT_MIN_SIZE = 32
 

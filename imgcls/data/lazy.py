@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DataError, DecodeError
 from ..images import load_pixels, probe
 from ..specs import Preprocess, Sample
-from .cache import default_workers
+from ..system import default_workers
 
 
 class SkippedImageWarning(UserWarning):

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..augment import build_pipeline
 from ..errors import ConfigError, DataError
 from ..specs import Preprocess, Sample
 from . import load_dataset
+from .augment import build_pipeline
 from .cache import decode_samples
 
 GUTTER = 4

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from imgcls.augment import FILLS, warp
+from imgcls.data.augment import FILLS, warp
 
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 

@@ -1,7 +1,7 @@
 """Built-in augmentations, registered through the same hook as any plugin.
 
 Sample-level ones act on uint8 CHW images (or whole NCHW batches, see
-imgcls.augment); mixup and cutmix act on normalised float batches and soft targets.
+imgcls.data.augment); mixup and cutmix act on normalised float batches and soft targets.
 """
 
 from __future__ import annotations

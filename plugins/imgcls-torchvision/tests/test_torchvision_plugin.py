@@ -26,7 +26,7 @@ def test_every_architecture_gets_a_new_head(name):
 
 
 def test_the_new_head_is_the_last_linear_layer():
-    from imgcls.optim import head_name
+    from imgcls.train.optim import head_name
 
     for name, (_, head_path) in plugin.ARCHITECTURES.items():
         assert head_name(build(name)) == head_path

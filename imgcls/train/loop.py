@@ -19,25 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_resume_state, resume_path
+from ..data import load_dataset
+from ..data.augment import build_pipeline
+from ..data.cache import DecodedImages, decode_samples
+from ..data.loader import Normalizer, make_loader
+from ..errors import ConfigError, ImgclsError, NonFiniteLossError
+from ..metrics import MetricAccumulator
+from ..plugins import call_hook
+from ..registry import get_model
+from ..specs import ModelSpec, Preprocess
 from . import distributed
-from .augment import build_pipeline
-from .checkpoint import load_resume_state, resume_path
 from .config import TrainConfig
-from .data import load_dataset
-from .data.cache import DecodedImages, decode_samples
-from .data.loader import Normalizer, make_loader
 from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
-from .errors import ConfigError, ImgclsError, NonFiniteLossError
-from .metrics import MetricAccumulator
 from .optim import Stepper, TrainLoss, class_counts, freeze_backbone
-from .outputs import RunOutputs, set_rng_state
-from .plugins import call_hook
 from .precision import Precision, resolve_precision
-from .registry import get_model
-from .reporting import Reporter
-from .specs import ModelSpec, Preprocess
-
-__all__ = ["FitResult", "TrainConfig", "TrainingInterrupted", "fit"]
+from .progress import Reporter
+from .run_folder import RunFolder, set_rng_state
 
 # Options that may change when a run is resumed: they do not change what is computed.
 RESUME_OVERRIDES = ("epochs", "device", "workers", "cache")
@@ -151,7 +149,7 @@ def check_nonfinite(loss: torch.Tensor, epoch: int, step: int, skip: bool) -> No
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, normalize: Normalizer, precision: Precision,
+def validate(model: nn.Module, loader: Any, normalize: Normalizer, precision: Precision,
              num_classes: int, top_k: int) -> MetricAccumulator:
     """Plain cross-entropy, top-1/top-k and confusion counts over this rank's share."""
     model.eval()
@@ -212,7 +210,7 @@ class Session:
     num_classes: int
     tracker: BestTracker
     history: list[dict[str, float]]
-    outputs: RunOutputs
+    outputs: RunFolder
 
 
 def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
@@ -240,7 +238,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     tracker = BestTracker(config.select_metric, config.patience)
     history: list[dict[str, float]] = []
     start = _restore(state, model, stepper, tracker, history) if state else 1
-    outputs = RunOutputs.create(config, env, resume_dir, spec, dataset, preprocess,
+    outputs = RunFolder.create(config, env, resume_dir, spec, dataset, preprocess,
                                 (train_images, val_images))
     info = outputs.start_info(model, device, precision, env, start)
     reporter.start(info)
@@ -287,7 +285,7 @@ def run_epochs(s: Session, start: int) -> bool:
             s.reporter.warn(f"epoch {epoch}: skipped {int(totals[3])} steps with a non-finite "
                             "loss (--skip-nonfinite).")
         seconds = time.perf_counter() - started
-        val = evaluate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
+        val = validate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
                        s.num_classes, s.config.top_k)
         record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
         timing = {"epoch_seconds": seconds,

@@ -19,9 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ConfigError, DecodeError
-from .images import load_pixels
-from .specs import Preprocess
+from ..errors import ConfigError, DecodeError
+from ..images import load_pixels
+from ..specs import Preprocess
+from ..system import default_workers
 
 BACKENDS = ("process", "thread")
 # Pillow holds the GIL for part of each decode, so threads stop scaling at about
@@ -80,23 +81,6 @@ def decode_chunk(paths: list[str], preprocess: Preprocess) -> DecodedChunk:
     height, width = preprocess.size
     pixels = np.stack(arrays) if arrays else np.empty((0, height, width, 3), np.uint8)
     return DecodedChunk(good, pixels, failures)
-
-
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def default_workers(gpu: bool = False) -> int:
-    """Decode workers: one per core up to 8 when the CPU also runs the model.
-
-    With a GPU running the model, decoding is all the CPU does, so every core but
-    the one feeding the GPU decodes (on a 16-core H200 host, 16 process workers
-    decoded 5,790 img/s against 3,244 for 8; see docs/inference.md).
-    """
-    cores = usable_cores()
-    return max(1, min(32, cores - 1)) if gpu else max(1, min(8, cores))
 
 
 def _process_context() -> multiprocessing.context.BaseContext:

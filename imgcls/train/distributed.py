@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from .devices import resolve_device
-from .errors import DeviceError
+from ..errors import DeviceError
+from ..system import resolve_device
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .checkpoint import LoadedCheckpoint, atomic_write_bytes, load_checkpoint
-from .errors import DataError, ExportError, ImgclsError
-from .images import load_pixels
-from .inputs import iter_paths
-from .manifest import MANIFEST_KEY, inspect_model, onnx_opset  # noqa: F401 (re-exported)
+from .. import __version__
+from ..checkpoint import LoadedCheckpoint, atomic_write_bytes, load_checkpoint
+from ..errors import DataError, ExportError, ImgclsError
+from ..images import load_pixels
+from ..infer.providers import make_session
+from ..infer.sources import iter_paths
+from ..manifest import MANIFEST_KEY, onnx_opset
+from ..specs import Preprocess
 from .parity import (
     CALIBRATION_SCAN,
     DEFAULT_TOLERANCE,
@@ -42,8 +44,6 @@ from .parity import (
     ParityReport,
     compare_outputs,
 )
-from .providers import make_session
-from .specs import Preprocess
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _calibration_paths(loaded: LoadedCheckpoint, calibration: str | None,
     data = info.get("data")
     if not data:
         return [], "generated images"
-    from .data import load_dataset
+    from ..data import load_dataset
 
     try:
         dataset = load_dataset(data, info.get("options") or {})
@@ -112,7 +112,7 @@ def _calibration_paths(loaded: LoadedCheckpoint, calibration: str | None,
 
 def _generated_images(folder: Path, count: int) -> list[str]:
     """Shapes written as PNGs, so parity still goes through the shared decoder."""
-    from .data.shapes import SHAPES, draw_shape
+    from ..data.shapes import SHAPES, draw_shape
 
     rng = np.random.default_rng(1234)
     paths = []

@@ -8,36 +8,17 @@ provider it was asked for is not active.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import io
 import os
 import sys
 from typing import Any
 
-from .errors import CheckpointError, DeviceError
+from ..errors import CheckpointError, DeviceError
+from ..system import INFER_DEVICES, gpu_available
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
-
-
-@functools.lru_cache(maxsize=1)
-def gpu_available() -> bool:
-    """True when the CUDA driver reports a GPU.
-
-    Asked of libcuda directly (no torch import, and onnxruntime is never asked
-    to start CUDA on a machine without one, so CPU users see no error spam).
-    """
-    try:
-        libcuda = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
-    except OSError:
-        return False
-    count = ctypes.c_int(0)
-    if libcuda.cuInit(0) != 0 or libcuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return False
-    return count.value > 0
 
 
 def _available() -> list[str]:
@@ -59,7 +40,7 @@ def _unavailable(device: str) -> DeviceError:
 def choose_providers(device: str) -> list[str]:
     """Providers to ask for, best first; ``auto`` picks CUDA only when a GPU is present."""
     device = (device or "auto").lower()
-    if device not in DEVICES:
+    if device not in INFER_DEVICES:
         raise DeviceError(f"Unknown device {device!r}.",
                           "Use --device auto, cpu, cuda or tensorrt.")
     if device == "cpu":
@@ -79,7 +60,7 @@ def _provider_options(providers: list[str]) -> list[tuple[str, dict[str, str]]]:
     options: list[tuple[str, dict[str, str]]] = []
     for name in providers:
         if name == TENSORRT:
-            from .data import cache_dir
+            from ..data import cache_dir
 
             # Building a TensorRT engine takes minutes; cache it across runs.
             engines = cache_dir() / "tensorrt"

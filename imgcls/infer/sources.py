@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .images import is_image_file
+from ..errors import ConfigError, DataError
+from ..images import is_image_file
 
 STDIN = "-"
 _NO_IMAGES_HINT = ("Pass image files, folders of images, a quoted glob like 'imgs/*.jpg', "

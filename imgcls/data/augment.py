@@ -18,9 +18,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import parse_value
-from .errors import ConfigError, ImgclsError
-from .registry import get_augmentation
+from ..errors import ConfigError, ImgclsError
+from ..registry import get_augmentation
+from ..train.config import parse_value
 
 # Named pipelines; `seed` is the Keras tutorial's ImageDataGenerator settings.
 PRESETS: dict[str, str] = {

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .config import TrainConfig
-from .errors import ConfigError
 from .precision import Precision
 
 # --------------------------------------------------------------------------- optimiser

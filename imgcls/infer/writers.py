@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import ConfigError, DecodeError
 from .engine import EngineStats, Failure, Prediction
-from .errors import ConfigError, DecodeError
-from .inputs import PathSet
+from .sources import PathSet
 
 FORMATS = ("csv", "jsonl")
 ERRORS_HEADER = ["path", "error"]

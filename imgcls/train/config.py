@@ -14,16 +14,16 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .data.cache import CACHE_MODES
-from .errors import ConfigError
-from .specs import ModelSpec
+from ..data.cache import CACHE_MODES
+from ..errors import ConfigError
+from ..specs import ModelSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-# The Keras tutorial's ImageDataGenerator settings (a preset of imgcls.augment).
+# The Keras tutorial's ImageDataGenerator settings (a preset of imgcls.data.augment).
 DEFAULT_AUGMENT = "seed"
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 

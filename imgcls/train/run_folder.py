@@ -16,26 +16,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import distributed
-from .checkpoint import (
+from ..checkpoint import (
     RESUME_FILE,
     atomic_write_bytes,
     load_checkpoint,
-    make_manifest,
     save_checkpoint,
     save_resume_state,
 )
+from ..data import fingerprint
+from ..data.cache import DecodedImages
+from ..errors import ConfigError
+from ..evaluate import Evaluation, predict_decoded, write_evaluation
+from ..manifest import make_manifest
+from ..plugins import call_hook
+from ..report import plot_curves, write_report
+from ..specs import LoadedDataset, ModelSpec, Preprocess
+from . import distributed
 from .config import TrainConfig
-from .data import fingerprint
-from .data.cache import DecodedImages
 from .distributed import DistEnv
-from .errors import ConfigError
-from .evaluate import Evaluation, predict_decoded, write_evaluation
 from .optim import class_counts
-from .plugins import call_hook
 from .precision import Precision
-from .report import plot_curves, write_report
-from .specs import LoadedDataset, ModelSpec, Preprocess
 
 
 def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
@@ -81,7 +81,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 @dataclass
-class RunOutputs:
+class RunFolder:
     run_dir: Path
     config: TrainConfig
     spec: ModelSpec
@@ -93,7 +93,7 @@ class RunOutputs:
     @classmethod
     def create(cls, config: TrainConfig, env: DistEnv, resume_dir: Path | None, spec: ModelSpec,
                dataset: LoadedDataset, preprocess: Preprocess,
-               images: tuple[DecodedImages, DecodedImages]) -> RunOutputs:
+               images: tuple[DecodedImages, DecodedImages]) -> RunFolder:
         run_dir = resume_dir
         if env.is_main and run_dir is None:
             run_dir = make_run_dir(config.out, config.name or config.model, config.exist_ok,

@@ -1,0 +1,20 @@
+"""Export: a checkpoint to a self-describing ONNX file, behind a parity gate."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+__all__ = ["ExportError", "ExportResult", "ParityReport", "export_onnx"]
+
+if TYPE_CHECKING:
+    from ..errors import ExportError
+    from .onnx import ExportResult, export_onnx
+    from .parity import ParityReport
+
+# Lazy: `imgcls export --help` and the parity constants need no torch.
+__getattr__ = lazy_exports(__name__, {
+    "export_onnx": ".onnx", "ExportResult": ".onnx", "ParityReport": ".parity",
+    "ExportError": "..errors",
+})

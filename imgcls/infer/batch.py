@@ -1,0 +1,98 @@
+"""The ``imgcls infer`` job: stream inputs through a model into a predictions file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..system import default_workers, usable_cores
+from .engine import DEFAULT_BACKEND, EngineStats, predict_stream
+from .providers import CPU, choose_providers
+from .runners import existing_model, open_model
+from .sources import check_inputs, in_shard, iter_paths, parse_shard
+
+if TYPE_CHECKING:
+    from .writers import Summary
+
+
+@dataclass
+class InferOptions:
+    """Everything ``imgcls infer`` takes besides the model and inputs."""
+
+    output: Path | None = None
+    fmt: str = "csv"
+    top_k: int = 1
+    batch_size: int = 64
+    device: str = "auto"
+    workers: int | None = None
+    backend: str = DEFAULT_BACKEND
+    threads: int | None = None
+    resume: bool = False
+    shard: str | None = None
+    strict: bool = False
+    errors_path: Path | None = None
+
+    def validate(self) -> None:
+        from .writers import FORMATS
+
+        if self.fmt not in FORMATS:
+            raise ConfigError(f"Unknown --format {self.fmt!r}.",
+                              "Use --format csv or --format jsonl.")
+        if self.batch_size < 1 or self.top_k < 1:
+            raise ConfigError("--batch-size and --top-k must be at least 1.",
+                              "For example: -b 64 -k 1.")
+        if self.resume and self.output is None:
+            raise ConfigError("--resume needs an output file.", "Add -o preds.csv.")
+
+
+def _count_skipped(paths: Iterable[str], done: Any, skipped: list[int]) -> Iterator[str]:
+    for path in paths:
+        if path in done:
+            skipped[0] += 1
+        else:
+            yield path
+
+
+def run_inference(model: str | os.PathLike, inputs: Sequence[str],
+                  options: InferOptions) -> Summary:
+    """Classify ``inputs`` into ``options.output``; returns the predictions Summary."""
+    from .engine import DecodePool
+    from .writers import errors_path_for, paths_done, write_predictions
+
+    options.validate()
+    shard = parse_shard(options.shard) if options.shard else (0, 1)
+    existing_model(model)
+    check_inputs(inputs)
+    errors_path = options.errors_path or (
+        errors_path_for(options.output) if options.output else None)
+    gpu = choose_providers(options.device)[0] != CPU
+    workers = options.workers or default_workers(gpu)
+    # Start the decode workers before onnxruntime starts its threads: forking a
+    # single-threaded process is the safe kind of fork.
+    with DecodePool(workers, options.backend) as pool:
+        runner = open_model(model, options.device, options.threads or _ort_threads(workers))
+        k = min(options.top_k, len(runner.manifest["classes"]))
+        paths = in_shard(iter_paths(inputs), *shard)
+        skipped = [0]
+        if options.resume and options.output is not None:
+            paths = _count_skipped(paths, paths_done(options.output, options.fmt, k), skipped)
+        stats = EngineStats()
+        results = predict_stream(runner, paths, options.batch_size, k, stats=stats, pool=pool)
+        summary = write_predictions(results, options.output, options.fmt, k,
+                                    append=options.resume, errors_path=errors_path,
+                                    strict=options.strict, stats=stats)
+    summary.skipped = skipped[0]
+    summary.provider = runner.providers[0]
+    if summary.failed == 0:
+        summary.errors_path = None
+    return summary
+
+
+def _ort_threads(workers: int) -> int:
+    # On the CPU, decode workers and onnxruntime share the cores: give onnxruntime
+    # what the workers leave (at least one), not a second thread per core.
+    return max(1, usable_cores() - workers)

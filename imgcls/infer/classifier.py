@@ -1,0 +1,71 @@
+"""The Classifier Python API: classify paths, PIL images or arrays in a few lines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import DecodeError
+from ..images import load_pixels, to_pixels
+from ..specs import Preprocess
+from .engine import Failure, Prediction, predict_stream, ranked_labels
+from .runners import Runner, open_model
+
+
+class Classifier:
+    """Load an .onnx model or a checkpoint and classify paths, PIL images or arrays.
+
+    >>> clf = Classifier.load("model.onnx")
+    >>> clf.predict(["a.jpg", "b.jpg"], top_k=2)[0].label
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.manifest = runner.manifest
+        self.classes: list[str] = list(self.manifest["classes"])
+        self.preprocess = Preprocess.from_dict(self.manifest["preprocess"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> Classifier:
+        return cls(open_model(path, device))
+
+    def predict(self, items: Any, top_k: int = 1, batch_size: int = 64) -> list[Prediction]:
+        """Classify one item or a list of items (paths, PIL images, HxWxC arrays).
+
+        An NxHxWxC array is a batch of N images. Unreadable files raise DecodeError.
+        """
+        items = _as_list(items)
+        k = max(1, min(top_k, len(self.classes)))
+        results: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            pixels = np.stack([self._pixels(item) for item in chunk])
+            ranked = ranked_labels(self.runner.probabilities(pixels), self.classes, k)
+            for item, (labels, scores) in zip(chunk, ranked, strict=True):
+                name = os.fspath(item) if isinstance(item, str | os.PathLike) else ""
+                results.append(Prediction(name, labels, scores))
+        return results
+
+    def stream(self, paths: Iterable[str | os.PathLike], top_k: int = 1, batch_size: int = 64,
+               workers: int | None = None) -> Iterator[Prediction | Failure]:
+        """Classify many files with the streaming engine; failures are yielded, not raised."""
+        return predict_stream(self.runner, paths, batch_size, top_k, workers)
+
+    def _pixels(self, item: Any) -> np.ndarray:
+        if isinstance(item, str | os.PathLike):
+            return load_pixels(item, self.preprocess)
+        if isinstance(item, np.ndarray) or hasattr(item, "mode"):
+            return to_pixels(item, self.preprocess)
+        raise DecodeError(f"Cannot classify a {type(item).__name__}.",
+                          "Pass file paths, PIL images or HxWxC numpy arrays.")
+
+
+def _as_list(items: Any) -> list[Any]:
+    if isinstance(items, np.ndarray) and items.ndim == 4:
+        return list(items)
+    if isinstance(items, list | tuple):
+        return list(items)
+    return [items]

@@ -1,0 +1,158 @@
+"""Model runners: an .onnx file through onnxruntime, or a checkpoint through PyTorch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError
+from ..manifest import manifest_from_props
+from ..specs import Preprocess
+from .providers import make_session, uses_cuda
+
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+                "tensor(uint8)": np.uint8, "tensor(double)": np.float64}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def export_info(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's export section ({} for checkpoints)."""
+    info = manifest.get("export")
+    return info if isinstance(info, dict) else {}
+
+
+def read_onnx_manifest(session: Any, path: str | os.PathLike) -> dict[str, Any]:
+    return manifest_from_props(session.get_modelmeta().custom_metadata_map, path)
+
+
+# --------------------------------------------------------------------------- runners
+
+
+class IoBinding:
+    """IO binding: inputs and outputs in reused device buffers, one pair per batch shape.
+
+    On CUDA this saves allocating and copying through onnxruntime's defaults on
+    every batch; ``device="cpu"`` exists so the logic can be tested anywhere.
+    """
+
+    def __init__(self, session: Any, input_name: str, output_name: str, out_dtype: Any,
+                 device: str = "cuda") -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        self.device = device
+        self.session = session
+        self.input_name, self.output_name, self.out_dtype = input_name, output_name, out_dtype
+        self._buffers: dict[tuple[int, ...], tuple[Any, Any]] = {}
+
+    def __call__(self, batch: np.ndarray, classes: int) -> np.ndarray:
+        batch = np.ascontiguousarray(batch)
+        key = batch.shape
+        if key not in self._buffers:
+            if len(self._buffers) >= 4:  # full batches plus a few odd last-batch sizes
+                self._buffers.clear()
+            inputs = self._ort.OrtValue.ortvalue_from_numpy(batch, self.device, 0)
+            outputs = self._ort.OrtValue.ortvalue_from_shape_and_type(
+                (len(batch), classes), self.out_dtype, self.device, 0)
+            self._buffers[key] = (inputs, outputs)
+        else:
+            self._buffers[key][0].update_inplace(batch)
+        inputs, outputs = self._buffers[key]
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, inputs)
+        binding.bind_ortvalue_output(self.output_name, outputs)
+        self.session.run_with_iobinding(binding)
+        # A copy: the buffer is overwritten by the next batch (N x classes, cheap).
+        return np.array(outputs.numpy(), copy=True)
+
+
+class OnnxRunner:
+    """Runs an exported model with onnxruntime; needs nothing but the .onnx file."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto",
+                 threads: int | None = None) -> None:
+        self.session = make_session(path, device, threads)
+        self.manifest = read_onnx_manifest(self.session, path)
+        self.preprocess = Preprocess.from_dict(self.manifest["preprocess"])
+        info = export_info(self.manifest)
+        self.embedded = info.get("preprocessing") == "embedded"
+        self.outputs_probabilities = info.get("outputs") == "probabilities"
+        inputs, outputs = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name, self.output_name = inputs.name, outputs.name
+        self.input_dtype = _NUMPY_TYPES.get(inputs.type, np.float32)
+        self.classes = len(self.manifest["classes"])
+        if isinstance(outputs.shape[-1], int) and outputs.shape[-1] != self.classes:
+            raise CheckpointError(
+                f"{path}: the model has {outputs.shape[-1]} outputs but its manifest lists "
+                f"{self.classes} classes.", "Re-export the model.")
+        self.providers: list[str] = list(self.session.get_providers())
+        self._binding = (IoBinding(self.session, self.input_name, self.output_name,
+                                      _NUMPY_TYPES.get(outputs.type, np.float32))
+                         if uses_cuda(self.session) else None)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Run the graph on its own input (float NCHW, or uint8 NHWC when embedded)."""
+        batch = batch.astype(self.input_dtype, copy=False)
+        if self._binding is not None:
+            return self._binding(batch, self.classes)
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 NHWC pixels from the shared decoder -> class probabilities."""
+        outputs = self(pixels if self.embedded else self.preprocess.apply(pixels))
+        outputs = outputs.astype(np.float64)
+        return outputs if self.outputs_probabilities else softmax(outputs)
+
+
+class TorchRunner:
+    """Runs a checkpoint with PyTorch."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto") -> None:
+        import torch
+
+        from ..checkpoint import load_checkpoint
+        from ..system import resolve_device
+
+        loaded = load_checkpoint(path)
+        self.device = resolve_device(device)
+        self.model = loaded.model.to(self.device)
+        self.manifest = loaded.manifest
+        self.preprocess = loaded.preprocess
+        self.providers = [f"torch:{self.device}"]
+        self._torch = torch
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            x = self._torch.from_numpy(batch).to(self.device)
+            return self.model(x).float().cpu().numpy()
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        return softmax(self(self.preprocess.apply(pixels)).astype(np.float64))
+
+
+Runner = OnnxRunner | TorchRunner
+
+
+def existing_model(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Model file not found: {path}",
+                              "Pass an .onnx file or a best.safetensors checkpoint.")
+    return path
+
+
+def open_model(path: str | os.PathLike, device: str = "auto",
+               threads: int | None = None) -> Runner:
+    """An OnnxRunner for .onnx files, else a TorchRunner for a checkpoint."""
+    path = existing_model(path)
+    if path.suffix.lower() == ".onnx":
+        return OnnxRunner(path, device, threads)
+    return TorchRunner(path, device)

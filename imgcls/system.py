@@ -1,0 +1,67 @@
+"""The machine: which devices exist, how many cores, how many workers by default."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from typing import TYPE_CHECKING
+
+from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+INFER_DEVICES = (*TRAIN_DEVICES, "tensorrt")
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_available() -> bool:
+    """True when the CUDA driver reports a GPU.
+
+    Asked of libcuda directly (no torch import, and onnxruntime is never asked
+    to start CUDA on a machine without one, so CPU users see no error spam).
+    """
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    if libcuda.cuInit(0) != 0 or libcuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return False
+    return count.value > 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda``/``cuda:N`` must exist."""
+    import torch
+
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError("CUDA was requested but no CUDA GPU is available.",
+                              "Use --device cpu, or install a CUDA build of PyTorch.")
+        return torch.device(name)
+    raise DeviceError(f"Unknown device {name!r}.", "Use --device auto, cpu or cuda.")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not the machine's total)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_workers(gpu: bool = False) -> int:
+    """Decode workers: one per core up to 8 when the CPU also runs the model.
+
+    With a GPU running the model, decoding is all the CPU does, so every core but
+    the one feeding the GPU decodes (figures in docs/inference.md).
+    """
+    cores = usable_cores()
+    return max(1, min(32, cores - 1)) if gpu else max(1, min(8, cores))
