@@ -17,7 +17,7 @@ from imgcls.data.loader import make_loader
 from imgcls.errors import ConfigError, DataError
 from imgcls.specs import Preprocess
 
-from .conftest import write_class_folders
+from .helpers import write_class_folders
 
 PRE = Preprocess(size=(16, 16))
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}

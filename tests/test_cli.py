@@ -11,7 +11,7 @@ import pytest
 from imgcls import __version__, hookimpl, plugins
 from imgcls.cli import main
 
-from .conftest import write_class_folders
+from .helpers import write_class_folders
 
 
 def run(args, capsys):

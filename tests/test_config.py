@@ -11,7 +11,7 @@ from imgcls.cli.train import build_config
 from imgcls.errors import ConfigError
 from imgcls.train.config import TrainConfig, config_from_dict, read_config_file
 
-from .trainkit import colour_data, read_metrics
+from .helpers import colour_data, read_metrics
 
 
 def test_every_option_round_trips_through_toml(tmp_path):

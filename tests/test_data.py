@@ -10,7 +10,7 @@ from imgcls.data import load_dataset
 from imgcls.data.splits import split_stratified
 from imgcls.errors import DataError
 
-from .conftest import write_class_folders
+from .helpers import write_class_folders
 
 COLOURS = {"cat": (200, 50, 50), "dog": (50, 50, 200)}
 

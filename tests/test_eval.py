@@ -12,7 +12,7 @@ from imgcls.cli import main
 from imgcls.errors import DataError
 from imgcls.evaluate import Evaluation, evaluate_file
 
-from .conftest import write_class_folders
+from .helpers import write_class_folders
 
 
 def read_csv(path):

@@ -18,7 +18,7 @@ from imgcls.export.parity import FP16_TOLERANCE
 from imgcls.infer import Classifier
 from imgcls.manifest import inspect_model, read_manifest
 
-from .conftest import TINY_SHAPES
+from .helpers import TINY_SHAPES
 
 
 @pytest.fixture(scope="module")

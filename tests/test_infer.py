@@ -12,7 +12,7 @@ from imgcls.cli import main
 from imgcls.data import load_dataset
 from imgcls.infer import Classifier, iter_inputs
 
-from .conftest import TINY_SHAPES
+from .helpers import TINY_SHAPES
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from imgcls.errors import DecodeError, DeviceError
 from imgcls.infer import Classifier
 from imgcls.infer.providers import gpu_available, make_session
 
-from .conftest import TINY_SHAPES
+from .helpers import TINY_SHAPES
 
 
 @pytest.fixture(scope="module")

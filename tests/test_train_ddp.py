@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .trainkit import colour_data
+from .helpers import colour_data
 
 
 @pytest.mark.slow

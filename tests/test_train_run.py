@@ -48,7 +48,8 @@ def test_train_on_folder_with_img_size_and_augment(colour_folder, tmp_path):
     result = fit(TrainConfig(data=str(colour_folder), epochs=2, batch_size=8, img_size=32,
                              augment="flip,shear=0.2,zoom=0.2", out=str(tmp_path), name="c"))
     assert load_checkpoint(result.best_path).preprocess.size == (32, 32)
-    assert result.best["val_acc"] >= 0.5
+    # Two colours are learnt in two epochs; chance is 0.5.
+    assert result.best["val_acc"] >= 0.9
 
 
 def test_unreadable_training_images_are_skipped(colour_folder, tmp_path):

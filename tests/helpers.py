@@ -1,4 +1,4 @@
-"""Helpers for the training tests: tiny configs, reading run folders, stopping a run."""
+"""Test helpers: tiny generated data, tiny configs, reading run folders, stopping a run."""
 
 from __future__ import annotations
 
@@ -8,11 +8,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from imgcls import hookimpl
 from imgcls.plugins import load_plugins, pm
 from imgcls.train import TrainConfig
 
-from .conftest import write_class_folders
+TINY_SHAPES = {"classes": 3, "train_per_class": 200, "val_per_class": 30, "size": 64}
+
+
+def write_class_folders(root: Path, classes: dict[str, tuple[int, int, int]], per_class: int,
+                        size: int = 40, seed: int = 0) -> Path:
+    """Solid-ish colour images, one folder per class: trivially learnable."""
+    rng = np.random.default_rng(seed)
+    for name, colour in classes.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noise = rng.integers(-20, 21, (size, size, 3))
+            pixels = np.clip(np.array(colour)[None, None] + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{name}_{i:03d}.png")
+    return root
+
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 50, 210)}
 

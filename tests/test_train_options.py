@@ -14,7 +14,7 @@ from imgcls.plugins import load_plugins, pm
 from imgcls.specs import AugmentationSpec
 from imgcls.train import fit
 
-from .trainkit import colour_data, read_metrics, recording, tiny_config
+from .helpers import colour_data, read_metrics, recording, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_select_metric_loss_picks_the_lowest_validation_loss(data, tmp_path):
 ])
 def test_option_combinations_train(data, tmp_path, options):
     result = fit(tiny_config(data, tmp_path, epochs=2, **options))
-    assert result.best["val_acc"] >= 0.5
-    assert all(r["train_loss"] == r["train_loss"] for r in result.history)  # no NaN
+    # A NaN loss would have raised; three colours, chance is 1/3.
+    assert result.best["val_acc"] >= 0.6
 
 
 def test_ema_weights_are_evaluated_and_saved(data, tmp_path):

@@ -16,7 +16,7 @@ from imgcls.cli import main
 from imgcls.errors import CheckpointError, ConfigError
 from imgcls.train import TrainingInterrupted, fit
 
-from .trainkit import colour_data, read_metrics, recording, tiny_config
+from .helpers import colour_data, read_metrics, recording, tiny_config
 
 
 @pytest.fixture(scope="module")
