@@ -5,7 +5,7 @@
 Each step is the `imgcls` command the tutorial shows, printed and then run through
 the same entry point as the `imgcls` program (in this process, so torch is
 imported once). It stops at the first command that fails. The run folders go to
---out (default runs/) and are reused when the script runs again.
+--out-dir (default runs/) and are reused when the script runs again.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def main() -> None:
     parser.add_argument("--epochs", default="25", help="epochs of the basic-cnn runs")
     parser.add_argument("--deep-epochs", default="60", help="epochs of the deep-cnn run")
     parser.add_argument("--photos", help="images to classify at the end (default: DATA)")
-    parser.add_argument("--out", default="runs", help="folder that holds the run folders")
+    parser.add_argument("--out-dir", default="runs", help="folder that holds the run folders")
     args = parser.parse_args()
-    runs = Path(args.out)
-    common = ["--data", args.data, "--out", args.out, "--exist-ok"]
+    runs = Path(args.out_dir)
+    common = ["--data", args.data, "--out-dir", args.out_dir, "--exist-ok"]
 
-    run("data", "check", args.data)
+    run("data", "check", "--data", args.data)
     # The Keras tutorial's network and augmentation (flip, shear 0.2, zoom 0.2).
     run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs, "--name", "basic-cnn")
     # The same without augmentation: training accuracy runs away from validation accuracy.
@@ -61,7 +61,7 @@ def main() -> None:
 
     checkpoint = str(runs / "deep-cnn" / "best.safetensors")
     model = str(runs / "catsdogs.onnx")
-    run("eval", checkpoint, args.data)
+    run("eval", checkpoint, "--data", args.data)
     run("export", "onnx", checkpoint, "-o", model)
     run("infer", model, args.photos or args.data, "-o", str(runs / "preds.csv"), "--top-k", "2")
     print(f"\nreports: {runs}/*/report.html; predictions: {runs / 'preds.csv'}")

@@ -21,14 +21,15 @@ def main() -> None:
     parser.add_argument("data", help="a folder of class folders, a CSV file or a dataset name")
     parser.add_argument("--model", default="basic-cnn")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", default="runs", help="folder that holds run folders")
+    parser.add_argument("--out-dir", default="runs", help="folder that holds run folders")
     parser.add_argument("--predict", nargs="*", default=[],
                         help="images or folders to classify (the first 8 images found)")
     args = parser.parse_args()
 
     # 1. Train. fit() takes every `imgcls train` option as a keyword (dashes become
-    #    underscores), or a TrainConfig, and writes the same run folder as the CLI.
-    result = fit(model=args.model, data=args.data, epochs=args.epochs, out=args.out,
+    #    underscores; --out-dir is out=), or a TrainConfig, and writes the same run
+    #    folder as the CLI.
+    result = fit(model=args.model, data=args.data, epochs=args.epochs, out=args.out_dir,
                  name=f"{args.model}-api", exist_ok=True)
     print(f"best val accuracy {result.best['val_acc']:.1%} at epoch {result.best['epoch']}")
     print(f"classes: {', '.join(result.classes)}; checkpoint: {result.best_path}")

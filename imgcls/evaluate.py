@@ -23,6 +23,7 @@ from .checkpoint import atomic_write_bytes
 from .data import resolve_loader
 from .data.cache import DecodedImages
 from .data.loader import Normalizer, make_loader
+from .data.splits import check_split, select_split
 from .errors import DataError
 from .infer.engine import Failure, predict_stream
 from .infer.runners import open_model
@@ -30,8 +31,6 @@ from .metrics import confusion_matrix, macro_f1, per_class_table
 from .registry import get_dataset
 from .specs import Preprocess, Sample
 from .train.precision import Precision
-
-SPLITS = ("auto", "val", "train", "all")
 
 
 @dataclass
@@ -109,18 +108,14 @@ def predict_decoded(model: nn.Module, images: DecodedImages, preprocess: Preproc
 
 def select_samples(data: str, options: dict[str, Any], split: str,
                    classes: list[str]) -> list[Sample]:
-    """Labelled samples of ``data`` with labels re-indexed into the model's ``classes``."""
+    """Labelled samples of ``split`` of ``data``, labels re-indexed into the model's ``classes``.
+
+    ``split`` is one of imgcls.data.splits.SPLITS; any other is a ConfigError.
+    """
+    check_split(split)  # before loading: a typo should not cost a scan of the data
     name, source = resolve_loader(data)
     loaded = get_dataset(name).spec.load(source, **options)
-    if split == "auto":
-        samples = loaded.val if loaded.val else loaded.train
-    elif split == "val":
-        if not loaded.val:
-            raise DataError(f"{data!r} has no validation split.",
-                            "Use --split all to evaluate every image, or add a val/ folder.")
-        samples = loaded.val
-    else:
-        samples = loaded.train + (loaded.val or []) if split == "all" else loaded.train
+    samples = select_split(loaded, split, data)
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted({loaded.classes[label] for _, label in samples} - set(index))
     if unknown:
@@ -138,6 +133,7 @@ def evaluate_file(model_path: str | os.PathLike, data: str, *, device: str = "au
                   on_progress: Callable[[int], None] | None = None,
                   ) -> tuple[Evaluation, dict[str, Any]]:
     """Run a checkpoint or .onnx file over ``data``; returns the evaluation and its manifest."""
+    check_split(split)  # before opening the model, which imports torch or onnxruntime
     runner = open_model(model_path, device)
     classes: list[str] = list(runner.manifest["classes"])
     samples = select_samples(data, data_options or {}, split, classes)

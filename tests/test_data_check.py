@@ -135,17 +135,18 @@ def run(args, capsys):
 
 
 def test_data_check_command(messy, tmp_path, capsys):
-    code, out, _ = run(["data", "check", str(messy), "--show", "2"], capsys)
+    code, out, _ = run(["data", "check", "--data", str(messy), "--show", "2"], capsys)
     assert code == 1  # unreadable files left in place
     assert "unreadable files: 4" in out and "... and 2 more" in out
     assert "duplicates across train and val (leakage): 1" in out and "CMYK 1" in out
-    code, out, _ = run(["data", "check", str(messy), "--quarantine", str(tmp_path / "q")],
+    code, out, _ = run(["data", "check", "-d", str(messy), "--quarantine", str(tmp_path / "q")],
                        capsys)
     assert code == 0 and "moved 4 unreadable files" in out
-    code, out, _ = run(["data", "check", str(messy), "--json"], capsys)
+    code, out, _ = run(["data", "check", "--data", str(messy), "--json"], capsys)
     report = json.loads(out)
     assert code == 0 and report["unreadable"] == [] and report["counts"]["val"]["dogs"] == 3
-    code, _, err = run(["data", "check", str(messy), "--quarantine", str(messy / "q")], capsys)
+    code, _, err = run(["data", "check", "--data", str(messy), "--quarantine", str(messy / "q")],
+                       capsys)
     assert code == 1 and err.startswith("Error: ") and "inside the data folder" in err
 
 
@@ -153,18 +154,18 @@ def test_data_check_on_clean_data(tmp_path, capsys):
     for label in ("a", "b"):
         for i in range(3):
             photo(tmp_path / "clean" / label / f"{i}.png", seed=i + 10 * (label == "b"))
-    code, out, _ = run(["data", "check", str(tmp_path / "clean")], capsys)
+    code, out, _ = run(["data", "check", "--data", str(tmp_path / "clean")], capsys)
     assert code == 0 and "no problems found" in out
 
 
 def test_augment_preview_command(messy, tmp_path, capsys):
     output = tmp_path / "grid.png"
-    code, out, _ = run(["augment", "preview", str(messy / "val"), "-o", str(output), "-n", "2",
-                        "--variants", "3", "-a", "strong,mixup"], capsys)
+    code, out, _ = run(["augment", "preview", "--data", str(messy / "val"), "-o", str(output),
+                        "-n", "2", "--variants", "3", "-a", "strong,mixup"], capsys)
     assert code == 0 and "wrote" in out
     with Image.open(output) as grid:
         # basic-cnn's 64x64 input shown at 128 px: 4 columns, 2 rows, 4 px gutters
         assert grid.size == (4 * 132 + 4, 2 * 132 + 4)
-    code, _, err = run(["augment", "preview", str(messy / "val"), "-o", str(output), "-a",
+    code, _, err = run(["augment", "preview", "-d", str(messy / "val"), "-o", str(output), "-a",
                         "flip,rotat=3"], capsys)
     assert code == 1 and "Unknown augmentation 'rotat'" in err

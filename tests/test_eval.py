@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from imgcls.cli import main
-from imgcls.errors import DataError
-from imgcls.evaluate import Evaluation, evaluate_file
+from imgcls.data.splits import SPLITS, select_split
+from imgcls.errors import ConfigError, DataError
+from imgcls.evaluate import Evaluation, evaluate_file, select_samples
+from imgcls.specs import LoadedDataset
 
 from .helpers import write_class_folders
 
@@ -25,7 +27,7 @@ def test_eval_writes_every_output(kind, trained, exported, tmp_path, capsys):
     model = trained.best_path if kind == "checkpoint" else exported
     data = json.loads((trained.run_dir / "config.json").read_text())
     out = tmp_path / "eval"
-    code = main(["eval", str(model), "shapes", "--out", str(out), "--top-k", "2",
+    code = main(["eval", str(model), "--data", "shapes", "--out-dir", str(out), "-k", "2",
                  *[f"--data-opt={k}={v}" for k, v in data["data_options"].items()]])
     printed = capsys.readouterr().out
     assert code == 0
@@ -60,7 +62,7 @@ def test_eval_refuses_classes_the_model_does_not_know(trained, tmp_path, capsys)
                                  per_class=2)
     with pytest.raises(DataError, match="moon"):
         evaluate_file(trained.best_path, str(folder))
-    assert main(["eval", str(trained.best_path), str(folder), "--split", "val"]) == 1
+    assert main(["eval", str(trained.best_path), "--data", str(folder), "--split", "val"]) == 1
     assert "no validation split" in capsys.readouterr().err
 
 
@@ -73,3 +75,32 @@ def test_evaluation_summary_and_mistake_order():
     assert [m["path"] for m in evaluation.misclassified()] == ["p3", "p2"]
     assert evaluation.misclassified()[0] == {"path": "p3", "true": "a", "predicted": "c",
                                              "confidence": 0.7}
+
+
+def test_splits_are_picked_by_the_library_and_an_unknown_one_is_an_error(tmp_path):
+    train, val = [(tmp_path / "t.png", 0)], [(tmp_path / "v.png", 1)]
+    loaded = LoadedDataset(["a", "b"], train, val)
+    assert select_split(loaded, "auto", "d") == val
+    assert select_split(loaded, "val", "d") == val
+    assert select_split(loaded, "train", "d") == train
+    assert select_split(loaded, "all", "d") == train + val
+    no_val = LoadedDataset(["a", "b"], train)
+    assert select_split(no_val, "auto", "d") == train
+    assert select_split(no_val, "all", "d") == train
+    with pytest.raises(DataError, match="no validation split"):
+        select_split(no_val, "val", "d")
+    # An unknown split used to fall through to "train" without a word.
+    with pytest.raises(ConfigError, match="Unknown split 'tran'") as caught:
+        select_split(loaded, "tran", "d")
+    assert all(name in caught.value.hint for name in SPLITS)
+
+
+def test_an_unknown_split_fails_before_any_work(tmp_path, capsys):
+    # Neither the data nor the model exists: the split is checked first.
+    with pytest.raises(ConfigError, match="Unknown split"):
+        select_samples(str(tmp_path / "none"), {}, "validation", ["a", "b"])
+    with pytest.raises(ConfigError, match="Unknown split"):
+        evaluate_file(tmp_path / "none.onnx", str(tmp_path / "none"), split="validation")
+    assert main(["eval", str(tmp_path / "none.onnx"), "--data", "shapes", "--split", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: Unknown split 'x'") and "auto, val, train, all" in err

@@ -9,11 +9,13 @@ import typer
 from ..registry import get_model
 from ..train.config import DEFAULT_AUGMENT
 from .console import console, parse_options
+from .data import data_option, pick_data, positional_data
 
 
 def preview(
-    data: str = typer.Argument(..., help="A folder of class sub-folders, a .csv/.tsv file, or "
-                                         "a dataset name like shapes."),
+    data: str | None = data_option("A folder of class sub-folders, a .csv/.tsv file, or a dataset "
+                                    "name (default: shapes, as for imgcls train)."),
+    data_arg: str | None = positional_data(),
     output: Path = typer.Option(Path("augment-preview.png"), "--output", "-o",
                                 help="Where to write the grid image."),
     augment: str = typer.Option(DEFAULT_AUGMENT, "--augment", "-a",
@@ -30,6 +32,7 @@ def preview(
     """Write a grid of augmented training images: each row one image, the original first."""
     from ..data.preview import augment_preview, write_preview  # imports torch
 
+    data = pick_data(data, data_arg, default="shapes")
     spec = get_model(model).spec
     preprocess = spec.preprocess.with_size(img_size) if img_size else spec.preprocess
     grid = augment_preview(data, augment, preprocess, images=images, variants=variants,

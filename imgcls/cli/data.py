@@ -1,4 +1,9 @@
-"""imgcls data check."""
+"""imgcls data check, and the DATA and --workers options every command shares.
+
+DATA is ``--data/-d`` on every command that reads labelled images (train, eval,
+data check, augment preview). eval, data check and augment preview used to take
+it as a positional argument; that still works, with a deprecation warning.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,71 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..data import resolve_loader
 from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
 from ..data.quarantine import MANIFEST, quarantine, quarantine_root
-from .console import ConsoleReporter, console, parse_options
+from ..errors import ConfigError
+from .console import ConsoleReporter, console, err_console, parse_options
+
+DATA_HELP = "A folder of class sub-folders, a .csv/.tsv file, or a dataset name like shapes."
+# Every --workers help starts with this, so the option means one thing everywhere.
+WORKERS_HELP = "Workers that decode images in parallel (0: none, decode in this process)"
+
+
+def data_option(help_text: str = DATA_HELP) -> Any:
+    """``--data/-d DATA``; None when not given, so a positional DATA can be told apart."""
+    return typer.Option(None, "--data", "-d", help=help_text, show_default=False)
+
+
+def positional_data() -> Any:
+    """The deprecated positional DATA: hidden from --help, still accepted."""
+    return typer.Argument(None, hidden=True, show_default=False, metavar="DATA")
+
+
+def pick_data(option: str | None, positional: str | None, default: str | None = None) -> str:
+    """The DATA of ``--data`` or of the older positional form (with a warning)."""
+    if positional is not None:
+        if option is not None and option != positional:
+            raise ConfigError(f"DATA given twice: --data {option!r} and {positional!r}.",
+                              f"Give it once: --data {positional}.")
+        err_console.print("[yellow]Warning:[/yellow] DATA as a positional argument is "
+                          f"deprecated; use --data {escape(positional)}.", highlight=False)
+        return positional
+    if option is not None:
+        return option
+    if default is None:
+        raise ConfigError("Missing --data.", "Name the images: --data path/to/images (a folder "
+                                             "of class sub-folders), a .csv file or a dataset.")
+    return default
+
+
+def output_is_a_file(command: str) -> Any:
+    """A hidden ``-o/--output``: a file everywhere, so here it is refused with a pointer."""
+    def refuse(value: str | None) -> None:
+        if value is not None:
+            raise ConfigError(f"-o/--output names a file; imgcls {command} writes a folder.",
+                              f"Use --out-dir {value}.")
+
+    return typer.Option(None, "--output", "-o", hidden=True, callback=refuse)
+
+
+def check_workers(workers: int | None) -> int | None:
+    """``--workers`` as the decoders take it: None (the default), or at least 1."""
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {workers}.",
+                          "--workers 0 decodes in this process; leave it out for the default.")
+    # 0 = no pool of workers: one thread of this process decodes, in order.
+    return 1 if workers == 0 else workers
 
 
 def check(
-    data: str = typer.Argument(..., help="A folder of class sub-folders, a .csv/.tsv file, or "
-                                         "a dataset name like csv:labels.csv."),
+    data: str | None = data_option(
+        "A folder of class sub-folders, a .csv/.tsv file, or a dataset name like "
+        "csv:labels.csv."),
+    data_arg: str | None = positional_data(),
     path_column: str | None = typer.Option(None, "--path-column",
                                            help="CSV column with image paths or ids."),
     label_column: str | None = typer.Option(None, "--label-column", help="CSV label column."),
@@ -29,7 +88,8 @@ def check(
                                  help="Report images whose shorter side is below this."),
     quarantine_dir: Path | None = typer.Option(
         None, "--quarantine", help="Move unreadable files here (with a manifest.csv)."),
-    workers: int | None = typer.Option(None, "--workers", help="Decode threads."),
+    workers: int | None = typer.Option(None, "--workers",
+                                       help=f"{WORKERS_HELP}. Default: one per core, up to 8."),
     show: int = typer.Option(10, "--show", help="Example paths shown per finding."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
 ) -> None:
@@ -38,11 +98,9 @@ def check(
 
     Exits with status 1 when unreadable files were found and left in place.
     """
-    options = parse_options(data_opt, "--data-opt")
-    for key, value in (("path_column", path_column), ("label_column", label_column),
-                       ("image_root", image_root)):
-        if value is not None:
-            options[key] = value
+    data, workers = pick_data(data, data_arg), check_workers(workers)
+    options = _data_options(data_opt, path_column=path_column, label_column=label_column,
+                            image_root=image_root)
     root = None
     if quarantine_dir is not None:  # refuse a bad target before the scan, not after it
         loader, source = resolve_loader(data)
@@ -62,6 +120,12 @@ def check(
                           f"(listed in {Path(quarantine_dir) / MANIFEST})", highlight=False)
     if report.unreadable and not moved:
         raise typer.Exit(1)
+
+
+def _data_options(pairs: list[str], **columns: str | None) -> dict[str, Any]:
+    options = parse_options(pairs, "--data-opt")
+    options.update({key: value for key, value in columns.items() if value is not None})
+    return options
 
 
 def _progress() -> Callable[[int, int], None]:

@@ -8,40 +8,42 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..errors import ConfigError
 from .console import console, err_console, parse_options
+from .data import data_option, output_is_a_file, pick_data, positional_data
 
 
 def evaluate(
     model: str = typer.Argument(..., help="A best.safetensors checkpoint or an .onnx file."),
-    data: str = typer.Argument(..., help="Labelled images: a folder of class sub-folders, "
-                                          "or a dataset name."),
-    out: str | None = typer.Option(None, "--out", "-o",
-                                   help="Output folder (default: eval/ beside the model)."),
+    data: str | None = data_option(),
+    data_arg: str | None = positional_data(),
+    out_dir: str | None = typer.Option(
+        None, "--out-dir", help="Folder for the outputs (default: eval/ beside the model)."),
+    # The older spelling of --out-dir: the same folder, so it keeps working.
+    out: str | None = typer.Option(None, "--out", hidden=True),
+    output: str | None = output_is_a_file("eval"),
     split: str = typer.Option("auto", "--split",
                               help="auto (val if the data has one, else all), val, train, all."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-    top_k: int = typer.Option(5, "--top-k", help="k of the top-k accuracy."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="k of the top-k accuracy."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
 ) -> None:
     """Measure a model on labelled images; write metrics, confusion matrix and mistakes."""
-    from ..evaluate import SPLITS, evaluate_file, write_evaluation  # imports torch
+    from ..evaluate import evaluate_file, write_evaluation  # imports torch
 
-    if split not in SPLITS:
-        raise ConfigError(f"Unknown --split {split!r}.", f"Use one of {', '.join(SPLITS)}.")
+    data = pick_data(data, data_arg)
     evaluation, _ = evaluate_file(model, data, device=device, split=split,
                                   batch_size=batch_size, top_k=top_k,
                                   data_options=parse_options(data_opt, "--data-opt"))
-    out_dir = Path(out) if out else Path(model).parent / "eval"
-    paths = write_evaluation(evaluation, out_dir, extra={"model": str(model), "data": data,
-                                                          "split": split})
+    folder = Path(out_dir or out or Path(model).parent / "eval")
+    paths = write_evaluation(evaluation, folder, extra={"model": str(model), "data": data,
+                                                         "split": split})
     summary = evaluation.summary()
     print_metrics(summary)
     for path, reason in evaluation.failures:
         err_console.print(f"[yellow]Warning:[/yellow] skipped unreadable image {path}: {reason}",
                           highlight=False)
-    console.print(f"wrote {', '.join(p.name for p in paths.values())} to {out_dir}",
+    console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}",
                   highlight=False)
 
 

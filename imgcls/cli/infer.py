@@ -11,6 +11,7 @@ from ..infer.batch import InferOptions, run_inference
 from ..infer.engine import BACKENDS, DEFAULT_BACKEND
 from ..infer.writers import Summary, summary_dict
 from .console import console, err_console
+from .data import WORKERS_HELP, check_workers
 
 
 def infer(
@@ -24,9 +25,11 @@ def infer(
     top_k: int = typer.Option(1, "--top-k", "-k", help="How many ranked labels per image."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
-    workers: int | None = typer.Option(None, "--workers", help="Decode workers."),
+    workers: int | None = typer.Option(
+        None, "--workers", help=f"{WORKERS_HELP}. Default: one per core, up to 8 (32 with a GPU)."),
     decode: str = typer.Option(DEFAULT_BACKEND, "--decode",
-                               help=f"Decode in {' or '.join(BACKENDS)} workers."),
+                               help=f"Decode in {' or '.join(BACKENDS)} workers "
+                                    "(thread with --workers 0)."),
     threads: int | None = typer.Option(
         None, "--threads", help="onnxruntime threads (default: the cores the workers leave)."),
     resume: bool = typer.Option(False, "--resume",
@@ -40,9 +43,12 @@ def infer(
                                              help="Also write the run summary as JSON."),
 ) -> None:
     """Classify images with a model; writes path, label, confidence (and top-k) per image."""
+    if workers == 0:  # no pool of processes: one thread of this process decodes
+        decode = "thread"
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
-                           device=device, workers=workers, backend=decode, threads=threads,
-                           resume=resume, shard=shard, strict=strict, errors_path=errors)
+                           device=device, workers=check_workers(workers), backend=decode,
+                           threads=threads, resume=resume, shard=shard, strict=strict,
+                           errors_path=errors)
     summary = run_inference(model, inputs, options)
     _report(summary, output)
     if summary_json is not None:

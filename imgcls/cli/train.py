@@ -2,7 +2,8 @@
 
 Its options are generated from ``TrainConfig``'s fields (name, type, default,
 help), so every option can also be set in a ``--config`` TOML file under the
-same name, and the saved ``config.toml`` reads back as it was written.
+same name (``--out-dir`` is ``out``), and the saved ``config.toml`` reads back as it
+was written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import typer
 
 from ..train.config import TrainConfig, field_types, read_config_file
 from .console import ConsoleReporter, console, err_console, parse_options
+from .data import DATA_HELP, WORKERS_HELP, output_is_a_file
 
 # Flags that are not TrainConfig fields; they feed model/data options or pick the run.
 EXTRA_OPTIONS: dict[str, tuple[Any, Any, tuple[str, ...], str]] = {
@@ -31,6 +33,16 @@ EXTRA_OPTIONS: dict[str, tuple[Any, Any, tuple[str, ...], str]] = {
                    "csv data: folder that relative image paths start from."),
 }
 DATA_COLUMNS = ("path_column", "label_column", "image_root")
+# TrainConfig fields whose flag is not their name (``out`` stays ``out`` in config.toml):
+# --out-dir is a folder on every command, -o/--output a file.
+FLAGS = {"out": ("--out-dir",), "top_k": ("--top-k", "-k")}
+HELP = {"data": DATA_HELP,
+        "workers": f"{WORKERS_HELP}. Default: 0 for cached pixels, some for --cache none."}
+# Not in --help: --out, the older spelling of --out-dir, and -o/--output, refused with a hint.
+HIDDEN_OPTIONS: dict[str, Any] = {
+    "out_legacy": typer.Option(None, "--out", hidden=True),
+    "output": output_is_a_file("train"),
+}
 
 
 def train(ctx: typer.Context, **values: Any) -> None:
@@ -38,6 +50,9 @@ def train(ctx: typer.Context, **values: Any) -> None:
     from ..train.loop import TrainingInterrupted, fit  # imports torch
 
     given = {name: value for name, value in values.items() if _given(ctx, name)}
+    if "out_legacy" in given:
+        given.setdefault("out", given.pop("out_legacy"))
+    given = {k: v for k, v in given.items() if k not in HIDDEN_OPTIONS}
     try:
         if values["resume"]:
             overrides = {k: v for k, v in given.items() if k != "resume"}
@@ -82,12 +97,15 @@ def _parameters() -> list[inspect.Parameter]:
         flag = f"--{spec.name.replace('_', '-')}"
         flags = [f"{flag}/--no-{flag[2:]}" if spec.type in (bool, "bool") else flag]
         flags += [spec.metadata["short"]] if "short" in spec.metadata else []
-        option = typer.Option(spec.default, *flags, help=spec.metadata["help"])
+        option = typer.Option(spec.default, *FLAGS.get(spec.name, flags),
+                              help=HELP.get(spec.name, spec.metadata["help"]))
         params.append(inspect.Parameter(spec.name, keyword, default=option,
                                         annotation=types[spec.name]))
     for name, (annotation, default, flags, help_text) in EXTRA_OPTIONS.items():
         params.append(inspect.Parameter(name, keyword, annotation=annotation,
                                         default=typer.Option(default, *flags, help=help_text)))
+    params += [inspect.Parameter(name, keyword, annotation=str | None, default=option)
+               for name, option in HIDDEN_OPTIONS.items()]
     return params
 
 

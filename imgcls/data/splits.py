@@ -1,4 +1,4 @@
-"""Seeded, stratified train/validation splits."""
+"""Seeded, stratified train/validation splits, and picking a split of a loaded data set."""
 
 from __future__ import annotations
 
@@ -6,9 +6,34 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
+from ..specs import LoadedDataset
 
 Sample = tuple[Path, int]
+
+# auto: the validation split when the data has one, else every image.
+SPLITS = ("auto", "val", "train", "all")
+
+
+def check_split(split: str) -> str:
+    """``split`` when it is one of SPLITS; a ConfigError naming them otherwise."""
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown split {split!r}.",
+                          f"Use one of: {', '.join(SPLITS)} (e.g. --split val).")
+    return split
+
+
+def select_split(loaded: LoadedDataset, split: str, data: str) -> list[Sample]:
+    """The samples of ``split`` (one of SPLITS) of ``loaded``, the data set named ``data``."""
+    check_split(split)
+    if split == "val" and not loaded.val:
+        raise DataError(f"{data!r} has no validation split.",
+                        "Use --split all to evaluate every image, or add a val/ folder.")
+    if split == "auto":
+        return loaded.val or loaded.train
+    if split == "all":
+        return loaded.train + (loaded.val or [])
+    return loaded.val if split == "val" else loaded.train
 
 
 def split_stratified(
