@@ -54,7 +54,7 @@ def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"Cannot create run folder {run_dir}: {exc.strerror}.",
-                          "Pass a writable --out folder.") from exc
+                          "Pass a writable --out-dir folder.") from exc
     return run_dir
 
 
