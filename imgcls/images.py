@@ -21,6 +21,8 @@ Colour policy, applied in this order:
    negative values clip to 0. Float data (mode F, float arrays) is taken as
    [0, 1] when its maximum is <= 1, else [0, 255]; it is clipped, NaN is 0.
 
+Steps 4 to 6 are implemented in :mod:`imgcls.colour`.
+
 JPEGs may be decoded at a reduced scale (libjpeg "draft" mode) when the size
 needed afterwards is at most half the stored size; the result is never smaller
 than requested. Any failure raises :class:`~imgcls.errors.DecodeError` naming
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from .colour import WHITE, Colour, array_to_image, to_rgb
 from .errors import ConfigError, DecodeError, ImgclsError
 from .specs import Preprocess
 
@@ -50,8 +53,6 @@ DEFAULT_MAX_PIXELS: int = 178_956_970
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 )
-Colour = tuple[int, int, int]
-_WHITE: Colour = (255, 255, 255)
 
 # MPO (multi-picture JPEG from phone cameras) is opened by the JPEG plugin. Limiting
 # the set keeps odd plugins (EPS runs Ghostscript) away from untrusted files.
@@ -62,7 +63,6 @@ _FORMAT_EXTENSIONS = {
     "PNG": {".png"}, "BMP": {".bmp", ".dib"}, "GIF": {".gif"}, "WEBP": {".webp"},
     "TIFF": {".tif", ".tiff"}, "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
 }
-_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
 _HINT = "The file is damaged or not an image; re-create it or remove it from the data set."
 
@@ -79,7 +79,7 @@ def decode(
     source: Source,
     *,
     draft_size: Size | None = None,
-    background: Colour = _WHITE,
+    background: Colour = WHITE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
 ) -> Image.Image:
@@ -123,7 +123,7 @@ def resize_to(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
     becomes ``size / crop_fraction``) and then centre-crops to ``size``.
     """
     if image.mode != "RGB":
-        image = _to_rgb(image, _WHITE)
+        image = to_rgb(image, WHITE)
     height, width = preprocess.size
     try:
         resample = Image.Resampling[preprocess.interpolation.upper()]
@@ -147,7 +147,7 @@ def load_pixels(
     source: Source,
     preprocess: Preprocess,
     *,
-    background: Colour = _WHITE,
+    background: Colour = WHITE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft: bool = True,
 ) -> np.ndarray:
@@ -162,7 +162,7 @@ def load_pixels(
 
 
 def to_pixels(
-    image: Image.Image | np.ndarray, preprocess: Preprocess, *, background: Colour = _WHITE
+    image: Image.Image | np.ndarray, preprocess: Preprocess, *, background: Colour = WHITE
 ) -> np.ndarray:
     """Apply the colour policy and :func:`resize_to` to an in-memory image.
 
@@ -170,7 +170,7 @@ def to_pixels(
     other integers within 0..255, or float (see the module policy).
     """
     if isinstance(image, np.ndarray):
-        image = _array_to_image(image)
+        image = array_to_image(image)
     elif not isinstance(image, Image.Image):
         raise DecodeError(
             f"Cannot convert {type(image).__name__}: expected a PIL image or numpy array",
@@ -348,60 +348,9 @@ def _maybe_draft(img: Image.Image, draft_for: Callable[[Size], Size | None]) -> 
 def _finish(img: Image.Image, background: Colour) -> Image.Image:
     if _orientation(img) != 1:
         img = ImageOps.exif_transpose(img)
-    out = _to_rgb(img, background)
+    out = to_rgb(img, background)
     # Hand back a plain in-memory image, never the file-backed object.
     return out.copy() if out is img else out
-
-
-# --------------------------------------------------------------------------- colour policy
-
-
-def _to_rgb(img: Image.Image, background: Colour) -> Image.Image:
-    mode = img.mode
-    if mode == "RGB" and "transparency" not in img.info:
-        return img
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return Image.fromarray(_scale_to_u8(np.asarray(img), mode)).convert("RGB")
-    if mode in _ALPHA_MODES or "transparency" in img.info:
-        rgba = (img.convert("LA") if mode == "La" else img).convert("RGBA")
-        out = Image.new("RGB", img.size, background)
-        out.paste(rgba, mask=rgba.getchannel("A"))
-        return out
-    return img.convert("RGB")
-
-
-def _scale_to_u8(arr: np.ndarray, mode: str) -> np.ndarray:
-    if mode == "F" or arr.dtype.kind == "f":
-        data = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        if data.size and data.max() <= 1.0:
-            data = data * 255.0
-        return np.rint(np.clip(data, 0.0, 255.0)).astype(np.uint8)
-    data = np.clip(arr.astype(np.int64), 0, None)
-    if mode == "I" and data.size and data.max() > 65535:
-        return (data >> 23).astype(np.uint8)
-    return ((data + 128) // 257).astype(np.uint8)
-
-
-def _array_to_image(arr: np.ndarray) -> Image.Image:
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))) or 0 in arr.shape:
-        raise DecodeError(
-            f"Cannot convert <array>: shape {arr.shape} is not HxW, HxWx1, HxWx3 or HxWx4",
-            "Pass one image at a time, channels last.",
-        )
-    kind = arr.dtype.kind
-    if kind == "b":
-        arr = arr.astype(np.uint8) * 255
-    elif kind == "f" or arr.dtype == np.uint16:
-        arr = _scale_to_u8(arr, "F" if kind == "f" else "I;16")
-    elif kind not in "iu" or (arr.dtype != np.uint8 and (arr.min() < 0 or arr.max() > 255)):
-        raise DecodeError(
-            f"Cannot convert <array>: dtype {arr.dtype} (integers must lie in 0..255)",
-            "Pass uint8, uint16, bool or float data.",
-        )
-    # uint8 after this; fromarray infers L, RGB or RGBA from the shape.
-    return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
 
 
 # --------------------------------------------------------------------------- geometry

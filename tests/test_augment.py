@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from imgcls.data import augment
-from imgcls.data.augment import PRESETS, Pipeline, build_pipeline, parse_augment, warp
+from imgcls.data.augment import (
+    PRESETS,
+    BatchedTransform,
+    Pipeline,
+    apply_to_batch,
+    build_pipeline,
+    parse_augment,
+    warp,
+)
 from imgcls.errors import ConfigError, UnknownNameError
 from imgcls.registry import list_augmentations
 
@@ -187,6 +195,56 @@ def test_plugin_style_per_image_transforms_still_work_in_batches():
     batch = noise_batch(3)
     assert torch.equal(pipeline.apply_batch(batch), (255 - batch).flip(-1))
     assert calls == [(3, 24, 24)] * 3
+
+
+def test_one_dispatch_tells_batched_from_per_image_transforms():
+    calls = []
+
+    def per_image(image: torch.Tensor) -> torch.Tensor:
+        calls.append(image.shape)
+        return image.flip(-1)
+
+    class Invert(BatchedTransform):
+        def apply(self, batch: torch.Tensor) -> torch.Tensor:
+            calls.append(batch.shape)
+            return 255 - batch
+
+    batch = noise_batch(4)
+    assert torch.equal(apply_to_batch(per_image, batch), batch.flip(-1))
+    assert calls == [(3, 24, 24)] * 4
+    calls.clear()
+    pipeline = Pipeline(sample=[Invert()])
+    assert pipeline.batched and isinstance(build_pipeline("flip").sample[0], BatchedTransform)
+    assert torch.equal(apply_to_batch(pipeline, batch), 255 - batch)
+    assert torch.equal(Invert()(batch[0]), 255 - batch[0])  # one CHW image: a batch of one
+    assert calls == [(4, 3, 24, 24), (1, 3, 24, 24)]
+    assert apply_to_batch(per_image, batch[:0]).shape == (0, 3, 24, 24)
+
+
+def test_a_pipeline_on_one_image_is_the_pipeline_on_a_batch_of_one():
+    image = noise_batch(1)[0]
+    pipeline = build_pipeline("rotate=20,zoom=0.2,color-jitter")
+    torch.manual_seed(3)
+    alone = pipeline(image)
+    torch.manual_seed(3)
+    assert alone.shape == image.shape and torch.equal(alone, pipeline.apply_batch(image[None])[0])
+
+
+def test_the_training_loop_mixes_through_the_pipeline():
+    from imgcls.train.config import TrainConfig
+    from imgcls.train.loop import soft_targets
+    from imgcls.train.optim import TrainLoss
+
+    images, labels = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    loss_fn = TrainLoss.build(TrainConfig(), labels, 3, torch.device("cpu"))
+    unmixed, hard = soft_targets(images, labels, build_pipeline("flip"), loss_fn)
+    assert unmixed is images and hard is labels  # no batch-level step: hard labels
+    pipeline = build_pipeline("mixup=1.0,cutmix")
+    torch.manual_seed(5)
+    mixed, soft = soft_targets(images, labels, pipeline, loss_fn)
+    torch.manual_seed(5)
+    expected, expected_soft = pipeline.mix(images, loss_fn.one_hot(labels))
+    assert torch.equal(mixed, expected) and torch.equal(soft, expected_soft)
 
 
 def one_hot(labels: list[int], classes: int) -> torch.Tensor:

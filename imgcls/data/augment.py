@@ -1,8 +1,9 @@
 """Parse ``--augment`` strings and build the augmentation pipeline from plugins.
 
 A sample-level augmentation takes and returns one uint8 CHW tensor. It may
-also declare ``batched = True``: it then accepts a uint8 NCHW batch and
-augments every image independently, and the loader calls it once per batch.
+also declare ``batched = True`` (as :class:`BatchedTransform` does): it then
+accepts a uint8 NCHW batch and augments every image independently, and
+:func:`apply_to_batch` calls it once per batch.
 A batched geometric augmentation may further offer
 ``affine_matrices(n, height, width)`` (n x 3 x 3, output pixel -> input pixel,
 origin at the image centre) and ``fill``: consecutive ones are then fused
@@ -58,26 +59,59 @@ def parse_augment(text: str) -> list[tuple[str, dict[str, Any]]]:
     return steps
 
 
+class BatchedTransform:
+    """Base of sample-level transforms that augment a whole uint8 NCHW batch in one call.
+
+    ``__call__`` takes one CHW image or an NCHW batch; subclasses implement
+    ``apply`` on NCHW and draw their random parameters per image.
+    """
+
+    batched = True
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim == 3:
+            return self.apply(images[None])[0]
+        return self.apply(images)
+
+    def apply(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+def apply_to_batch(transform: Callable, images: torch.Tensor) -> torch.Tensor:
+    """Apply a sample-level ``transform`` to each image of a uint8 NCHW batch.
+
+    The one place that tells the kinds apart: a ``batched`` transform (a
+    :class:`BatchedTransform`, a :class:`Pipeline`) takes the whole batch;
+    any other callable is a plugin's per-image one and runs image by image.
+    """
+    if getattr(transform, "batched", False):
+        return transform(images)
+    if len(images) == 0:
+        return images
+    return torch.stack([transform(image) for image in images])
+
+
 @dataclass
-class Pipeline:
+class Pipeline(BatchedTransform):
     """Per-sample transforms, then batch-level transforms (mixup, cutmix)."""
 
     sample: list[Callable] = field(default_factory=list)
     batch: list[Callable] = field(default_factory=list)
     description: str = "none"
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        for transform in self.sample:
-            image = transform(image)
-        return image
-
-    def apply_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """Augment a uint8 NCHW batch, each image independently, as ``__call__`` would."""
+    def apply(self, batch: torch.Tensor) -> torch.Tensor:
+        """Augment a uint8 NCHW batch, each image independently."""
         for group in _groups(self.sample):
             # A lone step keeps its own batched path (a flip alone is exact, no resampling).
-            images = _warp_group(group, images) if len(group) > 1 else _apply_one(group[0],
-                                                                                   images)
-        return images
+            batch = _warp_group(group, batch) if len(group) > 1 else apply_to_batch(group[0],
+                                                                                    batch)
+        return batch
+
+    apply_batch = apply  # the name the preview and plugin code call
 
     def mix(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
@@ -103,14 +137,6 @@ def _groups(transforms: list[Callable]) -> list[list[Callable]]:
         else:
             groups.append([transform])
     return groups
-
-
-def _apply_one(transform: Callable, images: torch.Tensor) -> torch.Tensor:
-    if getattr(transform, "batched", False):
-        return transform(images)
-    if len(images) == 0:
-        return images
-    return torch.stack([transform(image) for image in images])
 
 
 def _warp_group(group: list[Callable], images: torch.Tensor) -> torch.Tensor:
@@ -144,7 +170,7 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> 
 
 
 def _sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """F.affine_grid(theta, align_corners=False), as two broadcast sums: 3x faster on CPU."""
+    """F.affine_grid(theta, align_corners=False), as two broadcast sums (cheaper on CPU)."""
     xs = (torch.arange(width, dtype=torch.float32) * 2 + 1) / width - 1
     ys = (torch.arange(height, dtype=torch.float32) * 2 + 1) / height - 1
     columns = xs[None, :, None] * theta[:, None, :, 0]  # (n, w, 2): x times (a, d)

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..specs import Preprocess
+from .augment import apply_to_batch
 from .cache import DecodedImages
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -24,8 +25,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class PixelDataset(Dataset):
     """Items are (uint8 CHW tensor, label); batches (uint8 NCHW, int64 labels).
 
-    ``transform`` augments: a Pipeline (``apply_batch``), a callable marked
-    ``batched``, or any callable on one CHW image (then applied per image).
+    ``transform`` augments: a Pipeline, a callable marked ``batched``, or any
+    callable on one CHW image (see :func:`~imgcls.data.augment.apply_to_batch`).
     """
 
     def __init__(self, images: DecodedImages, transform: Callable | None = None) -> None:
@@ -45,18 +46,8 @@ class PixelDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         pixels, labels = self.images.take(indices)
         images = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).contiguous()
-        return _augment(self.transform, images), torch.from_numpy(np.asarray(labels, np.int64))
-
-
-def _augment(transform: Callable | None, images: torch.Tensor) -> torch.Tensor:
-    if transform is None:
-        return images
-    apply_batch = getattr(transform, "apply_batch", None)
-    if apply_batch is not None:
-        return apply_batch(images)
-    if getattr(transform, "batched", False):
-        return transform(images)
-    return torch.stack([transform(image) for image in images]) if len(images) else images
+        augmented = images if self.transform is None else apply_to_batch(self.transform, images)
+        return augmented, torch.from_numpy(np.asarray(labels, np.int64))
 
 
 def collate_batch(batch: Any) -> Any:
@@ -104,18 +95,33 @@ def make_loader(
     )
 
 
+class Normalise(torch.nn.Module):
+    """uint8 NCHW RGB pixels -> float32 model input: :meth:`Preprocess.apply` in torch.
+
+    One module for training (inside :class:`Normalizer`) and for the exported
+    graph (inside ``Deployable``), with the constants of ``Preprocess.affine``,
+    so what the model was trained on and what it is deployed with cannot drift.
+    """
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        super().__init__()
+        scale, shift = preprocess.affine()
+        self.register_buffer("scale", torch.from_numpy(scale).view(1, 3, 1, 1))
+        self.register_buffer("shift", torch.from_numpy(shift).view(1, 3, 1, 1))
+        self.flip_channels = preprocess.flip_channels
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.flip_channels:
+            pixels = pixels.flip(1)
+        return pixels.to(torch.float32) * self.scale + self.shift
+
+
 class Normalizer:
-    """uint8 NCHW batch on any device -> float model input, by the model's Preprocess."""
+    """uint8 NCHW batch on any device -> float model input on ``device``."""
 
     def __init__(self, preprocess: Preprocess, device: torch.device) -> None:
-        mul, add = preprocess.affine()
-        self.mul = torch.from_numpy(mul).view(1, 3, 1, 1).to(device)
-        self.add = torch.from_numpy(add).view(1, 3, 1, 1).to(device)
-        self.bgr = preprocess.channel_order == "BGR"
+        self.normalise = Normalise(preprocess).to(device)
         self.device = device
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device, non_blocking=True)
-        if self.bgr:
-            batch = batch.flip(1)
-        return batch.float() * self.mul + self.add
+        return self.normalise(batch.to(self.device, non_blocking=True))

@@ -10,7 +10,9 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -89,31 +91,59 @@ def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def generate(
-    root: Path,
-    classes: int = 5,
-    train_per_class: int = 1000,
-    val_per_class: int = 200,
-    size: int = 96,
-    seed: int = 0,
-) -> Path:
+@dataclass(frozen=True)
+class ShapesOptions:
+    """The shapes set's options (``--data-opt``); their defaults are defined here only."""
+
+    classes: int = 5
+    train_per_class: int = 1000
+    val_per_class: int = 200
+    size: int = 96
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            object.__setattr__(self, name, int(value))  # options may arrive as strings
+        if not 2 <= self.classes <= len(SHAPES):
+            raise ConfigError(f"shapes supports 2 to {len(SHAPES)} classes, got {self.classes}.",
+                              "Use e.g. --data-opt classes=5.")
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> ShapesOptions:
+        """Build from ``--data-opt`` values; unknown names raise a ConfigError."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"The shapes data set has no option {', '.join(unknown)}.",
+                              f"Its options are: {', '.join(known)}.")
+        try:
+            return cls(**options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Invalid shapes option: {exc}",
+                              "Options are whole numbers, e.g. --data-opt classes=5.") from exc
+
+    def folder_name(self) -> str:
+        return (f"v{FORMAT_VERSION}-c{self.classes}-n{self.train_per_class}"
+                f"-v{self.val_per_class}-s{self.size}-seed{self.seed}")
+
+
+def generate(root: Path, options: ShapesOptions | None = None) -> Path:
     """Write ``root/train/<shape>/*.png`` and ``root/val/<shape>/*.png`` once; reuse after."""
-    if not 2 <= classes <= len(SHAPES):
-        raise ConfigError(f"shapes supports 2 to {len(SHAPES)} classes, got {classes}.",
-                          "Use e.g. --data-opt classes=5.")
+    options = options or ShapesOptions()
     if (root / _DONE).exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     # Build in a temporary sibling and rename, so an interrupted run never leaves half a set.
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        for split, count, offset in (("train", train_per_class, 0), ("val", val_per_class, 1)):
-            for index, kind in enumerate(SHAPES[:classes]):
-                rng = np.random.default_rng([seed, offset, index, FORMAT_VERSION])
+        for split, count, offset in (("train", options.train_per_class, 0),
+                                     ("val", options.val_per_class, 1)):
+            for index, kind in enumerate(SHAPES[:options.classes]):
+                rng = np.random.default_rng([options.seed, offset, index, FORMAT_VERSION])
                 folder = tmp / split / kind
                 folder.mkdir(parents=True)
                 for i in range(count):
-                    draw_shape(kind, size, rng).save(folder / f"{kind}_{i:05d}.png")
+                    draw_shape(kind, options.size, rng).save(folder / f"{kind}_{i:05d}.png")
         (tmp / _DONE).write_text("ok\n")
         try:
             os.replace(tmp, root)
@@ -125,7 +155,6 @@ def generate(
     return root
 
 
-def default_root(cache: Path, classes: int, train_per_class: int, val_per_class: int,
-                 size: int, seed: int) -> Path:
-    name = f"v{FORMAT_VERSION}-c{classes}-n{train_per_class}-v{val_per_class}-s{size}-seed{seed}"
-    return cache / "shapes" / name
+def default_root(cache: Path, options: ShapesOptions) -> Path:
+    """Where the set with these options is generated under the imgcls cache."""
+    return cache / "shapes" / options.folder_name()

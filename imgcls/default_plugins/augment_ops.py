@@ -2,7 +2,8 @@
 
 Every sample-level class accepts one uint8 CHW image or a uint8 NCHW batch
 and draws its random parameters independently per image, from torch's global
-generator (so ``--seed`` and DataLoader worker seeding apply). Geometric ones
+generator (so ``--seed`` and DataLoader worker seeding apply); the CHW-or-NCHW
+call comes from :class:`~imgcls.data.augment.BatchedTransform`. Geometric ones
 expose ``affine_matrices`` so that consecutive ones resample only once.
 """
 
@@ -13,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from imgcls.data.augment import FILLS, warp
+from imgcls.data.augment import FILLS, BatchedTransform, warp
 
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 
@@ -27,24 +28,6 @@ def _check(name: str, value: float, low: float, high: float) -> float:
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
     return value
-
-
-class BatchedTransform:
-    """Base: ``__call__`` takes CHW or NCHW uint8; subclasses implement ``apply`` on NCHW."""
-
-    batched = True
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim == 3:
-            return self.apply(images[None])[0]
-        return self.apply(images)
-
-    def apply(self, batch: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({params})"
 
 
 # --------------------------------------------------------------------------- geometry
@@ -180,10 +163,6 @@ class RandomResizedCrop(RandomAffine):
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """Float NCHW RGB -> N1HW luma (ITU-R 601, as torchvision and Pillow)."""
     return (x * _GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True)
-
-
-def _per_image(values: torch.Tensor) -> torch.Tensor:
-    return values.view(-1, 1, 1, 1)
 
 
 class ColorJitter(BatchedTransform):

@@ -29,6 +29,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import LoadedCheckpoint, atomic_write_bytes, load_checkpoint
+from ..data.loader import Normalise
 from ..errors import DataError, ExportError, ImgclsError
 from ..images import load_pixels
 from ..infer.providers import make_session
@@ -70,17 +71,12 @@ class Deployable(torch.nn.Module):
         super().__init__()
         self.model = copy.deepcopy(model).half() if options.fp16 else model
         self.fp16, self.softmax = options.fp16, options.softmax
-        self.embed = options.embed_preprocessing
-        self.bgr = preprocess.channel_order == "BGR"
-        mul, add = preprocess.affine()
-        self.register_buffer("mul", torch.from_numpy(mul).reshape(1, 3, 1, 1))
-        self.register_buffer("add", torch.from_numpy(add).reshape(1, 3, 1, 1))
+        # Embedded, the graph normalises with the very module training used.
+        self.normalise = Normalise(preprocess) if options.embed_preprocessing else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.embed:  # the same arithmetic as Preprocess.apply, in the graph
-            if self.bgr:
-                x = x.flip(-1)
-            x = x.permute(0, 3, 1, 2).to(torch.float32) * self.mul + self.add
+        if self.normalise is not None:  # uint8 NHWC pixels in
+            x = self.normalise(x.permute(0, 3, 1, 2))
         y = self.model(x.half()).float() if self.fp16 else self.model(x)
         return torch.softmax(y, dim=1) if self.softmax else y
 
@@ -112,13 +108,14 @@ def _calibration_paths(loaded: LoadedCheckpoint, calibration: str | None,
 
 def _generated_images(folder: Path, count: int) -> list[str]:
     """Shapes written as PNGs, so parity still goes through the shared decoder."""
-    from ..data.shapes import SHAPES, draw_shape
+    from ..data.shapes import SHAPES, ShapesOptions, draw_shape
 
     rng = np.random.default_rng(1234)
+    size = ShapesOptions().size
     paths = []
     for i in range(count):
         path = folder / f"parity_{i:03d}.png"
-        draw_shape(SHAPES[i % len(SHAPES)], 96, rng).save(path)
+        draw_shape(SHAPES[i % len(SHAPES)], size, rng).save(path)
         paths.append(str(path))
     return paths
 

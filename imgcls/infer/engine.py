@@ -26,10 +26,9 @@ from ..system import default_workers
 
 BACKENDS = ("process", "thread")
 # Pillow holds the GIL for part of each decode, so threads stop scaling at about
-# one core while processes scale with the cores: decode-only on a 16-core host,
-# 8 workers 3,244 vs 2,043 img/s, 16 workers 5,790 vs 1,607 (on 2 cores the two
-# are within noise). The pixels sent back are small (12 KiB at 64x64), so the
-# IPC costs little. Figures and commands: docs/inference.md.
+# one core while processes scale with the cores. The pixels sent back are small
+# (a model-sized uint8 image), so the IPC costs little. Measurements and the
+# commands that produce them: docs/inference.md.
 DEFAULT_BACKEND = "process"
 CHUNK = 16  # images per decode task: amortises IPC without starving workers
 

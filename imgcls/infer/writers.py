@@ -234,9 +234,3 @@ def _fill_timings(summary: Summary, stats: EngineStats) -> None:
     summary.p50_ms = stats.latency_ms(50)
     summary.p95_ms = stats.latency_ms(95)
 
-
-def write_failures(failures: list[Failure], path: Path) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(ERRORS_HEADER)
-        writer.writerows([failure.path, failure.reason] for failure in failures)

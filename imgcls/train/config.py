@@ -10,7 +10,7 @@ import difflib
 import json
 import sys
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,11 +193,6 @@ def _toml_value(value: Any) -> str:
 def field_types() -> dict[str, Any]:
     """Resolved annotation of each TrainConfig field (annotations are strings here)."""
     return typing.get_type_hints(TrainConfig)
-
-
-def field_defaults() -> dict[str, Any]:
-    return {f.name: (f.default if f.default is not MISSING else f.default_factory())
-            for f in fields(TrainConfig)}
 
 
 def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:

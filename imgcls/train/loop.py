@@ -21,7 +21,7 @@ from torch import nn
 
 from ..checkpoint import load_resume_state, resume_path
 from ..data import load_dataset
-from ..data.augment import build_pipeline
+from ..data.augment import Pipeline, build_pipeline
 from ..data.cache import DecodedImages, decode_samples
 from ..data.loader import Normalizer, make_loader
 from ..errors import ConfigError, ImgclsError, NonFiniteLossError
@@ -100,19 +100,16 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
 # --------------------------------------------------------------------------- one epoch
 
 
-def soft_targets(inputs: torch.Tensor, labels: torch.Tensor, batch_transforms: list,
+def soft_targets(inputs: torch.Tensor, labels: torch.Tensor, augment: Pipeline,
                  loss_fn: TrainLoss) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch augmentations (mixup, cutmix) act on normalised images and one-hot targets."""
-    if not batch_transforms:
+    if not augment.batch:
         return inputs, labels
-    targets = loss_fn.one_hot(labels)
-    for transform in batch_transforms:
-        inputs, targets = transform(inputs, targets)
-    return inputs, targets
+    return augment.mix(inputs, loss_fn.one_hot(labels))
 
 
 def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_fn: TrainLoss,
-                    stepper: Stepper, precision: Precision, batch_transforms: list,
+                    stepper: Stepper, precision: Precision, augment: Pipeline,
                     reporter: Reporter, epoch: int, skip_nonfinite: bool = False,
                     env: DistEnv | None = None) -> torch.Tensor:
     """One pass over the training data; returns [loss sum, correct, seen, skipped steps]."""
@@ -121,7 +118,7 @@ def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_f
     reporter.epoch_start(epoch, len(loader))
     for step, (images, labels) in enumerate(loader, start=1):
         labels = labels.to(normalize.device, non_blocking=True)
-        inputs, targets = soft_targets(normalize(images), labels, batch_transforms, loss_fn)
+        inputs, targets = soft_targets(normalize(images), labels, augment, loss_fn)
         with precision.autocast():
             logits = model(inputs)
             loss = loss_fn(logits.float(), targets)
@@ -204,7 +201,7 @@ class Session:
     stepper: Stepper
     loss_fn: TrainLoss
     normalize: Normalizer
-    batch_transforms: list
+    augment: Pipeline  # its batch-level steps run in the loop, on normalised images
     train_loader: Any
     val_loader: Any
     num_classes: int
@@ -245,20 +242,10 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     if env.is_main:
         outputs.on_start(info, stepper, tracker, history, start - 1)
     session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
-                      stepper, loss_fn, Normalizer(preprocess, device), augment.batch,
+                      stepper, loss_fn, Normalizer(preprocess, device), augment,
                       train_loader, val_loader, num_classes, tracker, history, outputs)
 
-    # loop
-    try:
-        stopped_early = run_epochs(session, start)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(outputs.run_dir, len(history) and history[-1]["epoch"]) from None
-    except torch.cuda.OutOfMemoryError as exc:
-        raise ImgclsError(
-            f"The GPU ran out of memory at batch size {config.batch_size}.",
-            f"Try --batch-size {max(1, config.batch_size // 2)}, --amp, or a smaller "
-            f"--img-size; resume with --resume {outputs.run_dir} after the last good epoch.",
-        ) from exc
+    stopped_early = _run_loop(session, start)
 
     # outputs: reports from the best weights on rank 0; the result everywhere
     result = FitResult(outputs.run_dir, outputs.best_path, tracker.best, history,
@@ -272,6 +259,22 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     return result
 
 
+def _run_loop(s: Session, start: int) -> bool:
+    """:func:`run_epochs`, with Ctrl-C and a full GPU turned into errors that say how to resume."""
+    try:
+        return run_epochs(s, start)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(s.outputs.run_dir,
+                                  len(s.history) and s.history[-1]["epoch"]) from None
+    except torch.cuda.OutOfMemoryError as exc:
+        batch = s.config.batch_size
+        raise ImgclsError(
+            f"The GPU ran out of memory at batch size {batch}.",
+            f"Try --batch-size {max(1, batch // 2)}, --amp, or a smaller --img-size; resume "
+            f"with --resume {s.outputs.run_dir} after the last good epoch.",
+        ) from exc
+
+
 def run_epochs(s: Session, start: int) -> bool:
     """Train, validate, keep the best, save state, log; True when patience ran out."""
     for epoch in range(start, s.config.epochs + 1):
@@ -279,7 +282,7 @@ def run_epochs(s: Session, start: int) -> bool:
         s.train_loader.sampler.set_epoch(epoch)
         started = time.perf_counter()
         totals = train_one_epoch(s.model, s.train_loader, s.normalize, s.loss_fn, s.stepper,
-                                 s.precision, s.batch_transforms, s.reporter, epoch,
+                                 s.precision, s.augment, s.reporter, epoch,
                                  s.config.skip_nonfinite, s.env)
         if totals[3] > 0:
             s.reporter.warn(f"epoch {epoch}: skipped {int(totals[3])} steps with a non-finite "
