@@ -2,7 +2,7 @@
 
 Sections: configuration, data, model, loop, outputs. Optimisation details live
 in optim.py, mixed precision in precision.py, DDP in distributed.py, run-folder
-outputs in outputs.py.
+outputs in run_folder.py.
 """
 
 from __future__ import annotations
