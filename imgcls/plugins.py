@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import warnings
+from dataclasses import dataclass
 from importlib import metadata
-from types import ModuleType
+from typing import Any
 
 import pluggy
 
@@ -27,13 +29,16 @@ pm.add_hookspecs(hookspecs)
 _loaded = False
 # Plugins that failed to load: name -> reason. Shown by `imgcls plugins`.
 failed_plugins: dict[str, str] = {}
+# What was skipped of plugins that did load: name -> {"model:basic-cnn": why}.
+skipped: dict[str, dict[str, str]] = {}
 
 
 class PluginWarning(UserWarning):
-    """A plugin could not be loaded and was skipped."""
+    """A plugin, or part of one, could not be loaded and was skipped."""
 
 
 def strict() -> bool:
+    """Whether IMGCLS_STRICT_PLUGINS makes plugin problems fatal."""
     return os.environ.get("IMGCLS_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
 
 
@@ -46,15 +51,68 @@ def report_failure(name: str, exc: BaseException, stage: str) -> None:
             "Fix or uninstall the plugin, or unset IMGCLS_STRICT_PLUGINS to skip it.",
         ) from exc
     failed_plugins[name] = reason
-    warnings.warn(f"imgcls: skipping plugin {name!r}, it failed to {stage}: {reason}",
+    warnings.warn(f"skipping plugin {name!r}, it failed to {stage}: {reason}",
                   PluginWarning, stacklevel=3)
 
 
-def _allowed() -> set[str] | None:
-    value = os.environ.get("IMGCLS_LOAD_PLUGINS")
-    if value is None:
-        return None
-    return {name.strip() for name in value.split(",") if name.strip()}
+def report_skip(plugin: str, item: str, what: str, why: str, hint: str,
+                error: type[PluginError] = PluginError) -> None:
+    """Skip one thing a plugin provides (the rest of it loads), or raise ``error`` if strict.
+
+    ``item`` is its listing label (``model:basic-cnn``), ``what`` names it in a sentence.
+    """
+    if strict():
+        raise error(f"{what} of plugin {plugin!r} cannot be loaded: {why}.",
+                    f"{hint} Or unset IMGCLS_STRICT_PLUGINS to skip it.")
+    if item in skipped.setdefault(plugin, {}):
+        return  # warned already: events call this once per epoch
+    skipped[plugin][item] = why
+    warnings.warn(f"{what} of plugin {plugin!r} is skipped: {why}. {hint}",
+                  PluginWarning, stacklevel=3)
+
+
+def short_name(module_name: str) -> str:
+    """``imgcls.default_plugins.models`` -> ``models``, the short name of a built-in."""
+    return module_name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What IMGCLS_LOAD_PLUGINS asks for: ``a,b`` loads those entry points, ``-a`` leaves a out.
+
+    Built-ins load unless left out; an empty value loads no plugin at all.
+    """
+
+    include: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    nothing: bool = False
+
+    @classmethod
+    def from_env(cls) -> Selection:
+        """Parse IMGCLS_LOAD_PLUGINS."""
+        value = os.environ.get("IMGCLS_LOAD_PLUGINS")
+        if value is None:
+            return cls()
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        return cls(frozenset(n for n in names if not n.startswith("-")),
+                   frozenset(n[1:].strip() for n in names if n.startswith("-")),
+                   nothing=not names)
+
+    def loads_builtin(self, module_name: str) -> bool:
+        """Whether a built-in loads: unless left out by its full or short name."""
+        return not self.nothing and not {module_name, short_name(module_name)} & self.exclude
+
+    def loads_entry_point(self, name: str) -> bool:
+        """Whether an installed plugin loads."""
+        if self.nothing or name in self.exclude:
+            return False
+        # Naming only built-ins (IMGCLS_LOAD_PLUGINS=models) still means "no third-party ones".
+        return not self.include or name in self.include
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    # Sorted, so which of two third-party plugins wins a duplicate name is stable.
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
 def load_plugins() -> pluggy.PluginManager:
@@ -63,40 +121,53 @@ def load_plugins() -> pluggy.PluginManager:
     if _loaded:
         return pm
     _loaded = True
-    allowed = _allowed()
+    selection = Selection.from_env()
+    _check_selection(selection)
     for module_name in DEFAULT_PLUGINS:
-        if allowed is None or module_name in allowed or module_name.rsplit(".", 1)[-1] in allowed:
-            _register_module(module_name, module_name)
-    load_entry_points(allowed)
+        if selection.loads_builtin(module_name):
+            _register(module_name, lambda name=module_name: importlib.import_module(name))
+    load_entry_points(selection)
     return pm
 
 
-def load_entry_points(allowed: set[str] | None = None) -> None:
+def _check_selection(selection: Selection) -> None:
+    known = {*DEFAULT_PLUGINS, *map(short_name, DEFAULT_PLUGINS),
+             *(entry_point.name for entry_point in _entry_points())}
+    for name in sorted((selection.include | selection.exclude) - known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        message = f"IMGCLS_LOAD_PLUGINS names {name!r}, which is not an installed plugin."
+        hint = (f"Did you mean {close[0]!r}? " if close else "") + (
+            "Run `imgcls plugins` with IMGCLS_LOAD_PLUGINS unset to see the names.")
+        if strict():
+            raise PluginError(message, hint)
+        warnings.warn(f"{message} {hint}", PluginWarning, stacklevel=3)
+
+
+def load_entry_points(selection: Selection | None = None) -> None:
     """Register third-party plugins declared under ``[project.entry-points.imgcls]``."""
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if allowed is not None and entry_point.name not in allowed:
-            continue
-        if pm.get_plugin(entry_point.name) is not None:
-            continue
-        try:
-            module = entry_point.load()
-        except Exception as exc:  # a broken third-party plugin must not break the CLI
-            report_failure(entry_point.name, exc, "import")
-            continue
-        if not pm.is_registered(module):
-            pm.register(module, name=entry_point.name)
+    selection = selection or Selection()
+    for entry_point in _entry_points():
+        name = entry_point.name
+        if selection.loads_entry_point(name) and pm.get_plugin(name) is None:
+            _register(name, entry_point.load)
 
 
-def _register_module(name: str, module_name: str) -> None:
+def _register(name: str, load: Any) -> None:
     try:
-        module: ModuleType = importlib.import_module(module_name)
-    except Exception as exc:
+        module = load()
+    except Exception as exc:  # a broken third-party plugin must not break the CLI
         report_failure(name, exc, "import")
         return
-    pm.register(module, name=name)
+    if pm.is_registered(module):
+        return
+    try:
+        pm.register(module, name=name)
+    except Exception as exc:  # pluggy rejects a hook with arguments the hookspec lacks
+        report_failure(name, exc, "register")
 
 
 def plugin_name(plugin: object) -> str:
+    """The name a plugin was registered under."""
     return pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
 
 
@@ -108,15 +179,34 @@ def plugin_version(name: str) -> str | None:
     return None
 
 
+def hook_impls(hook_name: str) -> list[pluggy.HookImpl]:
+    """A hook's implementations in load order; ``tryfirst`` ones first, ``trylast`` ones last.
+
+    imgcls calls each implementation itself instead of through ``pm.hook``, so that a
+    failing plugin is skipped or named rather than aborting every other plugin's call,
+    each component is credited to its plugin, and the first-loaded plugin (built-ins
+    first) wins a duplicate name. Hook wrappers need pluggy's call loop: they are skipped.
+    """
+    impls = []
+    for impl in getattr(load_plugins().hook, hook_name).get_hookimpls():
+        if impl.hookwrapper or impl.wrapper:
+            name = plugin_name(impl.plugin)
+            report_skip(name, f"wrapper:{hook_name}", f"The {hook_name} hook wrapper",
+                        "imgcls hooks do not support wrappers",
+                        "Implement the hook as a plain @hookimpl.")
+            continue
+        impls.append(impl)
+    return sorted(impls, key=lambda impl: 0 if impl.tryfirst else 2 if impl.trylast else 1)
+
+
 def call_hook(hook_name: str, **kwargs: object) -> None:
     """Call an event hook in every plugin; a failing plugin is named in the error."""
-    load_plugins()
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+    for impl in hook_impls(hook_name):
         try:
             impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
         except Exception as exc:
+            name = plugin_name(impl.plugin)
             raise PluginError(
-                f"Plugin {plugin_name(impl.plugin)!r} failed in {hook_name}: "
-                f"{type(exc).__name__}: {exc}",
-                "Fix or uninstall the plugin, or exclude it with IMGCLS_LOAD_PLUGINS.",
+                f"Plugin {name!r} failed in {hook_name}: {type(exc).__name__}: {exc}",
+                f"Fix or uninstall the plugin, or leave it out with IMGCLS_LOAD_PLUGINS=-{name}.",
             ) from exc

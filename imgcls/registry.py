@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .errors import DuplicateNameError, UnknownNameError
-from .plugins import load_plugins, plugin_name, pm, report_failure
+from .plugins import hook_impls, load_plugins, plugin_name, pm, report_failure, report_skip
 from .specs import AugmentationSpec, DatasetSpec, ModelSpec
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ def _collect(kind: _Kind) -> dict[str, Entry[Any]]:
     if key in _cache:
         return _cache[key]
     entries: dict[str, Entry[Any]] = {}
-    for impl in getattr(pm.hook, kind.hook).get_hookimpls():
+    for impl in hook_impls(kind.hook):
         owner = plugin_name(impl.plugin)
         found: dict[str, Entry[Any]] = {}
 
@@ -63,15 +63,21 @@ def _collect(kind: _Kind) -> dict[str, Entry[Any]]:
             continue
         for name, entry in found.items():
             if name in entries:
-                raise DuplicateNameError(
-                    f"The {kind.label} {name!r} is registered by both plugin "
-                    f"{entries[name].plugin!r} and plugin {owner!r}.",
-                    "Uninstall one of the two plugins, or choose which to load with "
-                    "IMGCLS_LOAD_PLUGINS.",
-                )
-            entries[name] = entry
+                _skip_duplicate(kind, name, entries[name].plugin, owner)
+            else:
+                entries[name] = entry
     _cache[key] = entries
     return entries
+
+
+def _skip_duplicate(kind: _Kind, name: str, first: str, later: str) -> None:
+    # The first-loaded plugin wins, so a third-party plugin cannot take over a
+    # built-in name, nor break every command by clashing with one.
+    report_skip(
+        later, f"{kind.label}:{name}", f"The {kind.label} {name!r}",
+        f"plugin {first!r} registered it first",
+        f"Rename it in one of them, or leave one out with IMGCLS_LOAD_PLUGINS=-{later}.",
+        DuplicateNameError)
 
 
 def _check_spec(kind: _Kind, spec: Any, owner: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
@@ -117,6 +118,10 @@ def test_plugin_command_runs_and_is_listed(command_plugin, capsys):
     assert code == 0 and out.strip() == "hello imgcls"
     code, out, _ = run(["--help"], capsys)
     assert code == 0 and "hello" in out
+    code, out, _ = run(["plugins", "--json"], capsys)
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["hello-plugin"]["registers"] == "command:hello"
+    assert rows["hello-plugin"]["hooks"] == "register_commands"
 
 
 def test_builtin_commands_do_not_load_plugin_commands(command_plugin, capsys):
@@ -149,16 +154,31 @@ def test_a_plugin_command_cannot_shadow_a_builtin(capsys, monkeypatch):
         def infer() -> None:
             print("not the real infer")
 
+        @cli.command()
+        def shadow_extra() -> None:
+            print("extra")
+
     module.register_commands = register_commands
     plugins.load_plugins()
     plugins.pm.register(module, name="shadow-plugin")
+    monkeypatch.delenv("IMGCLS_STRICT_PLUGINS", raising=False)
     try:
-        with pytest.warns(plugins.PluginWarning, match="'infer' is a built-in imgcls command"):
-            code, out, _ = run(["--help"], capsys)
+        code, out, err = run(["--help"], capsys)
         assert code == 0 and out.count("infer ") == 1 and "Classify images" in out
+        assert "shadow-extra" in out  # only the clashing command is refused
+        # One line, never Python's "file.py:70: PluginWarning: ..." form.
+        assert err == ("Warning: The command 'infer' of plugin 'shadow-plugin' is skipped: it is "
+                       "a built-in imgcls command. Rename the command in the plugin.\n")
+        code, out, err = run(["plugins"], capsys)
+        assert code == 0 and "command:infer (skipped: it is a built-in imgcls command)" in out
         monkeypatch.setenv("IMGCLS_STRICT_PLUGINS", "1")
         code, _, err = run(["--help"], capsys)
         assert code == 1 and "shadow-plugin" in err and "built-in" in err
     finally:
         plugins.pm.unregister(module)
-        plugins.failed_plugins.pop("shadow-plugin", None)
+        plugins.skipped.pop("shadow-plugin", None)
+
+
+def test_user_text_is_printed_as_text_not_markup(capsys):
+    code, _, err = run(["train", "--model", "[bold]x[/bold]"], capsys)
+    assert code == 1 and "'[bold]x[/bold]'" in err

@@ -43,6 +43,7 @@ def register_plugin():
 
     yield add
     for module in added:
+        plugins.skipped.pop(plugins.pm.get_name(module), None)
         plugins.pm.unregister(module)
 
 
@@ -66,12 +67,23 @@ def test_fixture_plugin_gone_after_unregister():
         get_model("fixture-net")
 
 
-def test_duplicate_name_names_both_plugins(register_plugin):
+def test_duplicate_name_names_both_plugins(register_plugin, monkeypatch):
+    monkeypatch.delenv("IMGCLS_STRICT_PLUGINS", raising=False)
     register_plugin(make_plugin("dup_plugin", model_name="basic-cnn"), "dup-plugin")
+    with pytest.warns(plugins.PluginWarning) as record:
+        assert get_model("basic-cnn").plugin == "imgcls.default_plugins.models"
+    [message] = [str(w.message) for w in record]
+    assert "imgcls.default_plugins.models" in message and "dup-plugin" in message
+    assert "model:basic-cnn" in plugins.skipped["dup-plugin"]
+
+
+def test_strict_mode_makes_a_duplicate_name_fatal(register_plugin, monkeypatch):
+    monkeypatch.setenv("IMGCLS_STRICT_PLUGINS", "1")
+    register_plugin(make_plugin("dup_plugin2", model_name="basic-cnn"), "dup-plugin2")
     with pytest.raises(DuplicateNameError) as info:
         get_model("basic-cnn")
     assert "imgcls.default_plugins.models" in info.value.message
-    assert "dup-plugin" in info.value.message
+    assert "dup-plugin2" in info.value.message
 
 
 def test_plugin_failing_to_register_is_skipped_with_warning(register_plugin, monkeypatch):

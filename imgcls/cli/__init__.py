@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
 import typer
+from rich.markup import escape
 
 from .. import __version__
 from ..errors import ImgclsError
@@ -13,7 +15,7 @@ from . import augment as augment_command
 from . import data as data_command
 from . import eval as eval_command
 from . import export, infer, inspect, listing, train
-from .console import err_console
+from .console import err_console, print_warning
 
 
 def _version(value: bool) -> None:
@@ -22,7 +24,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def build_app(args: list[str] | None = None) -> typer.Typer:
+def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer.Typer:
     """The typer app; plugin commands are added unless ``args`` name a built-in command.
 
     Loading plugins imports every model plugin (and torch with them): ``imgcls
@@ -55,7 +57,7 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
     augment_app = typer.Typer(help="See what augmentations do.", no_args_is_help=True)
     augment_app.command("preview")(augment_command.preview)
     app.add_typer(augment_app, name="augment")
-    if args is None or _command_name(args) not in _builtin_names(app):
+    if with_plugins and (args is None or _command_name(args) not in _builtin_names(app)):
         _plugin_commands(app)
     return app
 
@@ -71,38 +73,87 @@ def _builtin_names(app: typer.Typer) -> set[str]:
             | {group.name for group in app.registered_groups})
 
 
-def _plugin_commands(app: typer.Typer) -> None:
-    from ..plugins import load_plugins, plugin_name, report_failure
+def _plugin_commands(app: typer.Typer) -> dict[str, list[str]]:
+    """Add every plugin's commands to ``app``; returns the names each plugin added."""
+    from ..plugins import hook_impls, plugin_name, report_failure
 
-    builtins = _builtin_names(app)
-    for impl in load_plugins().hook.register_commands.get_hookimpls():
+    taken = {name: "imgcls" for name in _builtin_names(app)}
+    added: dict[str, list[str]] = {}
+    for impl in hook_impls("register_commands"):
+        owner = plugin_name(impl.plugin)
         before = (len(app.registered_commands), len(app.registered_groups))
         try:
             impl.function(cli=app)
-            _refuse_shadowing(app, before, builtins)
         except Exception as exc:  # a plugin's broken command must not break the CLI
-            report_failure(plugin_name(impl.plugin), exc, "register commands")
+            del app.registered_commands[before[0]:], app.registered_groups[before[1]:]
+            report_failure(owner, exc, "register commands")
+            continue
+        added[owner] = _refuse_clashes(app, before, owner, taken)
+        taken.update(dict.fromkeys(added[owner], owner))
+    return added
 
 
-def _refuse_shadowing(app: typer.Typer, before: tuple[int, int], builtins: set[str]) -> None:
+def plugin_commands() -> dict[str, list[str]]:
+    """The commands each plugin adds; refused ones are in ``imgcls.plugins.skipped``."""
+    return _plugin_commands(build_app(["--help"], with_plugins=False))
+
+
+def _info_name(info: object) -> str:
+    # typer names a command after its function when the plugin gave no name.
+    name = getattr(info, "name", None)
+    if name is None and getattr(info, "typer_instance", None) is not None:
+        name = info.typer_instance.info.name  # type: ignore[attr-defined]
+    if name is None and getattr(info, "callback", None) is not None:
+        name = info.callback.__name__.lower().replace("_", "-")  # type: ignore[attr-defined]
+    return str(name)
+
+
+def _refuse_clashes(app: typer.Typer, before: tuple[int, int], owner: str,
+                    taken: dict[str, str]) -> list[str]:
     # A built-in command always runs under its name (plugins are not even loaded
-    # then), so a plugin's command of that name would only confuse --help.
-    added = app.registered_commands[before[0]:] + app.registered_groups[before[1]:]
-    clashes = sorted({info.name for info in added} & builtins)
-    if clashes:
-        del app.registered_commands[before[0]:], app.registered_groups[before[1]:]
-        raise ValueError(f"command {clashes[0]!r} is a built-in imgcls command")
+    # then), so a plugin's command of that name would only confuse --help; between
+    # two plugins the first-loaded one keeps the name.
+    from ..plugins import report_skip
+
+    kept: list[str] = []
+    for infos, start in ((app.registered_commands, before[0]), (app.registered_groups, before[1])):
+        keep = []
+        for info in infos[start:]:
+            name = _info_name(info)
+            if name not in taken:
+                keep.append(info)
+                kept.append(name)
+                continue
+            why = ("it is a built-in imgcls command" if taken[name] == "imgcls"
+                   else f"plugin {taken[name]!r} added it first")
+            report_skip(owner, f"command:{name}", f"The command {name!r}", why,
+                        "Rename the command in the plugin.")
+        infos[start:] = keep
+    return kept
 
 
 def print_error(exc: ImgclsError) -> None:
-    err_console.print(f"[bold red]Error:[/bold red] {exc.message}", highlight=False)
+    """Print a library error as one line and its hint."""
+    err_console.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err_console.print(f"Hint: {exc.hint}", highlight=False)
+        err_console.print(f"Hint: {escape(exc.hint)}", highlight=False)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    # Python's own form (file.py:70: PluginWarning: ...) means nothing to a user.
+    print_warning(" ".join(str(message).splitlines()))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; library errors become one-line messages and exit code 1."""
     args = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: list[str]) -> int:
     debug = "--debug" in args
     try:
         build_app(args)(args=args, prog_name="imgcls")
@@ -117,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("Aborted.")
         return 130
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

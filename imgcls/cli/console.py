@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
@@ -17,6 +18,11 @@ from ..train.progress import Reporter
 _WIDTH = None if sys.stdout.isatty() else 200
 console = Console(soft_wrap=True, width=_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+
+
+def print_warning(message: str) -> None:
+    """One ``Warning: ...`` line on stderr; ``message`` is printed as text, not markup."""
+    err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False)
 
 
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -52,10 +58,10 @@ class ConsoleReporter(Reporter):
         console.print(f"data: {info['train']} train / {info['val']} val images, "
                       f"{len(classes)} classes")
         for note in info.get("notes", []):
-            console.print(f"  {note}")
+            console.print(escape(f"  {note}"), highlight=False)
         if "class_counts" in info:
             print_class_histogram(classes, info["class_counts"], info.get("balanced", False))
-        console.print(f"run folder: {info['run_dir']}")
+        console.print(escape(f"run folder: {info['run_dir']}"), highlight=False)
         if info.get("start_epoch", 1) > 1:
             console.print(f"resuming at epoch {info['start_epoch']} of {info['epochs']}")
 
@@ -96,10 +102,10 @@ class ConsoleReporter(Reporter):
             highlight=False)
 
     def note(self, message: str) -> None:
-        console.print(message, highlight=False)
+        console.print(escape(message), highlight=False)
 
     def warn(self, message: str) -> None:
-        err_console.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+        print_warning(message)
 
     def end(self, result: Any) -> None:
         best = result.best
@@ -123,12 +129,12 @@ def print_class_histogram(classes: list[str], counts: dict[str, list[int]],
     console.print("class histogram (train / val):")
     for i in shown[:20]:
         bar = "#" * max(1, round(width * train[i] / top)) if train[i] else ""
-        console.print(f"  {classes[i][:name_width]:<{name_width}} {bar:<{width}} "
-                      f"{train[i]:>6} / {val[i]}", highlight=False)
+        # Class names are folder names: text, never markup.
+        console.print(escape(f"  {classes[i][:name_width]:<{name_width}} {bar:<{width}} "
+                             f"{train[i]:>6} / {val[i]}"), highlight=False)
     if len(classes) > 20:
         console.print(f"  ... {len(classes) - 20} more classes")
     smallest = min(train)
     if not balanced and smallest and top / smallest >= IMBALANCE_RATIO:
-        err_console.print(f"[yellow]Warning:[/yellow] classes are imbalanced "
-                          f"({top / smallest:.1f}:1); consider --class-weights auto or "
-                          "--sampler balanced.", highlight=False)
+        print_warning(f"classes are imbalanced ({top / smallest:.1f}:1); consider "
+                      "--class-weights auto or --sampler balanced.")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ..plugins import failed_plugins, load_plugins, plugin_version
+from ..plugins import DEFAULT_PLUGINS, failed_plugins, load_plugins, plugin_version, skipped
 from ..registry import list_augmentations, list_datasets, list_models
 from .console import console
 
@@ -47,20 +48,37 @@ def plugins(
                 for e in entries]
         _print_rows(rows, ("name", "plugin", "description"), as_json)
         return
+    _print_rows(plugin_rows(), ("name", "version", "hooks", "registers"), as_json)
+
+
+def plugin_rows() -> list[dict[str, str]]:
+    """One row per plugin: what it registers, commands included, and what was skipped."""
+    from . import plugin_commands
+
     pm = load_plugins()
     registered: dict[str, list[str]] = {}
     for kind, entries in (("model", list_models()), ("augmentation", list_augmentations()),
                           ("dataset", list_datasets())):
         for entry in entries:
             registered.setdefault(entry.plugin, []).append(f"{kind}:{entry.spec.name}")
+    for name, commands in plugin_commands().items():
+        registered.setdefault(name, []).extend(f"command:{c}" for c in commands)
     rows = []
     for name, plugin in sorted(pm.list_name_plugin()):
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "version": plugin_version(name) or "built-in",
-                     "hooks": ", ".join(hooks), "registers": ", ".join(registered.get(name, []))})
+        # A skipped item is listed where it would have been, marked, so a user sees
+        # why `--model x` trains another plugin's x.
+        items = registered.get(name, []) + [f"{item} (skipped: {why})"
+                                            for item, why in skipped.get(name, {}).items()]
+        if name in failed_plugins:  # loaded, but one of its hooks raised
+            items.append(f"FAILED: {failed_plugins[name]}")
+        version = plugin_version(name) or ("built-in" if name in DEFAULT_PLUGINS else "")
+        rows.append({"name": name, "version": version,
+                     "hooks": ", ".join(hooks), "registers": ", ".join(items)})
     for name, reason in failed_plugins.items():
-        rows.append({"name": name, "version": "FAILED", "hooks": "", "registers": reason})
-    _print_rows(rows, ("name", "version", "hooks", "registers"), as_json)
+        if pm.get_plugin(name) is None:
+            rows.append({"name": name, "version": "FAILED", "hooks": "", "registers": reason})
+    return rows
 
 
 def _print_rows(rows: list[dict], columns: tuple[str, ...], as_json: bool) -> None:
@@ -69,5 +87,5 @@ def _print_rows(rows: list[dict], columns: tuple[str, ...], as_json: bool) -> No
         return
     table = Table(*columns)
     for row in rows:
-        table.add_row(*(str(row[c]) for c in columns))
+        table.add_row(*(escape(str(row[c])) for c in columns))
     console.print(table)
