@@ -55,14 +55,16 @@ def test_builtins_are_registered_by_default_plugins():
     assert {get_dataset(n).spec.name for n in ("folder", "shapes")} == {"folder", "shapes"}
 
 
-def test_fixture_plugin_is_discovered(register_plugin):
-    register_plugin(make_plugin("fixture_plugin"), "fixture-plugin")
-    entry = get_model("fixture-net")
-    assert entry.plugin == "fixture-plugin"
-    assert "fixture-net" in [e.spec.name for e in list_models()]
-
-
-def test_fixture_plugin_gone_after_unregister():
+def test_fixture_plugin_is_discovered_and_gone_after_unregister():
+    module = make_plugin("fixture_plugin")
+    plugins.load_plugins()
+    plugins.pm.register(module, name="fixture-plugin")
+    try:
+        entry = get_model("fixture-net")
+        assert entry.plugin == "fixture-plugin"
+        assert "fixture-net" in [e.spec.name for e in list_models()]
+    finally:
+        plugins.pm.unregister(module)
     with pytest.raises(UnknownNameError):
         get_model("fixture-net")
 

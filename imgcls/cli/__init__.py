@@ -169,6 +169,3 @@ def _run(args: list[str]) -> int:
         return 130
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
