@@ -27,6 +27,7 @@ from .data.splits import check_split, select_split
 from .errors import DataError
 from .infer.engine import Failure, predict_stream
 from .infer.runners import open_model
+from .infer.writers import safe_row
 from .metrics import confusion_matrix, macro_f1, per_class_table
 from .registry import get_dataset
 from .specs import Preprocess, Sample
@@ -166,10 +167,12 @@ def _probability_row(labels: Iterable[str], scores: Iterable[float],
 
 
 def _csv_bytes(header: list[str], rows: Iterable[Iterable[Any]]) -> bytes:
+    # Class names and paths come from the data: a label like =HYPERLINK(...) must
+    # not run as a formula when the table is opened in a spreadsheet.
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow(safe_row(header))
+    writer.writerows(safe_row(row) for row in rows)
     return buffer.getvalue().encode()
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..data import resolve_loader
 from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
-from ..data.quarantine import MANIFEST, quarantine, quarantine_root
+from ..data.quarantine import MANIFEST, quarantine, quarantine_root, split_by_root
 from ..errors import ConfigError
 from .console import ConsoleReporter, console, err_console, parse_options
 
@@ -96,7 +96,9 @@ def check(
     """Decode every file of a data set; report counts, unreadable files, mismatched extensions,
     non-RGB modes, tiny images, duplicates and train/val leakage.
 
-    Exits with status 1 when unreadable files were found and left in place.
+    Files that resolve outside the data root (CSV rows like ../x.jpg, symlinks)
+    are reported, and never moved by --quarantine. Exits with status 1 when
+    unreadable files were found and left in place.
     """
     data, workers = pick_data(data, data_arg), check_workers(workers)
     options = _data_options(data_opt, path_column=path_column, label_column=label_column,
@@ -104,22 +106,33 @@ def check(
     root = None
     if quarantine_dir is not None:  # refuse a bad target before the scan, not after it
         loader, source = resolve_loader(data)
-        root = quarantine_root(source or data, loader, quarantine_dir)
+        root = quarantine_root(source or data, loader, quarantine_dir, options.get("image_root"))
     report = check_data(data, options, min_size=min_size, workers=workers,
                         on_progress=None if as_json else _progress())
-    moved = []
-    if quarantine_dir is not None and report.unreadable:
-        moved = quarantine(report.unreadable, quarantine_dir, root)
+    moved, kept = [], report.unreadable
+    if root is not None and report.unreadable:
+        inside, kept = split_by_root(report.unreadable, root)
+        moved = quarantine(inside, quarantine_dir, root) if inside else []
     if as_json:
-        typer.echo(json.dumps(report.to_dict() | {"quarantined": [
-            [str(m.original), str(m.quarantined)] for m in moved]}, indent=2))
+        typer.echo(json.dumps(report.to_dict() | {
+            "quarantined": [[str(m.original), str(m.quarantined)] for m in moved],
+            "not_quarantined": [str(path) for path, _ in kept if root is not None]}, indent=2))
     else:
         print_report(report, show)
-        if moved:
-            console.print(f"moved {len(moved)} unreadable files into {quarantine_dir} "
-                          f"(listed in {Path(quarantine_dir) / MANIFEST})", highlight=False)
-    if report.unreadable and not moved:
+        _say_quarantined(moved, kept if root is not None else [], quarantine_dir)
+    if kept:
         raise typer.Exit(1)
+
+
+def _say_quarantined(moved: list[Any], kept: list[tuple[Path, str]],
+                     folder: Path | None) -> None:
+    if moved:
+        say(f"moved {len(moved)} unreadable files into {folder} "
+            f"(listed in {Path(str(folder)) / MANIFEST})")
+    if kept:
+        say(f"left {len(kept)} unreadable files in place: they resolve outside the data root")
+        for path, _ in kept:
+            say(f"  {path}")
 
 
 def _data_options(pairs: list[str], **columns: str | None) -> dict[str, Any]:
@@ -156,6 +169,7 @@ def print_report(report: CheckReport, show: int) -> None:
         ("exact duplicates (groups)", report.duplicates, " = ".join),
         ("duplicates across train and val (leakage)", report.leaks, " = ".join),
         ("identical files with different labels", report.conflicts, " = ".join),
+        (f"files that resolve outside the data root {report.root}", report.outside, str),
     ]
     for title, items, describe in sections:
         if items:

@@ -21,6 +21,7 @@ from ..images import decode, extension_matches, probe
 from ..registry import get_dataset
 from ..system import default_workers
 from . import resolve_loader
+from .folder import is_under
 
 DEFAULT_MIN_SIZE = 32
 
@@ -56,6 +57,8 @@ class CheckReport:
     duplicates: list[list[Path]] = field(default_factory=list)
     leaks: list[list[Path]] = field(default_factory=list)  # groups in both train and val
     conflicts: list[list[Path]] = field(default_factory=list)  # same bytes, other labels
+    outside: list[Path] = field(default_factory=list)  # resolve outside the data root
+    root: str = ""  # the data root files should lie under ("" when there is none)
     notes: list[str] = field(default_factory=list)
     min_size: int = DEFAULT_MIN_SIZE
 
@@ -70,7 +73,8 @@ class CheckReport:
                 "modes": {mode: paths(found) for mode, found in self.modes.items()},
                 "tiny": [[str(p), list(size)] for p, size in self.tiny],
                 "duplicates": paths(self.duplicates), "leaks": paths(self.leaks),
-                "conflicts": paths(self.conflicts), "notes": self.notes,
+                "conflicts": paths(self.conflicts), "outside": paths(self.outside),
+                "root": self.root, "notes": self.notes,
                 "min_size": self.min_size}
 
 
@@ -112,7 +116,22 @@ def check_data(data: str, options: dict[str, Any] | None = None,
                 on_progress(done, len(entries))
     report.seconds = time.perf_counter() - started
     summarise(report, results)
+    root = data_root_of(loaded.source or source or "", (options or {}).get("image_root"))
+    if root is not None:
+        report.root = str(root)
+        report.outside = [path for path, _, _ in entries if not is_under(path, root)]
     return report
+
+
+def data_root_of(source: str, image_root: str | None = None) -> Path | None:
+    """The folder a data set's files must lie under: a CSV's ``image_root`` or folder,
+    or the data folder itself; None for a data set that is not on disk."""
+    if image_root:
+        return Path(image_root).expanduser().resolve()
+    path = Path(source).expanduser()
+    if not source or not path.exists():
+        return None
+    return path.resolve() if path.is_dir() else path.resolve().parent
 
 
 def summarise(report: CheckReport, results: list[FileResult]) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..images import IMAGE_EXTENSIONS
 from ..specs import LoadedDataset
+from .folder import outside_note
 
 PATH_NAMES = ("path", "filepath", "file_path", "image_path", "img_path", "file", "filename",
               "file_name", "image", "img", "image_name", "image_id", "img_id", "id", "fname")
@@ -47,8 +48,12 @@ class Rows:
 def load_csv(source: str | None, path_column: str | None = None,
              label_column: str | None = None, image_root: str | None = None,
              split_column: str | None = None, val_file: str | None = None,
-             delimiter: str | None = None) -> LoadedDataset:
-    """Read labelled image paths from a CSV/TSV file (see the module docstring)."""
+             delimiter: str | None = None, outside: str = "allow") -> LoadedDataset:
+    """Read labelled image paths from a CSV/TSV file (see the module docstring).
+
+    Rows that resolve outside the image root (``../x.jpg``, an absolute path, a
+    symlink) are used and noted (``outside="allow"``) or refused (``"refuse"``).
+    """
     if not source:
         raise DataError("The csv loader needs a file.", "Use --data labels.csv.")
     csv_path = Path(source).expanduser()
@@ -70,6 +75,8 @@ def load_csv(source: str | None, path_column: str | None = None,
         notes += [f"validation: {val_path.name}", *val_notes]
     if not train:
         raise DataError(f"No usable rows in {csv_path}.", _no_rows_hint(rows, root))
+    notes += outside_note([path for path, _ in train + (val or [])], root or csv_path.parent,
+                          outside, csv_path.name)
     classes = sorted({label for _, label in train}, key=_natural)
     return LoadedDataset(classes=classes, train=_index(train, classes, csv_path),
                          val=_index(val, classes, csv_path) if val is not None else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import DataError
@@ -11,6 +12,36 @@ from ..specs import LoadedDataset, Sample
 TRAIN_NAMES = ("train", "training", "training_set", "train_set")
 # In order of preference: a real validation folder beats a test folder.
 VAL_NAMES = ("val", "valid", "validation", "val_set", "test_set", "test")
+
+
+OUTSIDE_POLICIES = ("allow", "refuse")
+EXAMPLES = 5
+
+
+def is_under(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether ``path``'s real location (every symlink resolved) lies under ``root``'s."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, base]) == base
+
+
+def outside_note(paths: list[Path], root: Path, policy: str, where: str) -> list[str]:
+    """A note on the ``paths`` that resolve outside ``root``; DataError under ``refuse``.
+
+    ``where`` names the listing (a CSV file, a folder) in the messages.
+    """
+    if policy not in OUTSIDE_POLICIES:
+        raise DataError(f"Unknown outside={policy!r}.",
+                        "Use --data-opt outside=allow (the default) or outside=refuse.")
+    outside = [str(path) for path in paths if not is_under(path, root)]
+    if not outside:
+        return []
+    examples = ", ".join(outside[:EXAMPLES]) + (" ..." if len(outside) > EXAMPLES else "")
+    if policy == "refuse":
+        raise DataError(f"{where}: {len(outside)} files resolve outside {root} (e.g. "
+                        f"{examples}).", "Move them under the data root, or drop "
+                        "--data-opt outside=refuse to use them anyway.")
+    return [f"{where}: {len(outside)} files resolve outside {root} (e.g. {examples}); "
+            "refuse them with --data-opt outside=refuse"]
 
 
 def _find(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -47,8 +78,12 @@ def _samples(root: Path, classes: list[str]) -> list[Sample]:
     return samples
 
 
-def load_folder(source: str | None) -> LoadedDataset:
-    """Read a class-per-folder tree, with or without train/ and val/ splits."""
+def load_folder(source: str | None, outside: str = "allow") -> LoadedDataset:
+    """Read a class-per-folder tree, with or without train/ and val/ splits.
+
+    Symlinks that resolve outside the folder are used and noted (``outside="allow"``)
+    or refused with DataError (``outside="refuse"``).
+    """
     if not source:
         raise DataError("The folder loader needs a path.", "Use --data path/to/images.")
     root = Path(source).expanduser()
@@ -67,4 +102,5 @@ def load_folder(source: str | None) -> LoadedDataset:
     train = _samples(base, classes)
     val = _samples(val_root, classes) if val_root else None
     notes = [f"layout: {base.name}/ + {val_root.name}/" if val_root else "layout: class folders"]
+    notes += outside_note([path for path, _ in train + (val or [])], root, outside, root.name)
     return LoadedDataset(classes=classes, train=train, val=val, source=str(root), notes=notes)

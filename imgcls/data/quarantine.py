@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import DataError
+from ..infer.writers import safe_row
+from .folder import is_under
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("original", "quarantined", "reason", "moved_at")
@@ -22,14 +24,29 @@ class Moved:
     reason: str
 
 
-def quarantine(files: list[tuple[Path, str]], folder: Path, root: Path | None = None
-               ) -> list[Moved]:
+def split_by_root(files: list[tuple[Path, str]], root: Path
+                  ) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """``files`` as (under the data root, outside it); symlinks count where they point."""
+    inside = [item for item in files if is_under(item[0], root)]
+    outside = [item for item in files if not is_under(item[0], root)]
+    return inside, outside
+
+
+def quarantine(files: list[tuple[Path, str]], folder: Path, root: Path) -> list[Moved]:
     """Move each (path, reason) under ``folder``, keeping its path relative to ``root``.
 
-    Every move is appended to ``folder/manifest.csv`` as soon as it is done, so
-    an interrupted run still says where each file went. Names never collide:
-    a file already in quarantine gets a ``-2``, ``-3`` ... suffix.
+    Only files under ``root`` are ever moved: if any listed file resolves outside
+    it (a CSV row ``../x.jpg``, a symlink), nothing is moved and DataError says
+    which; :func:`split_by_root` separates them first. Every move is appended to
+    ``folder/manifest.csv`` as soon as it is done, so an interrupted run still
+    says where each file went. Names never collide: a file already in
+    quarantine gets a ``-2``, ``-3`` ... suffix.
     """
+    outside = split_by_root(files, root)[1]
+    if outside:
+        raise DataError(f"{len(outside)} files to quarantine lie outside the data root {root}, "
+                        f"e.g. {outside[0][0]}; nothing was moved.",
+                        "imgcls only moves files under the data root; move those yourself.")
     folder = Path(folder).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -51,14 +68,8 @@ def quarantine(files: list[tuple[Path, str]], folder: Path, root: Path | None = 
     return moved
 
 
-def _relative(path: Path, root: Path | None) -> Path:
-    absolute = path.resolve()
-    if root is not None:
-        try:
-            return absolute.relative_to(Path(root).resolve())
-        except ValueError:
-            pass
-    return Path(*absolute.parts[1:])  # outside the data root: keep its whole path
+def _relative(path: Path, root: Path) -> Path:
+    return path.resolve().relative_to(Path(root).resolve())  # under root: checked before
 
 
 def _free_name(target: Path) -> Path:
@@ -75,16 +86,20 @@ def _append(manifest: Path, item: Moved) -> None:
         writer = csv.writer(handle)
         if new:
             writer.writerow(COLUMNS)
-        writer.writerow([str(item.original.resolve()), str(item.quarantined.resolve()),
-                         item.reason,
-                         datetime.now(timezone.utc).isoformat(timespec="seconds")])
+        writer.writerow(safe_row([str(item.original.resolve()), str(item.quarantined.resolve()),
+                                  item.reason,
+                                  datetime.now(timezone.utc).isoformat(timespec="seconds")]))
 
 
-def quarantine_root(source: str, loader: str, folder: Path) -> Path:
+def quarantine_root(source: str, loader: str, folder: Path, image_root: str | None = None
+                    ) -> Path:
     """The data root that quarantined paths are kept relative to; refuses a folder inside
     a folder data set, where the quarantined images would be loaded as a class."""
-    source_path = Path(source).expanduser().resolve()
-    root = source_path if source_path.is_dir() else source_path.parent
+    if image_root:
+        root = Path(image_root).expanduser().resolve()
+    else:
+        source_path = Path(source).expanduser().resolve()
+        root = source_path if source_path.is_dir() else source_path.parent
     target = Path(folder).expanduser().resolve()
     if loader != "csv" and (target == root or root in target.parents):
         raise DataError(f"The quarantine folder {folder} is inside the data folder {root}; "

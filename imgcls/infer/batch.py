@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..system import default_workers, usable_cores
-from .engine import DEFAULT_BACKEND, EngineStats, predict_stream
+from .engine import DEFAULT_BACKEND, EngineStats, Failure, Prediction, predict_stream
 from .providers import CPU, choose_providers
 from .runners import existing_model, open_model
 from .sources import check_inputs, in_shard, iter_paths, parse_shard
@@ -57,6 +58,62 @@ def _count_skipped(paths: Iterable[str], done: Any, skipped: list[int]) -> Itera
             yield path
 
 
+class _Stream:
+    """Numbers paths in input order and merges in the entries the sources could not read.
+
+    The engine yields a failure as soon as its chunk is decoded, before the images
+    ahead of it in the same batch are classified; ``--strict`` uses the numbers to
+    write those images first, then stop at the failing file.
+    """
+
+    def __init__(self, shard: tuple[int, int], strict: bool) -> None:
+        self.shard, self.strict = shard, strict
+        self.count = 0
+        self.order: dict[str, deque[int]] = {}
+        self.unread: deque[tuple[int, Failure]] = deque()
+
+    def unreadable(self, path: str, reason: str) -> None:
+        if next(in_shard([path], *self.shard), None) is not None:  # only its shard reports it
+            self.unread.append((self.count, Failure(path, reason)))
+            self.count += 1
+
+    def paths(self, paths: Iterable[str]) -> Iterator[str]:
+        for path in paths:
+            if self.strict:  # only --strict needs the numbers; they cost memory
+                self.order.setdefault(path, deque()).append(self.count)
+            self.count += 1
+            yield path
+
+    def _merged(self, results: Iterable[Prediction | Failure]
+                ) -> Iterator[tuple[int, Prediction | Failure]]:
+        for result in results:
+            while self.unread:
+                yield self.unread.popleft()
+            seqs = self.order.get(result.path)
+            seq = seqs.popleft() if seqs else -1
+            if seqs is not None and not seqs:
+                del self.order[result.path]
+            yield seq, result
+        yield from self.unread
+
+    def results(self, results: Iterable[Prediction | Failure]
+                ) -> Iterator[Prediction | Failure]:
+        """All results; under ``strict``, those before the first failing file, then it."""
+        if not self.strict:
+            yield from (result for _, result in self._merged(results))
+            return
+        held: tuple[int, Failure] | None = None
+        for seq, result in self._merged(results):
+            if isinstance(result, Failure):
+                held = (seq, result) if held is None or seq < held[0] else held
+            elif held is None or seq < held[0]:
+                yield result
+            else:
+                break  # predictions come in input order: none before the failure is left
+        if held is not None:
+            yield held[1]
+
+
 def run_inference(model: str | os.PathLike, inputs: Sequence[str],
                   options: InferOptions) -> Summary:
     """Classify ``inputs`` into ``options.output``; returns the predictions Summary."""
@@ -76,12 +133,14 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
     with DecodePool(workers, options.backend) as pool:
         runner = open_model(model, options.device, options.threads or _ort_threads(workers))
         k = min(options.top_k, len(runner.manifest["classes"]))
-        paths = in_shard(iter_paths(inputs), *shard)
+        stream = _Stream(shard, options.strict)
+        paths = in_shard(iter_paths(inputs, stream.unreadable), *shard)
         skipped = [0]
         if options.resume and options.output is not None:
             paths = _count_skipped(paths, paths_done(options.output, options.fmt, k), skipped)
         stats = EngineStats()
-        results = predict_stream(runner, paths, options.batch_size, k, stats=stats, pool=pool)
+        results = stream.results(predict_stream(runner, stream.paths(paths), options.batch_size,
+                                                k, stats=stats, pool=pool))
         summary = write_predictions(results, options.output, options.fmt, k,
                                     append=options.resume, errors_path=errors_path,
                                     strict=options.strict, stats=stats)

@@ -11,7 +11,7 @@ import glob
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +24,43 @@ _NO_IMAGES_HINT = ("Pass image files, folders of images, a quoted glob like 'img
                    "@list.txt (one path per line) or - for paths on stdin.")
 
 
-def _walk(folder: str) -> Iterator[str]:
-    """Image files under ``folder``, depth first, names sorted in each directory."""
+# Called with (path, reason) for an entry that cannot be listed or looked at.
+OnError = Callable[[str, str], None]
+
+
+def _raise(path: str, reason: str) -> None:
+    raise DataError(reason, "Check the permissions and links under the input folder.")
+
+
+def _reason(path: str, exc: OSError | str) -> str:
+    why = exc if isinstance(exc, str) else exc.strerror or str(exc)
+    return f"Cannot read {path!r}: {why}"
+
+
+def _walk(folder: str, on_error: OnError = _raise) -> Iterator[str]:
+    """Image files under ``folder``, depth first, names sorted in each directory.
+
+    An entry that cannot be listed or looked at (a symlink loop, no permission,
+    a broken link named like an image) goes to ``on_error`` instead of raising,
+    so one bad entry does not stop a run over millions of files.
+    """
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError as exc:
-        raise DataError(f"Cannot list {folder}: {exc.strerror}.",
-                        "Check the folder's permissions.") from exc
+        on_error(folder, _reason(folder, exc))
+        return
     for entry in entries:
-        # Symlinked folders are not followed: they can loop.
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path)
-        elif entry.is_file() and is_image_file(entry.name):
-            yield entry.path
+        try:
+            # Symlinked folders are not followed: they can loop.
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path, on_error)
+            elif entry.is_file():
+                if is_image_file(entry.name):
+                    yield entry.path
+            elif entry.is_symlink() and is_image_file(entry.name):
+                on_error(entry.path, _reason(entry.path, "broken symbolic link"))
+        except OSError as exc:
+            on_error(entry.path, _reason(entry.path, exc))
 
 
 def _lines(handle: Iterable[str]) -> Iterator[str]:
@@ -55,13 +79,13 @@ def _list_file(item: str) -> Iterator[str]:
         yield from _lines(handle)
 
 
-def _one_input(item: str) -> Iterator[str]:
+def _one_input(item: str, on_error: OnError = _raise) -> Iterator[str]:
     if item == STDIN:
         yield from _lines(sys.stdin)
     elif item.startswith("@") and not os.path.exists(item):
         yield from _list_file(item)
     elif os.path.isdir(item):
-        yield from _walk(item)
+        yield from _walk(item, on_error)
     elif os.path.isfile(item):
         yield item
     else:
@@ -69,15 +93,33 @@ def _one_input(item: str) -> Iterator[str]:
                           if os.path.isfile(p) and is_image_file(p))
 
 
-def iter_paths(inputs: Sequence[str | os.PathLike]) -> Iterator[str]:
-    """Every input expanded to image paths (strings), in a deterministic order."""
+class _Counted:
+    """An on_error that counts: an input whose only entries are unreadable is not empty."""
+
+    def __init__(self, on_error: OnError) -> None:
+        self.on_error, self.count = on_error, 0
+
+    def __call__(self, path: str, reason: str) -> None:
+        self.count += 1
+        self.on_error(path, reason)
+
+
+def iter_paths(inputs: Sequence[str | os.PathLike],
+               on_error: OnError = _raise) -> Iterator[str]:
+    """Every input expanded to image paths (strings), in a deterministic order.
+
+    ``on_error(path, reason)`` gets the entries of a folder that cannot be listed
+    or looked at; by default they raise DataError.
+    """
     for item in inputs:
+        name = os.fspath(item)
+        errors = _Counted(on_error)
         found = False
-        for path in _one_input(os.fspath(item)):
+        for path in _one_input(name, errors):
             found = True
             yield path
-        if not found and os.fspath(item) != STDIN:
-            raise DataError(f"No images found for input {os.fspath(item)!r}.", _NO_IMAGES_HINT)
+        if not found and not errors.count and name != STDIN:
+            raise DataError(f"No images found for input {name!r}.", _NO_IMAGES_HINT)
 
 
 def iter_inputs(inputs: Sequence[str | os.PathLike]) -> Iterator[Path]:
@@ -86,11 +128,24 @@ def iter_inputs(inputs: Sequence[str | os.PathLike]) -> Iterator[Path]:
 
 
 def check_inputs(inputs: Sequence[str | os.PathLike]) -> None:
-    """Fail early, before any output is written, when an input yields no path."""
+    """Fail early, before any output is written, when an input yields no path.
+
+    An entry that cannot be read counts as found: the run reports it per file.
+    """
+    class _Found(Exception):
+        pass
+
+    def found(path: str, reason: str) -> None:
+        raise _Found
+
     for item in inputs:
         name = os.fspath(item)
-        if name != STDIN and next(_one_input(name), None) is None:
-            raise DataError(f"No images found for input {name!r}.", _NO_IMAGES_HINT)
+        try:
+            if name == STDIN or next(_one_input(name, found), None) is not None:
+                continue
+        except _Found:
+            continue
+        raise DataError(f"No images found for input {name!r}.", _NO_IMAGES_HINT)
 
 
 # --------------------------------------------------------------------------- shards

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,31 @@ from .sources import PathSet
 
 FORMATS = ("csv", "jsonl")
 ERRORS_HEADER = ["path", "error"]
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV
+# injection"); a leading ' makes it text. A cell that already starts with ' gets
+# one more, so that reading back (spreadsheet_value) is exact.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """``cell`` with a ``'`` in front when a spreadsheet would read it as a formula.
+
+    Plain numbers such as ``-1`` (a common label) are left alone: they are no
+    formula. Non-strings pass through.
+    """
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def spreadsheet_value(cell: str) -> str:
+    """The inverse of :func:`spreadsheet_safe`, for reading back a CSV that imgcls wrote."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def safe_row(cells: Iterable[object]) -> list[object]:
+    return [spreadsheet_safe(cell) for cell in cells]
 
 
 def csv_header(top_k: int) -> list[str]:
@@ -34,7 +60,7 @@ def csv_row(prediction: Prediction) -> list[str]:
     row = [prediction.path]
     for label, score in zip(prediction.labels, prediction.scores, strict=True):
         row += [label, f"{score:.6f}"]
-    return row
+    return [str(cell) for cell in safe_row(row)]
 
 
 def jsonl_record(prediction: Prediction) -> str:
@@ -111,7 +137,7 @@ def _written_paths(path: Path, fmt: str, top_k: int) -> Iterator[str]:
                 raise ConfigError(
                     f"{path} has columns {','.join(header)}, not those of --top-k {top_k}.",
                     "Resume with the --top-k and --format of the first run.")
-            yield from (row[0] for row in rows if row)
+            yield from (spreadsheet_value(row[0]) for row in rows if row)
             return
         for number, line in enumerate(handle, 1):
             try:
@@ -158,7 +184,7 @@ class _ErrorsFile:
             self._handle = _open(self.path, append=False)
             self._writer = csv.writer(self._handle)
             self._writer.writerow(ERRORS_HEADER)
-        self._writer.writerow([failure.path, failure.reason])
+        self._writer.writerow(safe_row([failure.path, failure.reason]))
 
     def close(self) -> None:
         if self._handle is not None:
@@ -180,7 +206,10 @@ def write_predictions(
     """Stream results to ``output`` (stdout if None) and failures to ``errors_path``.
 
     ``append`` continues an existing file (no second header). ``strict`` raises
-    DecodeError at the first failure, after everything before it is written.
+    DecodeError at the first failure in ``results``, after every prediction before
+    it in ``results`` is written and flushed. The engine yields a failure before
+    the images ahead of it in its batch, so run_inference reorders the stream
+    first (batch._Stream) to make that the input order.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"Unknown output format {fmt!r}.", "Use --format csv or jsonl.")
