@@ -1,0 +1,219 @@
+"""The end of a tune: best trials, best.toml, the best checkpoint, and tune-report.html.
+
+best.toml is written by ``TrainConfig.to_toml`` (the writer of every run's config.toml),
+so ``imgcls train --config best.toml`` trains the best trial again, exactly.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ..checkpoint import atomic_write_bytes
+from ..report import data_uri
+from ..train.config import config_from_dict
+from .config import TuneConfig
+from .study import STATE_NAMES
+
+TOP_TRIALS = 10
+
+
+@dataclass
+class TuneResult:
+    """Where the study and its outputs are, and its best trials (best first)."""
+
+    study_name: str
+    storage: str
+    tune_dir: Path
+    metric: str
+    counts: dict[str, int]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    best_number: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_toml: Path | None = None
+    best_checkpoint: Path | None = None
+    report_path: Path | None = None
+
+
+def trial_row(trial: FrozenTrial) -> dict[str, Any]:
+    """number, state, value, epochs, seconds and params of one trial."""
+    steps = trial.intermediate_values
+    value = trial.value if trial.value is not None else (steps[max(steps)] if steps else None)
+    seconds = (trial.duration.total_seconds() if trial.duration is not None else None)
+    return {"number": trial.number, "state": STATE_NAMES.get(trial.state, str(trial.state)),
+            "value": value, "epochs": len(steps), "seconds": seconds,
+            "params": dict(trial.params)}
+
+
+def best_rows(study: optuna.Study, limit: int = TOP_TRIALS) -> list[dict[str, Any]]:
+    """Complete trials, best value first (ties: the earlier trial)."""
+    sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = sorted(done, key=lambda t: (sign * t.value, t.number))
+    return [trial_row(t) for t in done[:limit]]
+
+
+def finish(study: optuna.Study, config: TuneConfig) -> TuneResult:
+    """Write best.toml, best.safetensors and tune-report.html into runs/tune-NAME/."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {name: sum(t.state == state for t in trials) for state, name in STATE_NAMES.items()}
+    result = TuneResult(config.study_name, config.storage_url, config.tune_dir, config.metric,
+                        {k: v for k, v in counts.items() if v}, best_rows(study))
+    config.tune_dir.mkdir(parents=True, exist_ok=True)
+    if result.rows:
+        best = study.best_trial
+        result.best_number, result.best_value = best.number, best.value
+        result.best_params = dict(best.params)
+        result.best_toml = write_best_toml(best, config.tune_dir / "best.toml")
+        result.best_checkpoint = copy_checkpoint(best, config.tune_dir / "best.safetensors")
+    if trials:
+        result.report_path = write_tune_report(study, result, config.tune_dir / "tune-report.html")
+    return result
+
+
+def write_best_toml(trial: FrozenTrial, path: Path) -> Path:
+    config = config_from_dict(trial.user_attrs["train_config"], f"trial {trial.number}")
+    atomic_write_bytes(path, config.to_toml().encode())
+    return path
+
+
+def copy_checkpoint(trial: FrozenTrial, path: Path) -> Path | None:
+    """A copy (not a link: it outlives the trial folder); None when the trial ran elsewhere."""
+    source = Path(trial.user_attrs.get("best_path", ""))
+    if not source.is_file():
+        return None
+    atomic_write_bytes(path, source.read_bytes())
+    return path
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _figure(width: float, height: float) -> Any:
+    # Figure + Agg canvas directly: no pyplot, so no global state and no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def plot_history(study: optuna.Study, metric: str) -> bytes:
+    """Each trial's value (pruned ones at their last epoch) and the best so far."""
+    figure = _figure(8, 4)
+    axes = figure.subplots()
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best, xs, ys = None, [], []
+    for state, marker in ((TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")):
+        rows = [trial_row(t) for t in study.get_trials(deepcopy=False, states=(state,))]
+        rows = [r for r in rows if r["value"] is not None and math.isfinite(r["value"])]
+        axes.scatter([r["number"] for r in rows], [r["value"] for r in rows], marker=marker,
+                     label=STATE_NAMES[state])
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if best is None or (trial.value > best if maximize else trial.value < best):
+            best = trial.value
+        xs.append(trial.number)
+        ys.append(best)
+    if xs:  # the best-so-far line runs on to the last trial, pruned ones included
+        xs.append(max(t.number for t in study.get_trials(deepcopy=False)))
+        ys.append(best)
+    axes.step(xs, ys, where="post", color="black", label="best so far")
+    axes.set(title="Optimisation history", xlabel="trial", ylabel=metric)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _png(figure)
+
+
+def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
+    """Importances, or {} and the reason they cannot be computed yet."""
+    try:
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+    except AttributeError:  # optuna < 3.6: the default (fANOVA) needs scikit-learn
+        evaluator = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError, ImportError) as exc:
+        return {}, str(exc) or type(exc).__name__
+    # e.g. too few trials to tell the good ones from the rest: all would look equal.
+    problems = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    return ({}, problems[0]) if problems else (dict(importances), None)
+
+
+def plot_importances(importances: dict[str, float]) -> bytes:
+    figure = _figure(8, 0.8 + 0.4 * len(importances))
+    axes = figure.subplots()
+    names = list(importances)[::-1]  # most important at the top
+    axes.barh(names, [importances[n] for n in names])
+    axes.set(title="Parameter importances", xlabel="importance")
+    axes.grid(alpha=0.3, axis="x")
+    return _png(figure)
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def format_value(value: Any) -> str:
+    """Numbers to 4 significant digits; everything else as text."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}"
+          "h2{border-bottom:1px solid #ddd}img{max-width:100%}table{border-collapse:collapse}"
+          "td,th{border:1px solid #ddd;padding:.25rem .6rem}")
+
+
+def render_tune_report(study: optuna.Study, result: TuneResult) -> str:
+    """The whole report as one HTML string; the plots are embedded PNGs."""
+    history = data_uri(plot_history(study, result.metric), "image/png")
+    importances, why = param_importances(study)
+    importance_html = (f'<img id="importances" alt="parameter importances" '
+                       f'src="{data_uri(plot_importances(importances), "image/png")}">'
+                       if importances else
+                       f"<p>Not available yet: {html.escape(why or 'no trials')}</p>")
+    names = sorted({name for row in result.rows for name in row["params"]})
+    rows = [[r["number"], format_value(r["value"]), r["epochs"], format_value(r["seconds"]),
+             *(format_value(r["params"].get(n)) for n in names)] for r in result.rows]
+    counts = ", ".join(f"{n} {state}" for state, n in result.counts.items())
+    title = f"imgcls tune {result.study_name}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1><p>{html.escape(counts)}; metric {html.escape(result.metric)}</p>
+<h2>Best trials</h2>
+{_table(["trial", result.metric, "epochs", "seconds", *names], rows)}
+<h2>Optimisation history</h2><img id="history" alt="optimisation history" src="{history}">
+<h2>Parameter importances</h2>{importance_html}
+</body></html>
+"""
+
+
+def write_tune_report(study: optuna.Study, result: TuneResult, path: Path) -> Path:
+    atomic_write_bytes(path, render_tune_report(study, result).encode("utf-8"))
+    return path
