@@ -19,7 +19,8 @@ TESTS = Path(__file__).resolve().parent
 
 # hook -> the test that registers a plugin implementing it and asserts the call's effect.
 HOOK_TESTS = {
-    "register_models": "test_registry.py::test_fixture_plugin_is_discovered_and_gone_after_unregister",
+    "register_models":
+        "test_registry.py::test_fixture_plugin_is_discovered_and_gone_after_unregister",
     "register_augmentations":
         "test_plugin_loading.py::test_a_duplicate_name_is_skipped_and_the_first_registration_wins",
     "register_datasets":
