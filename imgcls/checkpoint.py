@@ -5,6 +5,8 @@ Loading never unpickles anything, so a checkpoint from a stranger cannot run cod
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import io
 import json
 import os
@@ -20,7 +22,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ManifestError
 from .manifest import FORMAT_VERSION, MANIFEST_KEY, read_manifest
 from .registry import get_model
 from .specs import Preprocess
@@ -48,6 +50,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def clean_stale_temp_files(folder: Path) -> list[Path]:
+    """Remove the temp files :func:`atomic_write_bytes` leaves when killed mid-write."""
+    removed = []
+    for tmp in Path(folder).glob(".?*.*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, manifest: dict[str, Any]) -> Path:
     """Write weights and manifest atomically to ``path``."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -68,12 +80,44 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, manifest
 
 
-def build_model(manifest: dict[str, Any]) -> nn.Module:
-    """Instantiate the manifest's architecture (untrained) through its plugin."""
+def _model_options(spec: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's model options, checked against the builder's signature."""
+    options = dict(manifest["model"].get("options", {}))
+    accepted = inspect.signature(spec.build).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    # imgcls passes these two itself; an option of the same name would collide.
+    unknown = sorted(k for k in options if k in ("num_classes", "image_size")
+                     or (not takes_any and k not in accepted))
+    if unknown:
+        names = [n for n in accepted if n not in ("num_classes", "image_size")]
+        raise ManifestError(f"The manifest gives model {spec.name!r} options it does not take: "
+                            f"{', '.join(unknown)}.",
+                            f"Its options are: {', '.join(names) or 'none'}; the file is damaged "
+                            "or from another plugin version.")
+    return options
+
+
+def build_model(manifest: dict[str, Any], device: str | None = None) -> nn.Module:
+    """Instantiate the manifest's architecture (untrained) through its plugin.
+
+    ``device="meta"`` builds it without allocating memory, to check shapes first.
+    """
     spec = get_model(manifest["model"]["name"]).spec
     preprocess = Preprocess.from_dict(manifest["preprocess"])
-    options = dict(manifest["model"].get("options", {}))
-    return spec.build(len(manifest["classes"]), image_size=preprocess.size, **options)
+    options = _model_options(spec, manifest)
+    where = torch.device(device) if device else contextlib.nullcontext()
+    try:
+        with where:
+            return spec.build(len(manifest["classes"]), image_size=preprocess.size, **options)
+    except (TypeError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as exc:
+        raise ManifestError(f"Model {spec.name!r} rejected the manifest's options "
+                            f"{options}: {exc}",
+                            "The file is damaged or from another plugin version.") from exc
+
+
+def _weights_mismatch(path: Path, manifest: dict[str, Any]) -> CheckpointError:
+    return CheckpointError(f"{path}: weights do not match model {manifest['model']['name']!r}.",
+                           "The checkpoint is damaged or from an incompatible plugin version.")
 
 
 @dataclass
@@ -92,14 +136,19 @@ class LoadedCheckpoint:
 
 def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Rebuild the model from a checkpoint, in eval mode on the CPU."""
-    tensors, manifest = _read(Path(path))
+    path = Path(path)
+    tensors, manifest = _read(path)
+    # Shapes are compared on a memory-free skeleton first: a hostile manifest can ask
+    # for a model far larger than its weights (and than this machine's memory).
+    skeleton = build_model(manifest, device="meta")
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if expected != {k: tuple(v.shape) for k, v in tensors.items()}:
+        raise _weights_mismatch(path, manifest)
     model = build_model(manifest)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match model {manifest['model']['name']!r}.",
-                              "The checkpoint is damaged or from an incompatible plugin version."
-                              ) from exc
+        raise _weights_mismatch(path, manifest) from exc
     return LoadedCheckpoint(model.eval(), manifest)
 
 
@@ -123,6 +172,11 @@ def resume_path(run: str | os.PathLike) -> Path:
     return path / RESUME_FILE if path.is_dir() else path
 
 
+def _unreadable(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} is not a readable imgcls resume state.",
+                           "The file is damaged; start a new run.")
+
+
 def load_resume_state(run: str | os.PathLike) -> dict[str, Any]:
     """Read a resume state with ``torch.load(weights_only=True)``: nothing is unpickled."""
     path = resume_path(run)
@@ -131,13 +185,57 @@ def load_resume_state(run: str | os.PathLike) -> dict[str, Any]:
                               "Pass a run folder written by `imgcls train`, e.g. runs/basic-cnn.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable imgcls resume state: {exc}",
-                              "The file is damaged; start a new run.") from exc
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, i.e. running the file's code.
+        raise CheckpointError(
+            f"{path} is not a readable imgcls resume state: it holds objects other than "
+            "tensors and plain values, so it was refused.",
+            "Resume only runs written by imgcls; start a new run.") from None
+    except Exception as exc:  # damaged zip/pickle data surfaces as many exception types
+        raise _unreadable(path) from exc
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path} is not an imgcls resume state.",
                               "Pass the run folder that holds last.pt.")
-    if state.get("format_version", 1) > FORMAT_VERSION:
+    version = state.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _unreadable(path)
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer imgcls.",
                               "Upgrade imgcls: pip install -U imgcls.")
+    check_resume_fields(state, path)
     return state
+
+
+def _is_records(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int | float) for k, v in value.items())
+
+
+_RESUME_FIELDS = {
+    "epoch": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "config": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+    "classes": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+    "model": lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items()),
+    "stepper": lambda v: isinstance(v, dict),
+    "best": _is_records,
+    "history": lambda v: isinstance(v, list) and all(
+        _is_records(r) and "epoch" in r for r in v),
+    "rng": lambda v: isinstance(v, dict) and isinstance(v.get("python"), list)
+    and isinstance(v.get("numpy"), list) and isinstance(v.get("torch"), torch.Tensor)
+    and isinstance(v.get("cuda"), list),
+}
+RESUME_FIELDS = tuple(_RESUME_FIELDS)
+
+
+def check_resume_fields(state: dict[str, Any], path: str | os.PathLike,
+                        required: tuple[str, ...] = ()) -> None:
+    """Each field of a resume state has the type fit() expects; ``required`` ones exist."""
+    missing = [key for key in required if key not in state]
+    wrong = [key for key, ok in _RESUME_FIELDS.items() if key in state and not ok(state[key])]
+    if missing or wrong:
+        why = "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                      wrong and f"invalid {', '.join(wrong)}"]))
+        raise CheckpointError(f"{path} is not a usable imgcls resume state ({why}).",
+                              "The file is damaged or from another imgcls version; "
+                              "start a new run.")

@@ -40,38 +40,99 @@ def make_manifest(
     }
 
 
-def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
-    """Check a manifest's shape and types; raise ManifestError naming ``source``."""
-    def fail(why: str) -> ManifestError:
-        return ManifestError(f"{source} has an invalid imgcls manifest: {why}.",
-                               "Re-export or re-train the model with imgcls.")
+# A manifest nests a few levels (parity inside export); far deeper means a hostile file,
+# and printing or re-encoding it would hit Python's recursion limit.
+MAX_DEPTH = 32
+_REAL = (int, float)
 
+
+def _fail(source: str, why: str) -> ManifestError:
+    return ManifestError(f"{source} has an invalid imgcls manifest: {why}.",
+                         "Re-export or re-train the model with imgcls.")
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value``, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, _REAL) and not isinstance(value, bool)
+
+
+def _check_version(manifest: dict[str, Any], source: str) -> None:
+    version = manifest.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _fail(source, f"format_version must be an integer, got {version!r}")
+    if version < 1:
+        raise _fail(source, f"format_version must be at least 1, got {version}")
+    if version > FORMAT_VERSION:
+        raise ManifestError(f"{source} uses manifest format {version}, newer than this imgcls "
+                            f"(which reads up to {FORMAT_VERSION}).",
+                            "Upgrade imgcls: pip install -U imgcls.")
+    if manifest.get("format", FORMAT) != FORMAT:
+        raise _fail(source, f"format is {manifest.get('format')!r}, not {FORMAT!r}")
+
+
+def _check_sections(manifest: dict[str, Any], source: str) -> None:
+    """The optional sections that inspect, export and infer read field by field."""
+    for key in ("export", "versions", "dataset"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise _fail(source, f"{key} must be an object")
+    export = manifest.get("export", {})
+    for key in ("preprocessing", "outputs", "precision", "input_name", "output_name"):
+        if key in export and not isinstance(export[key], str):
+            raise _fail(source, f"export.{key} must be a string")
+    if "parity" in export:
+        parity = export["parity"]
+        if not isinstance(parity, dict) or not isinstance(parity.get("source"), str) or not all(
+                _is_real(parity.get(k)) for k in ("max_abs_diff", "top1_agreement", "images")):
+            raise _fail(source, "export.parity must hold max_abs_diff, top1_agreement and "
+                                "images as numbers and source as text")
+
+
+def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
+    """Check a manifest's shape, types and limits; raise ManifestError naming ``source``."""
     if not isinstance(manifest, dict):
-        raise fail("not a JSON object")
+        raise _fail(source, "not a JSON object")
+    if _depth(manifest) > MAX_DEPTH:
+        raise _fail(source, f"nested more than {MAX_DEPTH} levels deep")
+    _check_version(manifest, source)
     model = manifest.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-        raise fail("missing model name")
+        raise _fail(source, "missing model name")
     if not isinstance(model.get("options", {}), dict):
-        raise fail("model options are not an object")
+        raise _fail(source, "model options are not an object")
     classes = manifest.get("classes")
     if (not isinstance(classes, list) or len(classes) < 2
             or not all(isinstance(c, str) for c in classes)):
-        raise fail("classes must be a list of at least two names")
+        raise _fail(source, "classes must be a list of at least two names")
     if len(set(classes)) != len(classes):
-        raise fail("class names are not unique")
+        raise _fail(source, "class names are not unique")
     if not isinstance(manifest.get("preprocess"), dict):
-        raise fail("missing preprocessing")
-    Preprocess.from_dict(manifest["preprocess"])
-    version = manifest.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ManifestError(f"{source} uses manifest format {version!r}, newer than this imgcls.",
-                              "Upgrade imgcls: pip install -U imgcls.")
+        raise _fail(source, "missing preprocessing")
+    try:
+        Preprocess.from_dict(manifest["preprocess"])
+    except ManifestError as exc:
+        raise ManifestError(f"{source}: {exc.message}", exc.hint) from exc
+    _check_sections(manifest, source)
     return manifest
 
 
 def parse_manifest(text: str, source: str) -> dict[str, Any]:
     try:
         manifest = json.loads(text)
+    except RecursionError as exc:
+        raise _fail(source, "nested too deeply to read") from exc
     except (json.JSONDecodeError, TypeError) as exc:
         raise ManifestError(f"{source} has a manifest that is not valid JSON.",
                               "The file is damaged; re-export it.") from exc

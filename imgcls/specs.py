@@ -6,6 +6,7 @@ export checks and inference alike, so the four cannot drift apart.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError, ManifestError
 
 ResizeMode = Literal["stretch", "shorter"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
@@ -41,7 +42,8 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         problems = []
-        if not all(isinstance(v, numbers.Integral) and 0 < v <= 65536 for v in self.size):
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 < v <= 65536
+                   for v in self.size):
             problems.append(f"size must be two positive integers, got {self.size!r}")
         if self.resize not in ("stretch", "shorter"):
             problems.append(f"unknown resize mode {self.resize!r} (use stretch or shorter)")
@@ -103,34 +105,75 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocess:
+        """A Preprocess from a manifest, whose values are checked as untrusted input."""
         try:
+            if not isinstance(data, Mapping):
+                raise ValueError("not an object")
             return cls(
-                size=_pair(data["size"], int),
-                resize=data.get("resize", "stretch"),
-                crop_fraction=float(data.get("crop_fraction", 1.0)),
-                interpolation=data.get("interpolation", "bilinear"),
-                mean=_triple(data.get("mean", (0.0, 0.0, 0.0))),
-                std=_triple(data.get("std", (1.0, 1.0, 1.0))),
-                channel_order=data.get("channel_order", "RGB"),
-                value_range=_pair(data.get("value_range", (0.0, 1.0)), float),
+                size=_size(data["size"]),
+                resize=_text(data, "resize", "stretch"),
+                crop_fraction=_number(data.get("crop_fraction", 1.0), "crop_fraction"),
+                interpolation=_text(data, "interpolation", "bilinear"),
+                mean=_numbers(data.get("mean", (0.0, 0.0, 0.0)), 3, "mean", MAX_MEAN),
+                std=_numbers(data.get("std", (1.0, 1.0, 1.0)), 3, "std", MAX_MEAN, MIN_STD),
+                channel_order=_text(data, "channel_order", "RGB"),
+                value_range=_numbers(data.get("value_range", (0.0, 1.0)), 2, "value_range",
+                                     MAX_MEAN),
             )
-        except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as exc:
-            raise CheckpointError(
+        except KeyError as exc:
+            raise ManifestError(f"Invalid preprocessing description: missing {exc}.",
+                                "The model file is damaged or was not written by imgcls."
+                                ) from exc
+        except (TypeError, ValueError, ConfigError) as exc:
+            raise ManifestError(
                 f"Invalid preprocessing description: {exc}",
                 "The model file is damaged or was not written by imgcls.",
             ) from exc
 
 
-def _pair(value: Any, kind: type) -> tuple:
-    if isinstance(value, str | bytes | dict) or len(value) != 2:
-        raise ValueError(f"expected 2 values, got {value!r}")
-    return (kind(value[0]), kind(value[1]))
+# Limits on a manifest's preprocessing: wide enough for any real model, narrow enough
+# that an input buffer cannot exhaust memory and normalisation cannot overflow float32.
+MIN_SIDE, MAX_SIDE = 8, 4096
+MAX_MEAN = 1e4  # |mean|, std and |value_range| in the value_range's units
+MIN_STD = 1e-4
 
 
-def _triple(value: Any) -> tuple[float, float, float]:
-    if isinstance(value, str | bytes | dict) or len(value) != 3:
-        raise ValueError(f"expected 3 values, got {value!r}")
-    return (float(value[0]), float(value[1]), float(value[2]))
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _size(value: Any) -> tuple[int, int]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"size must be [height, width], got {value!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"size must be two integers, got {value!r}")
+    if not all(MIN_SIDE <= v <= MAX_SIDE for v in value):
+        raise ValueError(f"size sides must be in {MIN_SIDE}..{MAX_SIDE}, got {value!r}")
+    return (value[0], value[1])
+
+
+def _text(data: Mapping[str, Any], key: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str) -> float:
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _numbers(value: Any, n: int, key: str, bound: float, least: float | None = None) -> tuple:
+    if not isinstance(value, list | tuple) or len(value) != n:
+        raise ValueError(f"{key} must be a list of {n} numbers, got {value!r}")
+    numbers_ = tuple(_number(v, key) for v in value)
+    if not all(abs(v) <= bound for v in numbers_):
+        raise ValueError(f"{key} values must be within ±{bound:g}, got {value!r}")
+    if least is not None and not all(v >= least for v in numbers_):
+        raise ValueError(f"{key} values must be at least {least:g}, got {value!r}")
+    return numbers_
 
 
 @dataclass(frozen=True)

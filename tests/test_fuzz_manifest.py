@@ -97,3 +97,100 @@ def test_duplicate_and_non_string_classes_are_refused():
     for classes in (["a", "a"], ["a"], [1, 2], "ab", None):
         with pytest.raises(CheckpointError):
             parse_manifest(json.dumps({**VALID, "classes": classes}), "fuzz")
+
+
+# --------------------------------------------------------------------------- end to end
+# Random manifests through `imgcls inspect`, Classifier.load and `imgcls infer` on one real
+# exported .onnx (the `exported` fixture) whose metadata is replaced: only ImgclsError
+# subclasses may come out, and the CLI says "Error:" without a traceback.
+
+E2E = settings(FUZZ, max_examples=60)
+SECTIONS = ("", "preprocess", "export", "model", "export.parity")
+
+
+def _section(manifest: dict, where: str) -> dict | None:
+    for key in filter(None, where.split(".")):
+        manifest = manifest.get(key) if isinstance(manifest, dict) else None
+    return manifest if isinstance(manifest, dict) else None
+
+
+@st.composite
+def hostile_manifests(draw, base: dict) -> str:
+    """A real manifest with a few fields replaced or removed, or arbitrary JSON."""
+    if draw(st.integers(0, 9)) == 0:
+        return json.dumps(draw(json_values))
+    manifest = json.loads(json.dumps(base))
+    for _ in range(draw(st.integers(1, 3))):
+        section = _section(manifest, draw(st.sampled_from(SECTIONS)))
+        if section is None:
+            continue
+        key = draw(st.sampled_from([*sorted(section), "extra"]))
+        if draw(st.booleans()) and key in section:
+            del section[key]
+        else:
+            section[key] = draw(json_values)
+    return json.dumps(manifest)
+
+
+@pytest.fixture(scope="module")
+def onnx_base(exported):
+    import onnx
+
+    proto = onnx.load(str(exported))
+    props = {p.key: p.value for p in proto.metadata_props}
+    return proto, json.loads(props["imgcls.manifest"])
+
+
+def _write_onnx(proto, text: str, path):
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "imgcls.manifest", text
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def _cli_ok(args: list[str], capsys) -> None:
+    from imgcls.cli import main
+
+    code = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 0 or (code == 1 and "Error:" in err), err
+
+
+@E2E
+@given(data=st.data())
+def test_random_manifests_through_inspect(onnx_base, tmp_path, capsys, data):
+    proto, base = onnx_base
+    path = _write_onnx(proto, data.draw(hostile_manifests(base)), tmp_path / "m.onnx")
+    _cli_ok(["inspect", str(path)], capsys)
+
+
+@E2E
+@given(data=st.data())
+def test_random_manifests_through_classifier_load(onnx_base, tmp_path, data):
+    import numpy as np
+
+    from imgcls.errors import ImgclsError
+    from imgcls.infer import Classifier
+
+    proto, base = onnx_base
+    path = _write_onnx(proto, data.draw(hostile_manifests(base)), tmp_path / "m.onnx")
+    with contextlib.suppress(ImgclsError):
+        probs = Classifier.load(path, device="cpu").predict(np.zeros((20, 30, 3), np.uint8))
+        assert all(0.0 <= s <= 1.0 for s in probs[0].scores)
+
+
+@settings(E2E, max_examples=20)
+@given(data=st.data())
+def test_random_manifests_through_infer(onnx_base, tmp_path, capsys, data):
+    from PIL import Image
+
+    proto, base = onnx_base
+    images = tmp_path / "images"
+    if not images.exists():
+        images.mkdir()
+        Image.new("RGB", (30, 20), (10, 200, 10)).save(images / "a.png")
+    path = _write_onnx(proto, data.draw(hostile_manifests(base)), tmp_path / "m.onnx")
+    _cli_ok(["infer", str(path), str(images), "--workers", "0",
+             "-o", str(tmp_path / "out.csv")], capsys)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ManifestError
 from ..manifest import manifest_from_props
 from ..specs import Preprocess
 from .providers import make_session, uses_cuda
@@ -27,6 +27,33 @@ def export_info(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest's export section ({} for checkpoints)."""
     info = manifest.get("export")
     return info if isinstance(info, dict) else {}
+
+
+def finite(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities`` unchanged, or an error: NaN rows must never reach the output."""
+    if not np.isfinite(probabilities).all():
+        # One bad row means bad weights or preprocessing, not a bad image: stop the run.
+        raise CheckpointError("The model produced non-finite outputs (NaN or infinity).",
+                              "Its weights or preprocessing constants are damaged; re-train "
+                              "or re-export the model.")
+    return probabilities
+
+
+def check_graph_input(inputs: Any, preprocess: Preprocess, embedded: bool,
+                      path: str | os.PathLike) -> None:
+    """The graph's input must be what the manifest says: layout, dtype and static H/W."""
+    shape = list(inputs.shape)
+    layout = "uint8 NHWC" if embedded else "float NCHW"
+    fits = (len(shape) == 4 and inputs.type in _NUMPY_TYPES
+            and (inputs.type == "tensor(uint8)") == embedded)
+    channels = (shape[3] if embedded else shape[1]) if fits else None
+    if not fits or (isinstance(channels, int) and channels != 3):
+        raise ManifestError(f"{path}: the manifest describes a {layout} input but the graph "
+                            f"takes {inputs.type} {shape}.", "Re-export the model.")
+    hw = shape[1:3] if embedded else shape[2:4]
+    if any(isinstance(d, int) and d != want for d, want in zip(hw, preprocess.size, strict=True)):
+        raise ManifestError(f"{path}: the manifest's input size {list(preprocess.size)} does not "
+                            f"match the graph's input shape {shape}.", "Re-export the model.")
 
 
 def read_onnx_manifest(session: Any, path: str | os.PathLike) -> dict[str, Any]:
@@ -86,12 +113,14 @@ class OnnxRunner:
         self.embedded = info.get("preprocessing") == "embedded"
         self.outputs_probabilities = info.get("outputs") == "probabilities"
         inputs, outputs = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        check_graph_input(inputs, self.preprocess, self.embedded, path)
         self.input_name, self.output_name = inputs.name, outputs.name
-        self.input_dtype = _NUMPY_TYPES.get(inputs.type, np.float32)
+        self.input_dtype = _NUMPY_TYPES[inputs.type]
         self.classes = len(self.manifest["classes"])
-        if isinstance(outputs.shape[-1], int) and outputs.shape[-1] != self.classes:
+        width = outputs.shape[-1] if len(outputs.shape) == 2 else None
+        if len(outputs.shape) != 2 or (isinstance(width, int) and width != self.classes):
             raise CheckpointError(
-                f"{path}: the model has {outputs.shape[-1]} outputs but its manifest lists "
+                f"{path}: the model outputs {outputs.shape} but its manifest lists "
                 f"{self.classes} classes.", "Re-export the model.")
         self.providers: list[str] = list(self.session.get_providers())
         self._binding = (IoBinding(self.session, self.input_name, self.output_name,
@@ -109,7 +138,7 @@ class OnnxRunner:
         """uint8 NHWC pixels from the shared decoder -> class probabilities."""
         outputs = self(pixels if self.embedded else self.preprocess.apply(pixels))
         outputs = outputs.astype(np.float64)
-        return outputs if self.outputs_probabilities else softmax(outputs)
+        return finite(outputs if self.outputs_probabilities else softmax(outputs))
 
 
 class TorchRunner:
@@ -135,7 +164,7 @@ class TorchRunner:
             return self.model(x).float().cpu().numpy()
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return softmax(self(self.preprocess.apply(pixels)).astype(np.float64))
+        return finite(softmax(self(self.preprocess.apply(pixels)).astype(np.float64)))
 
 
 Runner = OnnxRunner | TorchRunner

@@ -35,7 +35,7 @@ from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
 from .optim import Stepper, TrainLoss, class_counts, freeze_backbone
 from .precision import Precision, resolve_precision
 from .progress import Reporter
-from .run_folder import RunFolder, set_rng_state
+from .run_folder import RunFolder, check_optimizer_state, restoring, resumed_config, set_rng_state
 
 # Options that may change when a run is resumed: they do not change what is computed.
 RESUME_OVERRIDES = ("epochs", "device", "workers", "cache")
@@ -186,7 +186,7 @@ def resolve_config(config: TrainConfig | None, state: dict[str, Any] | None,
         raise ConfigError(f"Options cannot change when resuming: {', '.join(changed) or 'config'}.",
                           f"A resumed run keeps its config; only {', '.join(RESUME_OVERRIDES)} "
                           "may be given.")
-    return TrainConfig(**(state["config"] | overrides))
+    return resumed_config(state, overrides)
 
 
 @dataclass
@@ -318,11 +318,20 @@ def _epoch_record(epoch: int, totals: torch.Tensor, val: MetricAccumulator, step
 def _restore(state: dict[str, Any], model: nn.Module, stepper: Stepper, tracker: BestTracker,
              history: list[dict[str, float]]) -> int:
     """Load a resume state into the fresh objects; returns the first epoch still to run."""
-    model.load_state_dict(state["model"])
-    stepper.load_state_dict(state["stepper"])
+    with restoring("model weights"):
+        model.load_state_dict(state["model"])
+    with restoring("optimizer and scheduler state"):
+        stepper.load_state_dict(state["stepper"])
+        check_optimizer_state(stepper.optimizer)
+    key = SELECT_KEYS[tracker.select_metric][0]
+    records = [state["best"]] if state["best"] else []
+    with restoring("metrics history"):
+        if not all({"epoch", key} <= set(r) for r in records + state["history"]):
+            raise KeyError(key)
     tracker.best = dict(state["best"])
     history.extend(dict(record) for record in state["history"])
-    set_rng_state(state["rng"])
+    with restoring("random number generator state"):
+        set_rng_state(state["rng"])
     return int(state["epoch"]) + 1
 
 

@@ -5,10 +5,12 @@ Only rank 0 writes here; fit() calls it at the start, after each epoch and at th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +19,25 @@ import torch
 from torch import nn
 
 from ..checkpoint import (
+    RESUME_FIELDS,
     RESUME_FILE,
     atomic_write_bytes,
+    check_resume_fields,
+    clean_stale_temp_files,
     load_checkpoint,
     save_checkpoint,
     save_resume_state,
 )
 from ..data import fingerprint
 from ..data.cache import DecodedImages
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..evaluate import Evaluation, predict_decoded, write_evaluation
 from ..manifest import make_manifest
 from ..plugins import call_hook
 from ..report import plot_curves, write_report
 from ..specs import LoadedDataset, ModelSpec, Preprocess
 from . import distributed
-from .config import TrainConfig
+from .config import TrainConfig, config_from_dict
 from .distributed import DistEnv
 from .optim import class_counts
 from .precision import Precision
@@ -80,6 +85,48 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# How resume errors name the file: fit() checks the state, not its path.
+RESUME_STATE = "The resume state (last.pt)"
+_DAMAGED = "The file is damaged or from another imgcls version; start a new run."
+
+
+def resumed_config(state: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config (checked as strictly as a config file) with the allowed overrides."""
+    check_resume_fields(state, RESUME_STATE, required=RESUME_FIELDS)
+    try:
+        config = replace(config_from_dict(state["config"], f"{RESUME_STATE} config"),
+                         **overrides)
+    except ConfigError as exc:
+        raise CheckpointError(f"{RESUME_STATE} is not usable: {exc.message}", _DAMAGED) from exc
+    if state["epoch"] >= config.epochs:
+        # e.g. killed while writing the report: there is no epoch left to resume at.
+        raise ConfigError(f"The run is complete: it already trained {state['epoch']} of "
+                          f"{config.epochs} epochs, so there is nothing to resume.",
+                          f"To train longer, pass more epochs, e.g. --epochs "
+                          f"{state['epoch'] + config.epochs}.")
+    return config
+
+
+@contextlib.contextmanager
+def restoring(what: str) -> Iterator[None]:
+    """Turn a resume-state part that does not fit the fresh objects into one CheckpointError."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{RESUME_STATE} does not match this run: its {what} cannot be "
+                              "restored.", _DAMAGED) from exc
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Optimizer moments must have their parameter's shape, or the first step fails."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for value in optimizer.state.get(param, {}).values():
+                if (isinstance(value, torch.Tensor) and value.dim() > 0
+                        and value.shape != param.shape):
+                    raise ValueError("optimizer state shape mismatch")
+
+
 @dataclass
 class RunFolder:
     run_dir: Path
@@ -98,6 +145,8 @@ class RunFolder:
         if env.is_main and run_dir is None:
             run_dir = make_run_dir(config.out, config.name or config.model, config.exist_ok,
                                    explicit=config.name is not None)
+        elif env.is_main:  # a run killed mid-write left temp files nobody else will remove
+            clean_stale_temp_files(run_dir)
         run_dir = Path(str(distributed.broadcast_object(str(run_dir), env)))
         return cls(run_dir, config, spec, dataset, preprocess, images, time.perf_counter())
 
