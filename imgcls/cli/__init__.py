@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 import warnings
@@ -15,6 +16,7 @@ from . import augment as augment_command
 from . import data as data_command
 from . import eval as eval_command
 from . import export, infer, inspect, listing, train
+from . import tune as tune_command
 from .console import err_console, print_warning
 
 
@@ -43,6 +45,7 @@ def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer
         """imgcls: train on a folder, export a self-describing ONNX model, infer in batches."""
 
     app.command("train")(train.train)
+    app.command("tune")(tune_command.tune)
     app.command("eval")(eval_command.evaluate)
     app.command("infer")(infer.infer)
     app.command("inspect")(inspect.inspect)
@@ -133,10 +136,26 @@ def _refuse_clashes(app: typer.Typer, before: tuple[int, int], owner: str,
 
 
 def print_error(exc: ImgclsError) -> None:
-    """Print a library error as one line and its hint."""
-    err_console.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False)
-    if exc.hint:
-        err_console.print(f"Hint: {escape(exc.hint)}", highlight=False)
+    """Print a library error as one line and its hint; never raises."""
+    message, hint = str(getattr(exc, "message", exc)), getattr(exc, "hint", None)
+    try:
+        err_console.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False)
+        if hint:
+            err_console.print(f"Hint: {escape(str(hint))}", highlight=False)
+    except Exception:  # the error printer is the last line of defence: plain text then
+        print(f"Error: {message}", file=sys.stderr)
+        if hint:
+            print(f"Hint: {hint}", file=sys.stderr)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(exc: OSError) -> ImgclsError:
+    """ENOSPC/EDQUOT from any write as one clear error naming the file."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return ImgclsError(f"Could not write: the disk is full (or over quota){where}.",
+                       "Free some space, or write elsewhere with --out-dir / --output.")
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -163,6 +182,13 @@ def _run(args: list[str]) -> int:
         if debug:
             traceback.print_exc()
         print_error(exc)
+        return 1
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        if debug:
+            traceback.print_exc()
+        print_error(disk_full_error(exc))
         return 1
     except KeyboardInterrupt:
         err_console.print("Aborted.")

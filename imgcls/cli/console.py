@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
-from ..train.config import parse_value
+from ..train.config import check_finite_option, parse_value
 from ..train.progress import Reporter
 
 # Piped output is read by programs and people alike: never truncate it to 80 columns.
@@ -33,13 +33,17 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"{flag} expects key=value, got {pair!r}.",
                               f"For example: {flag} width=2.")
-        options[key.strip().replace("-", "_")] = parse_value(value)
+        name = key.strip().replace("-", "_")
+        options[name] = parse_value(value)
+        check_finite_option(flag, name, options[name])
     return options
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
+    # Descriptions may name files or classes: text, never markup.
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                    transient=True)
 
 
 class ConsoleReporter(Reporter):
@@ -53,8 +57,8 @@ class ConsoleReporter(Reporter):
         classes = info["classes"]
         where = f"{info['device']}" + (f" x {info['world_size']} processes"
                                        if info.get("world_size", 1) > 1 else "")
-        console.print(f"model {info['model']} ({info['params']:,} parameters) on {where}, "
-                      f"{info.get('precision', 'fp32')}", highlight=False)
+        console.print(escape(f"model {info['model']} ({info['params']:,} parameters) on "
+                             f"{where}, {info.get('precision', 'fp32')}"), highlight=False)
         console.print(f"data: {info['train']} train / {info['val']} val images, "
                       f"{len(classes)} classes")
         for note in info.get("notes", []):
@@ -109,10 +113,11 @@ class ConsoleReporter(Reporter):
 
     def end(self, result: Any) -> None:
         best = result.best
-        console.print(f"best val accuracy {best['val_acc']:.2%} at epoch {int(best['epoch'])}; "
-                      f"checkpoint: {result.best_path}", highlight=False)
+        console.print(escape(f"best val accuracy {best['val_acc']:.2%} at epoch "
+                             f"{int(best['epoch'])}; checkpoint: {result.best_path}"),
+                      highlight=False)
         if getattr(result, "report_path", None):
-            console.print(f"report: {result.report_path}", highlight=False)
+            console.print(escape(f"report: {result.report_path}"), highlight=False)
 
 
 IMBALANCE_RATIO = 3.0

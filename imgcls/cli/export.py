@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE
 from .console import console
@@ -39,10 +40,10 @@ def onnx(
                          softmax=softmax)
     parity = result.parity
     kind = "logit" if parity.outputs == "logits" else "probability"
-    console.print(
+    console.print(escape(
         f"parity on {parity.images} images from {parity.source}: max |Δ{kind}| "
         f"{parity.max_abs_diff:.2e} (tolerance {parity.tolerance:g}), top-1 agreement "
-        f"{parity.top1_agreement:.1%}, top-5 overlap {parity.top5_overlap:.1%}",
+        f"{parity.top1_agreement:.1%}, top-5 overlap {parity.top5_overlap:.1%}"),
         highlight=False)
-    console.print(f"report: {result.report_path}", highlight=False)
-    console.print(f"wrote {result.path}", highlight=False)
+    console.print(escape(f"report: {result.report_path}"), highlight=False)
+    console.print(escape(f"wrote {result.path}"), highlight=False)

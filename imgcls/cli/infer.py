@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
+from ..errors import ConfigError
 from ..infer.batch import InferOptions, run_inference
 from ..infer.engine import BACKENDS, DEFAULT_BACKEND
 from ..infer.writers import Summary, summary_dict
@@ -43,6 +45,9 @@ def infer(
                                              help="Also write the run summary as JSON."),
 ) -> None:
     """Classify images with a model; writes path, label, confidence (and top-k) per image."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}.",
+                          "Leave --threads out for the default (the cores the workers leave).")
     if workers == 0:  # no pool of processes: one thread of this process decodes
         decode = "thread"
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
@@ -57,16 +62,18 @@ def infer(
 
 def _report(summary: Summary, output: Path | None) -> None:
     for failure in summary.failures:
-        err_console.print(f"[yellow]unreadable:[/yellow] {failure.path}: {failure.reason}",
+        # Paths and reasons are data: text, never markup.
+        err_console.print(f"[yellow]unreadable:[/yellow] {escape(failure.path)}: "
+                          f"{escape(failure.reason)}",
                           highlight=False)
     if summary.failed:
         where = f" listed in {summary.errors_path}" if summary.errors_path else ""
-        err_console.print(f"{summary.failed} unreadable images{where}", highlight=False)
+        err_console.print(escape(f"{summary.failed} unreadable images{where}"), highlight=False)
     # With predictions on stdout, the summary goes to stderr to keep stdout parseable.
     target = console if output is not None else err_console
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
-    target.print(
+    target.print(escape(
         f"{summary.images} images classified in {summary.seconds:.2f}s "
         f"({summary.images_per_second:.0f} img/s; batch latency p50 {summary.p50_ms:.1f} ms, "
         f"p95 {summary.p95_ms:.1f} ms) on {summary.provider}, {summary.failed} unreadable"
-        f"{skipped}" + (f"; predictions in {output}" if output else ""), highlight=False)
+        f"{skipped}" + (f"; predictions in {output}" if output else "")), highlight=False)

@@ -14,6 +14,7 @@ from dataclasses import fields
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from ..train.config import TrainConfig, field_types, read_config_file
 from .console import ConsoleReporter, console, err_console, parse_options
@@ -60,8 +61,8 @@ def train(ctx: typer.Context, **values: Any) -> None:
         else:
             result = fit(build_config(values["config"], given), ConsoleReporter())
     except TrainingInterrupted as exc:
-        err_console.print(exc.message, highlight=False)
-        err_console.print(exc.hint, highlight=False)
+        err_console.print(escape(exc.message), highlight=False)
+        err_console.print(escape(exc.hint or ""), highlight=False)
         raise typer.Exit(130) from None
     if result.skipped and os.environ.get("RANK", "0") == "0":
         console.print(f"{len(result.skipped)} unreadable images were skipped.")

@@ -252,7 +252,8 @@ def export_onnx(
     """Export a checkpoint to ONNX; the file appears only if parity with PyTorch holds.
 
     The parity report is written next to ``output`` (``<output>.parity.json``) in
-    either case. ``tolerance`` defaults to 1e-4 (5e-2 with ``fp16``).
+    either case; if writing fails (a full disk), no file is left behind.
+    ``tolerance`` defaults to 1e-4 (5e-2 with ``fp16``).
     """
     options = ExportOptions(opset, fp16, embed_preprocessing, softmax)
     loaded = load_checkpoint(checkpoint)
@@ -268,8 +269,9 @@ def export_onnx(
         candidate.write_bytes(_with_manifest(proto, manifest))
         parity = _gate(loaded, options, candidate, pixels, source, tolerance)
     report_path = output.with_name(output.name + ".parity.json")
-    atomic_write_bytes(report_path, json.dumps(parity.to_dict(), indent=2).encode())
+    report = json.dumps(parity.to_dict(), indent=2).encode()
     if not parity.passed:
+        atomic_write_bytes(report_path, report)  # it explains the refusal: kept on purpose
         raise ExportError(
             f"Parity check failed on {parity.images} images: max |Δ{parity.outputs}| "
             f"{parity.max_abs_diff:.3g} (tolerance {tolerance:g}), top-1 agreement "
@@ -277,5 +279,15 @@ def export_onnx(
             f"See {report_path}; try another --opset.")
     manifest["export"]["parity"] = {
         key: value for key, value in parity.to_dict().items() if key != "outputs"}
-    atomic_write_bytes(output, _with_manifest(proto, manifest))
+    _write_outputs(output, _with_manifest(proto, manifest), report_path, report)
     return ExportResult(output, parity, report_path)
+
+
+def _write_outputs(output: Path, model: bytes, report_path: Path, report: bytes) -> None:
+    """The report, then the model; if either write fails (disk full), neither remains."""
+    atomic_write_bytes(report_path, report)
+    try:
+        atomic_write_bytes(output, model)
+    except BaseException:
+        report_path.unlink(missing_ok=True)
+        raise

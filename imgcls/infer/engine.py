@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -66,8 +68,35 @@ class DecodedChunk:
     failures: list[Failure]
 
 
+# The parent's pid as a decode worker saw it at start (None in the parent itself).
+_PARENT_PID: int | None = None
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker_init() -> None:
+    """Make this decode worker die with its parent, even if the parent is SIGKILLed."""
+    global _PARENT_PID
+    _PARENT_PID = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no usable libc: the getppid check remains
+            pass
+    _exit_if_orphaned()  # the parent may have died before prctl took effect
+
+
+def _exit_if_orphaned() -> None:
+    # Portable fallback: an orphan is re-parented, so its parent pid changes.
+    if _PARENT_PID is not None and os.getppid() != _PARENT_PID:
+        os._exit(1)
+
+
 def decode_chunk(paths: list[str], preprocess: Preprocess) -> DecodedChunk:
     """Decode paths with the shared decoder; unreadable files become Failures."""
+    _exit_if_orphaned()
     good: list[str] = []
     arrays: list[np.ndarray] = []
     failures: list[Failure] = []
@@ -116,7 +145,10 @@ class DecodePool:
         if self.backend == "thread":
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="imgcls-decode")
             return
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=_process_context())
+        # PDEATHSIG fires when the thread that forked the worker ends, so workers are
+        # started here, from the caller's thread (the first submit below starts them all).
+        self._executor = ProcessPoolExecutor(self.workers, mp_context=_process_context(),
+                                             initializer=_worker_init)
         # The first task makes the executor start every worker now, while the
         # caller may still be single-threaded (before onnxruntime's thread pool).
         self._executor.submit(os.getpid).result()

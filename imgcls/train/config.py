@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import sys
 import typing
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,9 @@ SELECT_METRICS = ("accuracy", "macro-f1", "loss")
 CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("shuffle", "balanced")
 AMP_DTYPES = ("auto", "bf16", "fp16")
+# Far above any classifier's input, far below a size that exhausts memory before
+# the first batch: a typo like --img-size 100000 gets a clear error instead.
+MAX_IMG_SIZE = 4096
 # Where a run goes and how it is started, not what it trains: left out of config.toml.
 RUN_IDENTITY = ("name", "exist_ok")
 
@@ -119,9 +123,22 @@ class TrainConfig:
 
     def validate(self, spec: ModelSpec) -> None:
         """Raise ConfigError for the first invalid option, with an example that works."""
+        # Finite first: inf and nan pass every comparison below (or fail it confusingly).
+        self._check_finite()
         for ok, message, example in self._checks(spec):
             if not ok:
                 raise ConfigError(message, f"For example: {example}.")
+
+    def _check_finite(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} must be a finite number, got {value}.",
+                                  f"For example: {flag} {getattr(TrainConfig, name)}.")
+        for flag, options in (("--model-opt", self.model_options),
+                              ("--data-opt", self.data_options)):
+            for key, value in options.items():
+                check_finite_option(flag, key, value)
 
     def _checks(self, spec: ModelSpec) -> list[tuple[bool, str, str]]:
         return [
@@ -134,6 +151,11 @@ class TrainConfig:
             (self.img_size is None or self.img_size >= spec.min_size,
              f"--img-size {self.img_size} is below {spec.name}'s minimum of {spec.min_size}.",
              f"--img-size {spec.input_size[0]}"),
+            (self.img_size is None or self.img_size <= MAX_IMG_SIZE,
+             f"--img-size {self.img_size} is above the limit of {MAX_IMG_SIZE}.",
+             f"--img-size {spec.input_size[0]}"),
+            (self.momentum >= 0, f"--momentum must be 0 or more, got {self.momentum}.",
+             "--momentum 0.9"),
             _choice("--optimizer", self.optimizer, OPTIMIZERS),
             _choice("--scheduler", self.scheduler, SCHEDULERS),
             _choice("--select-metric", self.select_metric, SELECT_METRICS),
@@ -165,6 +187,13 @@ class TrainConfig:
             lines += ["", f"[{table}]"]
             lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in content.items()]
         return "\n".join(lines) + "\n"
+
+
+def check_finite_option(flag: str, key: str, value: Any) -> None:
+    """Refuse an inf or nan model/data option (``float("inf")`` parses as a number)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{flag} {key}={value}: the value must be a finite number.",
+                          f"For example: {flag} {key}=0.1.")
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> tuple[bool, str, str]:
