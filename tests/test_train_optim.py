@@ -145,3 +145,15 @@ def test_best_tracker_selects_by_metric_and_keeps_the_earlier_tie(metric, values
         tracker.update({"epoch": epoch, key: value})
     assert tracker.best["epoch"] == best_epoch
     assert tracker.out_of_patience(best_epoch + 2) and not tracker.out_of_patience(best_epoch + 1)
+
+
+def test_a_non_finite_epoch_is_never_selected_as_best():
+    tracker = BestTracker("accuracy")
+    assert not tracker.update({"epoch": 1, "val_acc": float("nan"), "val_loss": 0.5})
+    assert not tracker.update({"epoch": 2, "val_acc": 0.9, "val_loss": float("inf")})
+    assert not tracker.out_of_patience(2) and tracker.best == {}
+    assert tracker.update({"epoch": 3, "val_acc": 0.6, "val_loss": 0.7})
+    assert tracker.best["epoch"] == 3
+    loss = BestTracker("loss")
+    assert loss.update({"epoch": 1, "val_acc": 0.5, "val_loss": 0.9})
+    assert not loss.update({"epoch": 2, "val_acc": 0.5, "val_loss": float("-inf")})

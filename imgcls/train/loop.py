@@ -8,6 +8,7 @@ outputs in run_folder.py.
 from __future__ import annotations
 
 import inspect
+import math
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -76,13 +77,16 @@ class BestTracker:
 
     def update(self, record: dict[str, float]) -> bool:
         key, sign = SELECT_KEYS[self.select_metric]
+        if not all(math.isfinite(record[k]) for k in (key, "val_loss") if k in record):
+            return False  # a non-finite epoch is never best
         if self.best and sign * record[key] <= sign * self.best[key]:
             return False  # ties keep the earlier epoch
         self.best = dict(record)
         return True
 
     def out_of_patience(self, epoch: int) -> bool:
-        return self.patience > 0 and epoch - int(self.best["epoch"]) >= self.patience
+        return (self.patience > 0 and bool(self.best)
+                and epoch - int(self.best["epoch"]) >= self.patience)
 
 
 def seed_everything(seed: int) -> None:
@@ -262,7 +266,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
 def _run_loop(s: Session, start: int) -> bool:
     """:func:`run_epochs`, with Ctrl-C and a full GPU turned into errors that say how to resume."""
     try:
-        return run_epochs(s, start)
+        stopped_early = run_epochs(s, start)
     except KeyboardInterrupt:
         raise TrainingInterrupted(s.outputs.run_dir,
                                   len(s.history) and s.history[-1]["epoch"]) from None
@@ -273,6 +277,11 @@ def _run_loop(s: Session, start: int) -> bool:
             f"Try --batch-size {max(1, batch // 2)}, --amp, or a smaller --img-size; resume "
             f"with --resume {s.outputs.run_dir} after the last good epoch.",
         ) from exc
+    if not s.tracker.best:
+        raise NonFiniteLossError("No epoch had finite validation metrics, so none was saved.",
+                                 "Lower --lr, or train without --skip-nonfinite to stop at "
+                                 "the first bad step.")
+    return stopped_early
 
 
 def run_epochs(s: Session, start: int) -> bool:
