@@ -231,3 +231,21 @@ def test_negative_threads_are_refused(threads, tmp_path, capsys):
     code, _, err = run(["infer", str(tmp_path / "m.onnx"), str(tmp_path), "--threads", threads],
                        capsys)
     assert code == 1 and err.startswith("Error: --threads must be at least 1")
+
+
+def test_eval_shows_markup_in_class_names_and_paths_literally(tmp_path, capsys):
+    data = tmp_path / "data"
+    for name, colour in {"[red]x": (220, 30, 30), "[bold]y": (30, 200, 40)}.items():
+        (data / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((16, 16, 3), colour, np.uint8)).save(data / name / f"{i}.png")
+    (data / "[red]x" / "x[bold]bad.png").write_bytes(b"junk")
+    assert main(["train", "--data", str(data), "-e", "1", "-b", "8", "--img-size", "16",
+                 "--out-dir", str(tmp_path / "runs"), "--no-report"]) == 0
+    capsys.readouterr()
+    code = main(["eval", str(tmp_path / "runs" / "basic-cnn" / "best.safetensors"),
+                 "--data", str(data), "--out-dir", str(tmp_path / "ev")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "[red]x" in out and "[bold]y" in out
+    assert "x[bold]bad.png" in err and err.startswith("Warning: ")

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from .console import console, err_console, parse_options
+from .console import console, parse_options, print_warning
 from .data import data_option, output_is_a_file, pick_data, positional_data
 
 
@@ -41,9 +42,8 @@ def evaluate(
     summary = evaluation.summary()
     print_metrics(summary)
     for path, reason in evaluation.failures:
-        err_console.print(f"[yellow]Warning:[/yellow] skipped unreadable image {path}: {reason}",
-                          highlight=False)
-    console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}",
+        print_warning(f"skipped unreadable image {path}: {reason}")
+    console.print(escape(f"wrote {', '.join(p.name for p in paths.values())} to {folder}"),
                   highlight=False)
 
 
@@ -53,7 +53,7 @@ def print_metrics(summary: dict[str, Any]) -> None:
     for column in ("precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
     for row in summary["per_class"]:
-        table.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+        table.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}",
                       f"{row['f1']:.3f}", str(row["support"]))
     console.print(table)
     headline = [f"images {summary['images']}", f"accuracy {summary['accuracy']:.2%}"]
