@@ -254,17 +254,21 @@ def normalize_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
     return result
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Options from a TOML file (top-level keys are ``imgcls train`` options)."""
+def read_toml(path: str | Path, what: str, missing_hint: str, syntax_hint: str) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a ConfigError naming ``what``."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"Config file not found: {path}",
-                          "Pass a .toml file, e.g. runs/<name>/config.toml.") from exc
+        raise ConfigError(f"{what} not found: {path}", missing_hint) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}",
-                          "Write options as key = value, e.g. epochs = 10.") from exc
+        raise ConfigError(f"{path} is not valid TOML: {exc}", syntax_hint) from exc
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML file (top-level keys are ``imgcls train`` options)."""
+    data = read_toml(path, "Config file", "Pass a .toml file, e.g. runs/<name>/config.toml.",
+                     "Write options as key = value, e.g. epochs = 10.")
     return normalize_keys(data, str(path))
 
 

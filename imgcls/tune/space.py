@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
-import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,7 @@ from typing import Any
 from ..data.augment import build_pipeline
 from ..errors import ConfigError, ImgclsError
 from ..specs import ModelSpec
-from ..train.config import TrainConfig, normalize_keys
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from ..train.config import TrainConfig, normalize_keys, read_toml
 
 KINDS = ("float", "int", "categorical")
 TABLE_KEYS = {"float": ("type", "low", "high", "log", "step"),
@@ -125,14 +119,9 @@ def tunable_names() -> list[str]:
 def read_space(path: str | Path, spec: ModelSpec) -> list[Param]:
     """Parse a space file; unknown names, keys and types are ConfigErrors with a hint."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"Search space file not found: {path}",
-                          "Write one with: imgcls tune --print-space > space.toml") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}",
-                          'Write each dimension as a table, e.g. [lr] low = 1e-4 ...') from exc
+    data = read_toml(path, "Search space file",
+                     "Write one with: imgcls tune --print-space > space.toml",
+                     "Write each dimension as a table, e.g. [lr] low = 1e-4 ...")
     space = []
     for raw, value in data.items():
         if raw.replace("-", "_") == MODEL_OPTIONS:
