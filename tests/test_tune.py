@@ -334,7 +334,9 @@ def test_two_processes_share_one_sqlite_study(data, files):
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, out + err
     numbers = [{int(n) for n in TRIAL_LINE.findall(out)} for out, _ in outputs]
-    assert all(numbers) and not numbers[0] & numbers[1]  # both trained, never the same trial
+    # Never the same trial twice. Which process trains how many depends on which one
+    # finishes importing torch first, so one of them may find the study already full.
+    assert not numbers[0] & numbers[1]
     trials = load(files).trials
     assert {t.number for t in trials} == numbers[0] | numbers[1]
     # Each stops once both together have 4; the one finishing second may add its last.
