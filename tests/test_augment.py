@@ -159,8 +159,8 @@ def test_colour_jitter_matches_torchvision_where_nothing_clips(monkeypatch):
     from imgcls.default_plugins import augment_ops
 
     factors = iter([1.1, 0.8, 1.3])
-    monkeypatch.setattr(augment_ops, "_uniform", lambda n, low, high: torch.full((n,), next(
-        factors)))
+    monkeypatch.setattr(augment_ops, "_uniform",
+                        lambda n, low, high, device=None: torch.full((n,), next(factors)))
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(90, 160, (1, 3, 16, 16), dtype=torch.uint8, generator=generator)
     ours = augment_ops.ColorJitter(0.2, 0.2, 0.4).apply(image)

@@ -113,6 +113,11 @@ class Pipeline(BatchedTransform):
 
     apply_batch = apply  # the name the preview and plugin code call
 
+    @property
+    def runs_on_device(self) -> bool:
+        """Every sample step is batched tensor code, so it can run wherever the pixels are."""
+        return all(getattr(transform, "batched", False) for transform in self.sample)
+
     def mix(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
         """Apply the batch-level steps to float NCHW images and N x classes targets."""
@@ -162,8 +167,9 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> 
     if n == 0:
         return images
     # affine_grid works in [-1, 1] coordinates: conjugate by the half-size scaling.
+    # The matrices are drawn on the CPU (see augment_ops); the pixels may be on a GPU.
     half = torch.tensor([width / 2, height / 2, 1.0])
-    theta = matrices.float() * half[None, None, :] / half[None, :, None]
+    theta = (matrices.float() * half[None, None, :] / half[None, :, None]).to(images.device)
     out = F.grid_sample(images.float(), _sampling_grid(theta[:, :2, :], height, width),
                         mode="bilinear", padding_mode=fill, align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
@@ -171,8 +177,8 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> 
 
 def _sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """F.affine_grid(theta, align_corners=False), as two broadcast sums (cheaper on CPU)."""
-    xs = (torch.arange(width, dtype=torch.float32) * 2 + 1) / width - 1
-    ys = (torch.arange(height, dtype=torch.float32) * 2 + 1) / height - 1
+    xs = (torch.arange(width, dtype=torch.float32, device=theta.device) * 2 + 1) / width - 1
+    ys = (torch.arange(height, dtype=torch.float32, device=theta.device) * 2 + 1) / height - 1
     columns = xs[None, :, None] * theta[:, None, :, 0]  # (n, w, 2): x times (a, d)
     rows = ys[None, :, None] * theta[:, None, :, 1] + theta[:, None, :, 2]  # (n, h, 2)
     return columns[:, None] + rows[:, :, None]

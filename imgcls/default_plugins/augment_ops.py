@@ -3,7 +3,10 @@
 Every sample-level class accepts one uint8 CHW image or a uint8 NCHW batch
 and draws its random parameters independently per image, from torch's global
 generator (so ``--seed`` and DataLoader worker seeding apply); the CHW-or-NCHW
-call comes from :class:`~imgcls.data.augment.BatchedTransform`. Geometric ones
+call comes from :class:`~imgcls.data.augment.BatchedTransform`. The pixels may
+live on any device (training augments on the GPU when there is one): the small
+random parameters are drawn on the CPU, so a seed gives the same draws on every
+device, and are moved to the pixels' device. Geometric ones
 expose ``affine_matrices`` so that consecutive ones resample only once.
 """
 
@@ -19,8 +22,14 @@ from imgcls.data.augment import FILLS, BatchedTransform, warp
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 
 
-def _uniform(n: int, low: float, high: float) -> torch.Tensor:
-    return torch.rand(n) * (high - low) + low
+def _uniform(n: int, low: float, high: float, device: torch.device | None = None
+             ) -> torch.Tensor:
+    return (torch.rand(n) * (high - low) + low).to(device)
+
+
+def _chance(n: int, p: float, device: torch.device) -> torch.Tensor:
+    """n booleans, each True with probability ``p``, on ``device``."""
+    return (torch.rand(n) < p).to(device)
 
 
 def _check(name: str, value: float, low: float, high: float) -> float:
@@ -80,7 +89,7 @@ class Flip(RandomAffine):
         return _matrices(n, e=-1.0) if self.vertical else _matrices(n, a=-1.0)
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
-        chosen = (torch.rand(len(batch)) < self.p)[:, None, None, None]
+        chosen = _chance(len(batch), self.p, batch.device)[:, None, None, None]
         return torch.where(chosen, batch.flip(-2 if self.vertical else -1), batch)
 
 
@@ -162,7 +171,7 @@ class RandomResizedCrop(RandomAffine):
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """Float NCHW RGB -> N1HW luma (ITU-R 601, as torchvision and Pillow)."""
-    return (x * _GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return (x * _GRAY.to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 class ColorJitter(BatchedTransform):
@@ -184,27 +193,30 @@ class ColorJitter(BatchedTransform):
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
         n, channels, height, width = batch.shape
         x = batch.float().reshape(n, channels, height * width)
-        matrix, offset = self._colour_maps(n, x.mean(2))
+        matrix, offset = self._colour_maps(n, x.mean(2), batch.device)
         out = torch.baddbmm(offset[:, :, None], matrix, x).clamp_(0, 255).round_()
         return out.to(torch.uint8).reshape(batch.shape)
 
-    def _colour_maps(self, n: int, mean_rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _colour_maps(self, n: int, mean_rgb: torch.Tensor, device: torch.device
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per image: pixel -> matrix @ pixel + offset."""
-        matrix, offset = torch.eye(3).repeat(n, 1, 1), torch.zeros(n, 3)
+        matrix = torch.eye(3, device=device).repeat(n, 1, 1)
+        offset, gray = torch.zeros(n, 3, device=device), _GRAY.to(device)
         if self.brightness:
-            factor = _uniform(n, 1 - self.brightness, 1 + self.brightness)[:, None]
+            factor = _uniform(n, 1 - self.brightness, 1 + self.brightness, device)[:, None]
             matrix, offset = matrix * factor[:, :, None], offset * factor
         if self.contrast:
-            factor = _uniform(n, 1 - self.contrast, 1 + self.contrast)[:, None]
-            mean = ((matrix @ mean_rgb[:, :, None])[:, :, 0] + offset) @ _GRAY
+            factor = _uniform(n, 1 - self.contrast, 1 + self.contrast, device)[:, None]
+            mean = ((matrix @ mean_rgb[:, :, None])[:, :, 0] + offset) @ gray
             matrix = matrix * factor[:, :, None]
             offset = offset * factor + (1 - factor) * mean[:, None]
         if self.saturation:
-            factor = _uniform(n, 1 - self.saturation, 1 + self.saturation)[:, None, None]
-            towards_gray = factor * torch.eye(3) + (1 - factor) * _GRAY.expand(3, 3)
+            factor = _uniform(n, 1 - self.saturation, 1 + self.saturation, device)[:, None, None]
+            towards_gray = (factor * torch.eye(3, device=device)
+                            + (1 - factor) * gray.expand(3, 3))
             matrix, offset = towards_gray @ matrix, (towards_gray @ offset[:, :, None])[:, :, 0]
         if self.hue:
-            rotation = _hue_matrices(_uniform(n, -self.hue, self.hue))
+            rotation = _hue_matrices(_uniform(n, -self.hue, self.hue)).to(device)
             matrix, offset = rotation @ matrix, (rotation @ offset[:, :, None])[:, :, 0]
         return matrix, offset
 
@@ -224,11 +236,12 @@ def _hue_matrices(turns: torch.Tensor) -> torch.Tensor:
 
 def _on_some(batch: torch.Tensor, p: float, transform) -> torch.Tensor:
     """Apply ``transform`` (NCHW -> NCHW) to the images chosen with probability ``p`` only."""
-    chosen = torch.rand(len(batch)) < p
+    chosen = torch.rand(len(batch)) < p  # on the CPU: no device sync to test it
     if not chosen.any():
         return batch
     if chosen.all():
         return transform(batch)
+    chosen = chosen.to(batch.device)
     out = batch.clone()
     out[chosen] = transform(batch[chosen])
     return out
@@ -258,8 +271,8 @@ class Blur(BatchedTransform):
     def _blur(self, batch: torch.Tensor) -> torch.Tensor:
         n, channels, height, width = batch.shape
         radius = max(1, min(math.ceil(3 * self.sigma), height - 1, width - 1))
-        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        sigma = _uniform(n, 0.1, self.sigma)
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=batch.device)
+        sigma = _uniform(n, 0.1, self.sigma, batch.device)
         kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None] ** 2))
         kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0)
         x = batch.float().reshape(1, n * channels, height, width)
@@ -284,19 +297,22 @@ class Erasing(BatchedTransform):
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
         n, _, height, width = batch.shape
+        device = batch.device
         area = _uniform(n, 0.02, self.max_scale)
         ratio = torch.exp(_uniform(n, math.log(0.3), math.log(3.3)))
         box_h = (torch.sqrt(area * ratio) * height).clamp(1, height)
         box_w = (torch.sqrt(area / ratio) * width).clamp(1, width)
-        top = torch.rand(n) * (height - box_h)
-        left = torch.rand(n) * (width - box_w)
-        rows = torch.arange(height).view(1, height, 1)
-        cols = torch.arange(width).view(1, 1, width)
-        inside = ((rows >= top.view(-1, 1, 1).round()) & (rows < (top + box_h).view(-1, 1, 1))
-                  & (cols >= left.view(-1, 1, 1).round()) & (cols < (left + box_w).view(-1, 1, 1)))
-        mask = (inside & (torch.rand(n) < self.p).view(-1, 1, 1))[:, None]
-        fill = (torch.randint(0, 256, batch.shape, dtype=torch.uint8) if self.value == "random"
-                else torch.tensor(self.value, dtype=torch.uint8))
+        top = (torch.rand(n) * (height - box_h)).to(device).view(-1, 1, 1)
+        left = (torch.rand(n) * (width - box_w)).to(device).view(-1, 1, 1)
+        box_h, box_w = box_h.to(device).view(-1, 1, 1), box_w.to(device).view(-1, 1, 1)
+        rows = torch.arange(height, device=device).view(1, height, 1)
+        cols = torch.arange(width, device=device).view(1, 1, width)
+        inside = ((rows >= top.round()) & (rows < top + box_h)
+                  & (cols >= left.round()) & (cols < left + box_w))
+        mask = (inside & _chance(n, self.p, device).view(-1, 1, 1))[:, None]
+        fill = (torch.randint(0, 256, batch.shape, dtype=torch.uint8).to(device)
+                if self.value == "random" else torch.tensor(self.value, dtype=torch.uint8,
+                                                             device=device))
         return torch.where(mask, fill, batch)
 
 

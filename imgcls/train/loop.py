@@ -8,6 +8,7 @@ outputs in run_folder.py.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import random
 import time
@@ -23,8 +24,7 @@ from torch import nn
 from ..checkpoint import load_resume_state, resume_path
 from ..data import load_dataset
 from ..data.augment import Pipeline, build_pipeline
-from ..data.cache import DecodedImages, decode_samples
-from ..data.loader import Normalizer, make_loader
+from ..data.loader import Normalizer
 from ..errors import ConfigError, ImgclsError, NonFiniteLossError
 from ..metrics import MetricAccumulator
 from ..plugins import call_hook
@@ -32,11 +32,13 @@ from ..registry import get_model
 from ..specs import ModelSpec, Preprocess
 from . import distributed
 from .config import TrainConfig
-from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
-from .optim import Stepper, TrainLoss, class_counts, freeze_backbone
+from .distributed import DistEnv
+from .feed import OnDevice, decode_split, loader_workers, make_loaders, place_model
+from .optim import Stepper, TrainLoss, freeze_backbone
 from .precision import Precision, resolve_precision
 from .progress import Reporter
 from .run_folder import RunFolder, check_optimizer_state, restoring, resumed_config, set_rng_state
+from .timing import StageClock
 
 # Options that may change when a run is resumed: they do not change what is computed.
 RESUME_OVERRIDES = ("epochs", "device", "workers", "cache")
@@ -112,30 +114,45 @@ def soft_targets(inputs: torch.Tensor, labels: torch.Tensor, augment: Pipeline,
     return augment.mix(inputs, loss_fn.one_hot(labels))
 
 
-def train_one_epoch(model: nn.Module, loader: Any, normalize: Normalizer, loss_fn: TrainLoss,
-                    stepper: Stepper, precision: Precision, augment: Pipeline,
-                    reporter: Reporter, epoch: int, skip_nonfinite: bool = False,
-                    env: DistEnv | None = None) -> torch.Tensor:
-    """One pass over the training data; returns [loss sum, correct, seen, skipped steps]."""
-    model.train()
-    totals = torch.zeros(4, dtype=torch.float64)
-    reporter.epoch_start(epoch, len(loader))
-    for step, (images, labels) in enumerate(loader, start=1):
-        labels = labels.to(normalize.device, non_blocking=True)
-        inputs, targets = soft_targets(normalize(images), labels, augment, loss_fn)
-        with precision.autocast():
-            logits = model(inputs)
-            loss = loss_fn(logits.float(), targets)
-        if not distributed.all_finite(loss, env or DistEnv()):
-            check_nonfinite(loss, epoch, step, skip_nonfinite)
-            totals[3] += 1
-            continue
-        stepper.step(loss)
-        totals += torch.tensor([loss.item() * len(labels),
-                                (logits.argmax(1) == labels).sum().item(), len(labels), 0],
-                               dtype=torch.float64)
-        reporter.batch_end(epoch)
-    return totals
+def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
+    """One pass over the training data; returns [loss sum, correct, seen, skipped steps].
+
+    Each stage runs under ``clock`` (see timing.py). The running totals stay on the
+    device: reading them every step (``.item()``) would make the host wait for the
+    GPU on every batch.
+    """
+    s.model.train()
+    device = s.normalize.device
+    totals = torch.zeros(4, dtype=torch.float64, device=device)
+    s.reporter.epoch_start(epoch, len(s.train_loader))
+    batches = iter(s.train_loader)
+    for step in itertools.count(1):
+        with clock("data"):
+            batch = next(batches, None)
+        if batch is None:
+            break
+        with clock("augment"):
+            images = s.on_device(batch[0])
+        with clock("normalise"):
+            labels = batch[1].to(device, non_blocking=True)
+            inputs, targets = soft_targets(s.normalize(images), labels, s.augment, s.loss_fn)
+        with clock("step"):
+            with s.precision.autocast():
+                logits = s.model(inputs)
+                loss = s.loss_fn(logits.float(), targets)
+            finite = distributed.all_finite(loss, s.env)
+            if finite:
+                s.stepper.step(loss)
+        with clock("bookkeeping"):
+            if not finite:
+                check_nonfinite(loss, epoch, step, s.config.skip_nonfinite)
+                totals[3] += 1
+                continue
+            totals[0] += loss.detach().double() * len(labels)
+            totals[1] += (logits.argmax(1) == labels).sum()
+            totals[2] += len(labels)
+            s.reporter.batch_end(epoch)
+    return totals.cpu()
 
 
 def check_nonfinite(loss: torch.Tensor, epoch: int, step: int, skip: bool) -> None:
@@ -206,6 +223,7 @@ class Session:
     loss_fn: TrainLoss
     normalize: Normalizer
     augment: Pipeline  # its batch-level steps run in the loop, on normalised images
+    on_device: OnDevice  # moves (and maybe augments) each uint8 batch
     train_loader: Any
     val_loader: Any
     num_classes: int
@@ -226,14 +244,16 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
 
     # data: list files, decode each once at the model's input size
     dataset = load_dataset(config.data, config.data_options, config.val_split, config.seed)
-    train_images = _decode(dataset.train, preprocess, config, reporter, "train")
-    val_images = _decode(dataset.val or [], preprocess, config, reporter, "val")
+    train_images = decode_split(dataset.train, preprocess, config, reporter, "train")
+    val_images = decode_split(dataset.val or [], preprocess, config, reporter, "val")
     num_classes = len(dataset.classes)
-    train_loader, val_loader = _loaders(train_images, val_images, augment, config, env, device,
-                                        num_classes)
 
     # model, optimisation, and the state of a resumed run
-    model = build_model(spec, num_classes, preprocess, config).to(device)
+    model = build_model(spec, num_classes, preprocess, config)
+    on_device = place_model(model, device, augment, loader_workers(config, train_images))
+    train_loader, val_loader = make_loaders(train_images, val_images,
+                                            None if on_device.augment else augment, config, env,
+                                            device, num_classes)
     stepper = Stepper(model, config, len(train_loader), precision)
     loss_fn = TrainLoss.build(config, train_images.labels, num_classes, device)
     tracker = BestTracker(config.select_metric, config.patience)
@@ -247,7 +267,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
         outputs.on_start(info, stepper, tracker, history, start - 1)
     session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
                       stepper, loss_fn, Normalizer(preprocess, device), augment,
-                      train_loader, val_loader, num_classes, tracker, history, outputs)
+                      on_device, train_loader, val_loader, num_classes, tracker, history, outputs)
 
     stopped_early = _run_loop(session, start)
 
@@ -289,10 +309,8 @@ def run_epochs(s: Session, start: int) -> bool:
     for epoch in range(start, s.config.epochs + 1):
         seed_epoch(s.config.seed, epoch, s.env.rank)
         s.train_loader.sampler.set_epoch(epoch)
-        started = time.perf_counter()
-        totals = train_one_epoch(s.model, s.train_loader, s.normalize, s.loss_fn, s.stepper,
-                                 s.precision, s.augment, s.reporter, epoch,
-                                 s.config.skip_nonfinite, s.env)
+        started, clock = time.perf_counter(), StageClock()
+        totals = train_one_epoch(s, epoch, clock)
         if totals[3] > 0:
             s.reporter.warn(f"epoch {epoch}: skipped {int(totals[3])} steps with a non-finite "
                             "loss (--skip-nonfinite).")
@@ -301,7 +319,8 @@ def run_epochs(s: Session, start: int) -> bool:
                        s.num_classes, s.config.top_k)
         record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
         timing = {"epoch_seconds": seconds,
-                  "images_per_second": totals[2].item() * s.env.world_size / seconds}
+                  "images_per_second": totals[2].item() * s.env.world_size / seconds,
+                  **clock.as_timing()}
         s.history.append(record)
         is_best = s.tracker.update(record)
         if s.env.is_main:
@@ -344,24 +363,6 @@ def _restore(state: dict[str, Any], model: nn.Module, stepper: Stepper, tracker:
     return int(state["epoch"]) + 1
 
 
-def _loaders(train_images: DecodedImages, val_images: DecodedImages, augment: Any,
-             config: TrainConfig, env: DistEnv, device: torch.device,
-             num_classes: int) -> tuple[Any, Any]:
-    pin = device.type == "cuda"
-    weights = None
-    if config.sampler == "balanced":
-        weights = 1.0 / class_counts(train_images.labels, num_classes)[train_images.labels]
-    train = make_loader(train_images, config.batch_size, transform=augment, shuffle=True,
-                        seed=config.seed, workers=config.workers, pin_memory=pin)
-    # One sampler for every case: its order depends on (seed, epoch) only, so runs
-    # resume exactly, and under torchrun it hands each rank its own share.
-    train = with_sampler(train, EpochSampler(len(train_images), config.seed, env, weights))
-    val = make_loader(val_images, max(config.batch_size, 64), workers=0, pin_memory=pin)
-    if env.enabled:
-        val = with_sampler(val, ShardSampler(len(val_images), env))
-    return train, val
-
-
 def build_model(spec: ModelSpec, num_classes: int, preprocess: Preprocess,
                 config: TrainConfig) -> nn.Module:
     """Build with --model-opt options (checked against the builder) and fine-tuning flags."""
@@ -384,13 +385,3 @@ def build_model(spec: ModelSpec, num_classes: int, preprocess: Preprocess,
     if config.freeze_backbone:
         freeze_backbone(model)
     return model
-
-
-def _decode(samples: list, preprocess: Preprocess, config: TrainConfig, reporter: Reporter,
-            split: str) -> DecodedImages:
-    task = reporter.task(f"decoding {split}", len(samples))
-    images = decode_samples(samples, preprocess, mode=config.cache, on_progress=task)
-    for path, reason in images.skipped:
-        reporter.warn(f"skipped unreadable image {path}: {reason}")
-    return images
-

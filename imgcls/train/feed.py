@@ -1,0 +1,96 @@
+"""How batches reach the model: decoding each split once, the loaders, and the
+last hop onto the device (augmenting there when that is where it is cheapest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.augment import Pipeline
+from ..data.cache import DecodedImages, decode_samples
+from ..data.loader import auto_workers, make_loader
+from ..specs import Preprocess
+from .config import TrainConfig
+from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
+from .optim import class_counts
+from .progress import Reporter
+
+
+@dataclass
+class OnDevice:
+    """Moves each uint8 batch to the device and, unless the loader did, augments it there.
+
+    With a GPU the loader then only decodes and slices; the augmentation runs on
+    the GPU, batched. Per-image plugin transforms, and pipelines fed by worker
+    processes on the CPU, stay in the loader (see :func:`augments_in_loop`).
+    """
+
+    device: torch.device
+    augment: Pipeline | None = None  # None: the loader already augmented
+    channels_last: bool = False
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        if self.augment is not None:
+            images = self.augment(images)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+
+def augments_in_loop(augment: Pipeline, device: torch.device, workers: int) -> bool:
+    """Augment in the loop when every step is batched tensor code and nothing is gained
+    by leaving it to the loader: on a GPU, or with no loader worker processes."""
+    return bool(augment.sample) and augment.runs_on_device and (device.type == "cuda"
+                                                                 or workers == 0)
+
+
+def wants_channels_last(model: nn.Module) -> bool:
+    """Convolutional models run faster channels-last with oneDNN (CPU) and cuDNN (GPU)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def place_model(model: nn.Module, device: torch.device, augment: Pipeline,
+                workers: int) -> OnDevice:
+    """Move ``model`` to ``device`` (channels-last when convolutional, in place) and
+    say how its input batches get there."""
+    model.to(device)
+    channels_last = wants_channels_last(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    in_loop = augments_in_loop(augment, device, workers)
+    return OnDevice(device, augment if in_loop else None, channels_last)
+
+
+def loader_workers(config: TrainConfig, images: DecodedImages) -> int:
+    return auto_workers(images) if config.workers is None else config.workers
+
+
+def make_loaders(train_images: DecodedImages, val_images: DecodedImages, augment: Any,
+                 config: TrainConfig, env: DistEnv, device: torch.device,
+                 num_classes: int) -> tuple[Any, Any]:
+    pin = device.type == "cuda"
+    weights = None
+    if config.sampler == "balanced":
+        weights = 1.0 / class_counts(train_images.labels, num_classes)[train_images.labels]
+    train = make_loader(train_images, config.batch_size, transform=augment, shuffle=True,
+                        seed=config.seed, workers=config.workers, pin_memory=pin)
+    # One sampler for every case: its order depends on (seed, epoch) only, so runs
+    # resume exactly, and under torchrun it hands each rank its own share.
+    train = with_sampler(train, EpochSampler(len(train_images), config.seed, env, weights))
+    val = make_loader(val_images, max(config.batch_size, 64), workers=0, pin_memory=pin)
+    if env.enabled:
+        val = with_sampler(val, ShardSampler(len(val_images), env))
+    return train, val
+
+
+def decode_split(samples: list, preprocess: Preprocess, config: TrainConfig, reporter: Reporter,
+            split: str) -> DecodedImages:
+    task = reporter.task(f"decoding {split}", len(samples))
+    images = decode_samples(samples, preprocess, mode=config.cache, on_progress=task)
+    for path, reason in images.skipped:
+        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    return images
