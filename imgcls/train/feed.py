@@ -30,15 +30,10 @@ class OnDevice:
 
     device: torch.device
     augment: Pipeline | None = None  # None: the loader already augmented
-    channels_last: bool = False
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
-        if self.augment is not None:
-            images = self.augment(images)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images
+        return images if self.augment is None else self.augment(images)
 
 
 def augments_in_loop(augment: Pipeline, device: torch.device, workers: int) -> bool:
@@ -49,7 +44,12 @@ def augments_in_loop(augment: Pipeline, device: torch.device, workers: int) -> b
 
 
 def wants_channels_last(model: nn.Module) -> bool:
-    """Convolutional models run faster channels-last with oneDNN (CPU) and cuDNN (GPU)."""
+    """Convolutional models run faster channels-last with oneDNN (CPU) and cuDNN (GPU).
+
+    Only the weights are converted: the first convolution then writes its output
+    channels-last, and converting the NCHW input batch beforehand costs more than
+    it saves (benchmarks/train_throughput.py).
+    """
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
@@ -58,11 +58,10 @@ def place_model(model: nn.Module, device: torch.device, augment: Pipeline,
     """Move ``model`` to ``device`` (channels-last when convolutional, in place) and
     say how its input batches get there."""
     model.to(device)
-    channels_last = wants_channels_last(model)
-    if channels_last:
+    if wants_channels_last(model):
         model.to(memory_format=torch.channels_last)
     in_loop = augments_in_loop(augment, device, workers)
-    return OnDevice(device, augment if in_loop else None, channels_last)
+    return OnDevice(device, augment if in_loop else None)
 
 
 def loader_workers(config: TrainConfig, images: DecodedImages) -> int:

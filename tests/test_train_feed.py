@@ -1,0 +1,122 @@
+"""How batches reach the model: augmentation on batches has the documented
+distribution, it runs where the loop says, and each epoch reports its time split."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from imgcls.data.augment import build_pipeline
+from imgcls.default_plugins.augment_ops import Flip, Shear, Zoom
+from imgcls.train import fit
+from imgcls.train.feed import augments_in_loop, place_model, wants_channels_last
+from imgcls.train.progress import Reporter
+from imgcls.train.timing import STAGES, StageClock
+from tests.helpers import colour_data, tiny_config
+
+N = 4000  # draws: a rate's standard error is under 0.8 points
+
+
+def _half_bright(n: int) -> torch.Tensor:
+    """Images dark on the left half and bright on the right: a flip is visible."""
+    images = torch.zeros(n, 3, 8, 8, dtype=torch.uint8)
+    images[..., 4:] = 255
+    return images
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2])
+def test_flip_flips_each_image_with_probability_p(p):
+    torch.manual_seed(0)
+    out = Flip(p=p)(_half_bright(N))
+    flipped = (out[:, 0, 0, 0] == 255).float().mean().item()
+    assert abs(flipped - p) < 0.03
+    # Every image is either untouched or exactly mirrored.
+    assert torch.equal(out[:, :, :, :4].amax((1, 2, 3)) == 255, out[:, :, :, 4:].amin(
+        (1, 2, 3)) == 0)
+
+
+def test_shear_angle_is_uniform_within_atan_of_the_intensity():
+    torch.manual_seed(0)
+    angles = torch.atan(Shear(0.2).affine_matrices(N, 32, 32)[:, 0, 1])
+    limit = math.atan(0.2)
+    assert angles.abs().max() <= limit + 1e-6
+    assert angles.min() < -0.95 * limit and angles.max() > 0.95 * limit
+    quarters = torch.histc(angles, bins=4, min=-limit, max=limit) / N
+    assert torch.all((quarters - 0.25).abs() < 0.03), quarters
+
+
+def test_zoom_scales_by_a_factor_within_the_range():
+    torch.manual_seed(0)
+    matrices = Zoom(0.2).affine_matrices(N, 32, 32)
+    factors = 1 / matrices[:, 0, 0]
+    assert torch.equal(matrices[:, 0, 0], matrices[:, 1, 1])
+    assert factors.min() >= 0.8 - 1e-6 and factors.max() <= 1.2 + 1e-6
+    assert abs(factors.mean().item() - 1.0) < 0.01
+
+
+def test_the_seed_preset_changes_most_images_and_keeps_their_size():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    out = build_pipeline("seed")(images)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert (out != images).flatten(1).any(1).float().mean() > 0.9
+
+
+def _per_image(image: torch.Tensor) -> torch.Tensor:
+    return image
+
+
+def test_batched_augmentation_runs_in_the_loop_unless_workers_or_per_image_steps():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    batched = build_pipeline("seed")
+    assert augments_in_loop(batched, cpu, workers=0)
+    assert not augments_in_loop(batched, cpu, workers=2)  # the workers augment
+    assert augments_in_loop(batched, cuda, workers=2)  # the GPU augments
+    assert not augments_in_loop(build_pipeline(""), cpu, workers=0)  # nothing to do
+    mixed = build_pipeline("flip")
+    mixed.sample.append(_per_image)
+    assert not mixed.runs_on_device and not augments_in_loop(mixed, cuda, workers=0)
+
+
+def test_convolutional_models_go_channels_last_and_others_stay():
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    dense = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    assert wants_channels_last(conv) and not wants_channels_last(dense)
+    on_device = place_model(conv, torch.device("cpu"), build_pipeline("flip"), workers=0)
+    assert conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert on_device.augment is not None
+    batch = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    assert on_device(batch).shape == batch.shape
+
+
+def test_stage_clock_adds_up_what_it_timed():
+    clock = StageClock()
+    with clock("step"):
+        sum(range(10_000))
+    with clock("step"), clock("data"):
+        pass
+    timing = clock.as_timing()
+    assert set(timing) == {f"{stage}_seconds" for stage in STAGES}
+    assert timing["step_seconds"] > 0 and timing["augment_seconds"] == 0
+
+
+class _Epochs(Reporter):
+    def __init__(self) -> None:
+        self.records: list[dict[str, float]] = []
+
+    def epoch_end(self, record: dict[str, float], is_best: bool) -> None:
+        self.records.append(record)
+
+
+def test_every_epoch_reports_where_its_time_went(tmp_path):
+    log = _Epochs()
+    fit(tiny_config(colour_data(tmp_path / "data"), tmp_path / "runs", epochs=2,
+                    augment="seed"), log)
+    assert len(log.records) == 2
+    for record in log.records:
+        stages = [record[f"{stage}_seconds"] for stage in STAGES]
+        assert all(seconds >= 0 for seconds in stages)
+        assert record["step_seconds"] > 0 and record["augment_seconds"] > 0
+        assert sum(stages) <= record["epoch_seconds"] * 1.001
