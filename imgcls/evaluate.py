@@ -131,11 +131,14 @@ def select_samples(data: str, options: dict[str, Any], split: str,
 def evaluate_file(model_path: str | os.PathLike, data: str, *, device: str = "auto",
                   split: str = "auto", batch_size: int = 64, top_k: int = 5,
                   data_options: dict[str, Any] | None = None,
-                  on_progress: Callable[[int], None] | None = None,
+                  on_progress: Callable[[int], None] | None = None, tta: str = "none",
                   ) -> tuple[Evaluation, dict[str, Any]]:
-    """Run a checkpoint or .onnx file over ``data``; returns the evaluation and its manifest."""
+    """Run a checkpoint or .onnx file over ``data``; returns the evaluation and its manifest.
+
+    ``tta="flip"`` averages each image's logits with its mirror image's.
+    """
     check_split(split)  # before opening the model, which imports torch or onnxruntime
-    runner = open_model(model_path, device)
+    runner = open_model(model_path, device, tta=tta)
     classes: list[str] = list(runner.manifest["classes"])
     samples = select_samples(data, data_options or {}, split, classes)
     labels_by_path = {str(path): label for path, label in samples}

@@ -28,6 +28,8 @@ def evaluate(
     top_k: int = typer.Option(5, "--top-k", "-k", help="k of the top-k accuracy."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
+                            "(average each image's logits with its mirror image's)."),
 ) -> None:
     """Measure a model on labelled images; write metrics, confusion matrix and mistakes."""
     from ..evaluate import evaluate_file, write_evaluation  # imports torch
@@ -35,10 +37,11 @@ def evaluate(
     data = pick_data(data, data_arg)
     evaluation, _ = evaluate_file(model, data, device=device, split=split,
                                   batch_size=batch_size, top_k=top_k,
-                                  data_options=parse_options(data_opt, "--data-opt"))
+                                  data_options=parse_options(data_opt, "--data-opt"),
+                                  tta=tta)
     folder = Path(out_dir or out or Path(model).parent / "eval")
     paths = write_evaluation(evaluation, folder, extra={"model": str(model), "data": data,
-                                                         "split": split})
+                                                         "split": split, "tta": tta})
     summary = evaluation.summary()
     print_metrics(summary)
     for path, reason in evaluation.failures:

@@ -29,8 +29,10 @@ class Classifier:
         self.preprocess = Preprocess.from_dict(self.manifest["preprocess"])
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto") -> Classifier:
-        return cls(open_model(path, device))
+    def load(cls, path: str | os.PathLike, device: str = "auto",
+             tta: str = "none") -> Classifier:
+        """``tta="flip"`` averages each image's logits with its mirror image's."""
+        return cls(open_model(path, device, tta=tta))
 
     def predict(self, items: Any, top_k: int = 1, batch_size: int = 64) -> list[Prediction]:
         """Classify one item or a list of items (paths, PIL images, HxWxC arrays).

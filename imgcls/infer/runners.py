@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ManifestError
+from ..errors import CheckpointError, ConfigError, ManifestError
 from ..manifest import manifest_from_props
 from ..specs import Preprocess
 from .providers import make_session, uses_cuda
@@ -167,7 +167,47 @@ class TorchRunner:
         return finite(softmax(self(self.preprocess.apply(pixels)).astype(np.float64)))
 
 
-Runner = OnnxRunner | TorchRunner
+TTA_MODES = ("none", "flip")
+
+
+class FlipAveraged:
+    """Test-time augmentation: each image and its mirror image, their logits averaged.
+
+    A runner gives probabilities; the mean of the two log-probabilities differs
+    from the mean of the logits by a constant per image, so its softmax is the
+    softmax of the averaged logits, whatever the model outputs.
+    """
+
+    def __init__(self, runner: OnnxRunner | TorchRunner) -> None:
+        self.runner = runner
+        self.manifest, self.preprocess = runner.manifest, runner.preprocess
+        self.providers = runner.providers
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        mirrored = np.ascontiguousarray(pixels[:, :, ::-1])  # NHWC: flip the width
+        tiny = np.finfo(np.float64).tiny  # a probability that underflowed to 0
+        both = sum(np.log(np.clip(self.runner.probabilities(view), tiny, None))
+                   for view in (pixels, mirrored))
+        return finite(softmax(both / 2))
+
+
+Runner = OnnxRunner | TorchRunner | FlipAveraged
+
+
+def check_tta(tta: str) -> str:
+    if tta not in TTA_MODES:
+        raise ConfigError(f"Unknown --tta {tta!r}.", f"Use one of: {', '.join(TTA_MODES)}.")
+    return tta
+
+
+def with_tta(runner: OnnxRunner | TorchRunner, tta: str) -> Runner:
+    """``runner``, or the runner averaging it over ``tta``'s views."""
+    if check_tta(tta) == "none":
+        return runner
+    if export_info(runner.manifest).get("tta") == "flip":
+        raise ConfigError("This model already averages each image with its mirror image "
+                          "(exported with --tta flip).", "Run it without --tta.")
+    return FlipAveraged(runner)
 
 
 def existing_model(path: str | os.PathLike) -> Path:
@@ -179,9 +219,11 @@ def existing_model(path: str | os.PathLike) -> Path:
 
 
 def open_model(path: str | os.PathLike, device: str = "auto",
-               threads: int | None = None) -> Runner:
-    """An OnnxRunner for .onnx files, else a TorchRunner for a checkpoint."""
+               threads: int | None = None, tta: str = "none") -> Runner:
+    """An OnnxRunner for .onnx files, else a TorchRunner for a checkpoint; ``tta="flip"``
+    averages each image with its mirror image."""
+    check_tta(tta)  # before loading the model
     path = existing_model(path)
     if path.suffix.lower() == ".onnx":
-        return OnnxRunner(path, device, threads)
-    return TorchRunner(path, device)
+        return with_tta(OnnxRunner(path, device, threads), tta)
+    return with_tta(TorchRunner(path, device), tta)
