@@ -34,6 +34,7 @@ from . import distributed
 from .config import TrainConfig
 from .distributed import DistEnv
 from .feed import OnDevice, decode_split, loader_workers, make_loaders, place_model
+from .nonfinite import LossWatch
 from .optim import Stepper, TrainLoss, freeze_backbone
 from .precision import Precision, resolve_precision
 from .progress import Reporter
@@ -119,13 +120,14 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
 
     Each stage runs under ``clock`` (see timing.py). The running totals stay on the
     device: reading them every step (``.item()``) would make the host wait for the
-    GPU on every batch.
+    GPU on every batch; the loss is watched by :class:`LossWatch` for the same reason.
     """
     s.model.train()
     device = s.normalize.device
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     s.reporter.epoch_start(epoch, len(s.train_loader))
     batches = iter(s.train_loader)
+    watch = LossWatch(s.config.skip_nonfinite, s.env, epoch)
     for step in itertools.count(1):
         with clock("data"):
             batch = next(batches, None)
@@ -140,30 +142,19 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
             with s.precision.autocast():
                 logits = s.model(inputs)
                 loss = s.loss_fn(logits.float(), targets)
-            finite = distributed.all_finite(loss, s.env)
-            if finite:
+            stepped = watch.may_step(loss, step)
+            if stepped:
                 s.stepper.step(loss)
         with clock("bookkeeping"):
-            if not finite:
-                check_nonfinite(loss, epoch, step, s.config.skip_nonfinite)
-                totals[3] += 1
+            if not stepped:
                 continue
             totals[0] += loss.detach().double() * len(labels)
             totals[1] += (logits.argmax(1) == labels).sum()
             totals[2] += len(labels)
             s.reporter.batch_end(epoch)
+    watch.flush()
+    totals[3] = watch.skipped
     return totals.cpu()
-
-
-def check_nonfinite(loss: torch.Tensor, epoch: int, step: int, skip: bool) -> None:
-    """Stop on a NaN/Inf loss (the saved checkpoints stay good), unless told to skip it."""
-    if skip:
-        return
-    raise NonFiniteLossError(
-        f"The training loss became {loss.item()} at epoch {epoch}, step {step}; training "
-        "stopped. best.safetensors and last.pt still hold the last good weights.",
-        "Lower --lr, add --grad-clip 1.0, check the data, or pass --skip-nonfinite to skip "
-        "such steps.")
 
 
 @torch.no_grad()
