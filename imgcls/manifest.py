@@ -98,6 +98,22 @@ def _check_sections(manifest: dict[str, Any], source: str) -> None:
                 _is_real(parity.get(k)) for k in ("max_abs_diff", "top1_agreement", "images")):
             raise _fail(source, "export.parity must hold max_abs_diff, top1_agreement and "
                                 "images as numbers and source as text")
+    if "quantization" in export:
+        _check_quantization(export["quantization"], source)
+
+
+def _check_quantization(section: Any, source: str) -> None:
+    """export.quantization (int8 exports only; files without it are simply not quantised)."""
+    section = section if isinstance(section, dict) else {}
+    calibration, gate = section.get("calibration"), section.get("gate")
+    if not (isinstance(section.get("method"), str) and isinstance(calibration, dict)
+            and isinstance(gate, dict) and _is_real(calibration.get("images"))
+            and all(isinstance(calibration.get(k), str) for k in ("source", "fingerprint"))
+            and all(_is_real(gate.get(k)) for k in ("images", "top1_agreement",
+                                                     "min_agreement"))):
+        raise _fail(source, "export.quantization must hold method as text, calibration "
+                            "images (a number), source and fingerprint (text), and the gate's "
+                            "images, top1_agreement and min_agreement as numbers")
 
 
 def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:

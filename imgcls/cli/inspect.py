@@ -20,6 +20,17 @@ def _shape(io: dict[str, Any]) -> str:
     return f"{io['name']} {io['dtype']} [{', '.join(str(d) for d in io['shape'])}]"
 
 
+def _quantization(section: dict[str, Any]) -> None:
+    calibration, gate = section["calibration"], section["gate"]
+    _line("quantization", f"{section['method']} {section.get('format', '')}, "
+                          f"{section.get('weights')} weights, {section.get('activations')} "
+                          f"activations, {section.get('calibration_method')} calibration on "
+                          f"{calibration['images']} images from {calibration['source']}, "
+                          f"fingerprint {calibration['fingerprint']}")
+    _line("int8 gate", f"top-1 agreement with float {gate['top1_agreement']:.1%} on "
+                       f"{gate['images']} held-out images (minimum {gate['min_agreement']:.1%})")
+
+
 def inspect(
     model: Path = typer.Argument(..., help="An .onnx file or a .safetensors checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
@@ -44,11 +55,15 @@ def inspect(
         _line("input", _shape(io))
     for io in info.get("graph", {}).get("outputs", []):
         _line("output", _shape(io))
+    quantization = export.get("quantization")
     parity = export.get("parity")
     if parity:
         _line("parity", f"max |Δ| {parity['max_abs_diff']:.2e} on {parity['images']} images "
                         f"from {parity['source']}, top-1 agreement "
-                        f"{parity['top1_agreement']:.1%}")
+                        f"{parity['top1_agreement']:.1%}"
+                        + (" (the float model, before int8)" if quantization else ""))
+    if quantization:
+        _quantization(quantization)
     if manifest.get("training"):
         _line("training", json.dumps(manifest["training"]))
     if manifest.get("versions"):

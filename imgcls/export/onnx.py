@@ -4,7 +4,8 @@ Options: ``opset``; ``fp16`` weights and arithmetic (inputs and outputs stay
 float32; parity is checked against the float32 PyTorch model with a looser
 tolerance); ``embed_preprocessing`` (the graph takes uint8 NHWC RGB pixels at
 the model's input size and scales and normalises them itself); ``softmax``
-(probabilities out instead of logits).
+(probabilities out instead of logits); ``int8`` (static QDQ quantisation behind
+an accuracy gate against the float model, see int8.py).
 
 The parity gate runs PyTorch and onnxruntime on the same real images, decoded by
 the shared decoder, and refuses to write a model whose outputs disagree.
@@ -36,6 +37,15 @@ from ..infer.providers import make_session
 from ..infer.sources import iter_paths
 from ..manifest import MANIFEST_KEY, onnx_opset
 from ..specs import Preprocess
+from .int8 import (
+    CalibrationPlan,
+    Int8Options,
+    Int8Report,
+    int8_options,
+    list_images,
+    quantise_and_gate,
+    split_images,
+)
 from .parity import (
     CALIBRATION_SCAN,
     DEFAULT_TOLERANCE,
@@ -53,10 +63,11 @@ class ExportOptions:
     fp16: bool = False
     embed_preprocessing: bool = False
     softmax: bool = False
+    int8: bool = False
 
     @property
     def precision(self) -> str:
-        return "fp16" if self.fp16 else "fp32"
+        return "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
 
     @property
     def outputs(self) -> str:
@@ -84,6 +95,20 @@ class Deployable(torch.nn.Module):
 # --------------------------------------------------------------------------- parity inputs
 
 
+def _recorded_dataset(loaded: LoadedCheckpoint) -> tuple[Any, str]:
+    """The training data the manifest names, loaded again, and its name; or None and why not."""
+    info = loaded.manifest.get("dataset", {})
+    data = info.get("data")
+    if not data:
+        return None, "the checkpoint records no training data"
+    from ..data import load_dataset
+
+    try:
+        return load_dataset(data, info.get("options") or {}), data
+    except ImgclsError as exc:
+        return None, f"{data} is unavailable: {exc.message}"
+
+
 def _calibration_paths(loaded: LoadedCheckpoint, calibration: str | None,
                        limit: int) -> tuple[list[str], str]:
     """Real images for the parity check: --calibration, else the training data's val split."""
@@ -91,19 +116,28 @@ def _calibration_paths(loaded: LoadedCheckpoint, calibration: str | None,
         # Spread over the folder (sorted by class folder), not its first classes only.
         found = list(islice(iter_paths([calibration]), CALIBRATION_SCAN))
         return found[::max(1, len(found) // limit)][:limit], calibration
-    info = loaded.manifest.get("dataset", {})
-    data = info.get("data")
-    if not data:
-        return [], "generated images"
-    from ..data import load_dataset
-
-    try:
-        dataset = load_dataset(data, info.get("options") or {})
-    except ImgclsError as exc:
-        return [], f"generated images ({data} is unavailable: {exc.message})"
+    dataset, data = _recorded_dataset(loaded)
+    if dataset is None:
+        recorded = loaded.manifest.get("dataset", {}).get("data")
+        return [], f"generated images ({data})" if recorded else "generated images"
     paths = [str(path) for path, _ in (dataset.val or dataset.train)]
     step = max(1, len(paths) // limit)
     return paths[::step][:limit], f"{data} (validation split)"
+
+
+def int8_plan(loaded: LoadedCheckpoint, options: Int8Options) -> CalibrationPlan:
+    """Calibration and held-out images: --calibrate DATA, else the recorded training data."""
+    if options.calibrate:
+        paths, source = list_images(options.calibrate)
+    else:
+        dataset, data = _recorded_dataset(loaded)
+        if dataset is None:
+            raise DataError(f"--int8 needs calibration images, and {data}.",
+                            "Pass --calibrate with a folder of images like those the model "
+                            "will see.")
+        paths = [str(path) for path, _ in [*dataset.train, *dataset.val]]
+        source = f"{data} (training data)"
+    return split_images(paths, source, options.calib_images)
 
 
 def _generated_images(folder: Path, count: int) -> list[str]:
@@ -210,6 +244,7 @@ class ExportResult:
     path: Path
     parity: ParityReport
     report_path: Path
+    quantization: Int8Report | None = None
 
 
 def _build(loaded: LoadedCheckpoint, options: ExportOptions, pixels: np.ndarray,
@@ -238,6 +273,51 @@ def _gate(loaded: LoadedCheckpoint, options: ExportOptions, candidate: Path,
                         outputs=options.outputs)
 
 
+def _quantised(loaded: LoadedCheckpoint, options: ExportOptions, candidate: Path,
+               plan: CalibrationPlan, quant: Int8Options,
+               manifest: dict[str, Any]) -> tuple[Any, Int8Report]:
+    """The int8 graph of the float candidate (checked) and its gate report."""
+    preprocess = loaded.preprocess
+    to_input = (lambda pixels: pixels) if options.embed_preprocessing else preprocess.apply
+    int8_path, report = quantise_and_gate(candidate, plan, preprocess,
+                                          manifest["export"]["input_name"], to_input, quant)
+    proto = _load_checked(int8_path)
+    manifest["export"]["opset"] = onnx_opset(proto)
+    return proto, report
+
+
+def _candidate(loaded: LoadedCheckpoint, options: ExportOptions, calibration: str | None,
+               tolerance: float, quant: Int8Options | None, plan: CalibrationPlan | None
+               ) -> tuple[Any, dict[str, Any], ParityReport, Int8Report | None]:
+    """The graph to write, its manifest, its parity report and (int8) its gate report."""
+    quantization = None
+    with tempfile.TemporaryDirectory(prefix="imgcls-export-") as tmp_name:
+        tmp = Path(tmp_name)
+        pixels, source = parity_pixels(loaded, calibration, tmp)
+        proto, manifest = _build(loaded, options, pixels, tmp)
+        candidate = tmp / "model.onnx"
+        candidate.write_bytes(_with_manifest(proto, manifest))
+        parity = _gate(loaded, options, candidate, pixels, source, tolerance)
+        if parity.passed and quant and plan:
+            proto, quantization = _quantised(loaded, options, candidate, plan, quant, manifest)
+    return proto, manifest, parity, quantization
+
+
+def _parity_refused(parity: ParityReport, output: Path, report_path: Path) -> ExportError:
+    return ExportError(
+        f"Parity check failed on {parity.images} images: max |Δ{parity.outputs}| "
+        f"{parity.max_abs_diff:.3g} (tolerance {parity.tolerance:g}), top-1 agreement "
+        f"{parity.top1_agreement:.1%}. {output} was not written.",
+        f"See {report_path}; try another --opset.")
+
+
+def _int8_refused(report: Int8Report, output: Path) -> ExportError:
+    return ExportError(
+        f"The int8 gate failed: {report.summary()}. {output} was not written.",
+        "Calibrate on more images like those the model will see (--calibrate, "
+        "--calib-images), or export without --int8.")
+
+
 def export_onnx(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -248,39 +328,43 @@ def export_onnx(
     fp16: bool = False,
     embed_preprocessing: bool = False,
     softmax: bool = False,
+    int8: bool = False,
+    calibrate: str | None = None,
+    calib_images: int | None = None,
+    min_agreement: float | None = None,
 ) -> ExportResult:
     """Export a checkpoint to ONNX; the file appears only if parity with PyTorch holds.
 
     The parity report is written next to ``output`` (``<output>.parity.json``) in
     either case; if writing fails (a full disk), no file is left behind.
-    ``tolerance`` defaults to 1e-4 (5e-2 with ``fp16``).
+    ``tolerance`` defaults to 1e-4 (5e-2 with ``fp16``). With ``int8`` the float
+    model is quantised after its parity check (see int8.py); when the int8 gate
+    fails, nothing at all is written.
     """
-    options = ExportOptions(opset, fp16, embed_preprocessing, softmax)
+    quant = int8_options(int8, calibrate, calib_images, min_agreement, fp16)
+    options = ExportOptions(opset, fp16, embed_preprocessing, softmax, quant is not None)
     loaded = load_checkpoint(checkpoint)
     loaded.model.float().eval()
     output = Path(output)
     if tolerance is None:
         tolerance = FP16_TOLERANCE if fp16 else DEFAULT_TOLERANCE
-    with tempfile.TemporaryDirectory(prefix="imgcls-export-") as tmp_name:
-        tmp = Path(tmp_name)
-        pixels, source = parity_pixels(loaded, calibration, tmp)
-        proto, manifest = _build(loaded, options, pixels, tmp)
-        candidate = tmp / "model.onnx"
-        candidate.write_bytes(_with_manifest(proto, manifest))
-        parity = _gate(loaded, options, candidate, pixels, source, tolerance)
+    plan = int8_plan(loaded, quant) if quant else None  # bad DATA fails before the slow work
+    proto, manifest, parity, quantization = _candidate(loaded, options, calibration, tolerance,
+                                                       quant, plan)
     report_path = output.with_name(output.name + ".parity.json")
-    report = json.dumps(parity.to_dict(), indent=2).encode()
+    report_dict = parity.to_dict() | ({"int8": quantization.to_dict()} if quantization else {})
+    report = json.dumps(report_dict, indent=2).encode()
     if not parity.passed:
         atomic_write_bytes(report_path, report)  # it explains the refusal: kept on purpose
-        raise ExportError(
-            f"Parity check failed on {parity.images} images: max |Δ{parity.outputs}| "
-            f"{parity.max_abs_diff:.3g} (tolerance {tolerance:g}), top-1 agreement "
-            f"{parity.top1_agreement:.1%}. {output} was not written.",
-            f"See {report_path}; try another --opset.")
+        raise _parity_refused(parity, output, report_path)
+    if quantization and not quantization.passed:
+        raise _int8_refused(quantization, output)  # the error carries every figure
     manifest["export"]["parity"] = {
         key: value for key, value in parity.to_dict().items() if key != "outputs"}
+    if quantization:
+        manifest["export"]["quantization"] = quantization.manifest_section()
     _write_outputs(output, _with_manifest(proto, manifest), report_path, report)
-    return ExportResult(output, parity, report_path)
+    return ExportResult(output, parity, report_path, quantization)
 
 
 def _write_outputs(output: Path, model: bytes, report_path: Path, report: bytes) -> None:
