@@ -14,7 +14,15 @@ on them):
 4. CPU time per image (user + system, workers and main process) of decode-only
    and of the infer job, and onnxruntime's alone on one thread: when the decode
    workers already fill every core, infer / decode-only can be no better than
-   decode / (decode + onnxruntime), the "CPU bound" printed.
+   decode / (decode + onnxruntime), the "CPU bound" printed;
+5. int8 against float for basic-cnn and resnet-s: `imgcls export onnx --int8`
+   calibrated on --data (up to 256 photos; the rest are the gate's held-out
+   photos), then images/s of both on the same pre-decoded batch of 64 (default
+   threads and one thread), file sizes and top-1 agreement. When --data has a
+   sibling train/ folder (cats-dogs/val -> cats-dogs), both models are first
+   trained on the parent folder for --int8-epochs, so the agreement figure means
+   something; without one they keep untrained weights (speed and size do not
+   depend on them) and the gate is not applied.
 
 ``--workers N`` sets the decode workers of both (default: what `imgcls infer`
 uses, one per core); with fewer workers than cores the model runs on the spare
@@ -41,6 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cats-dogs" / "val"
 MODELS = ("basic-cnn", "deep-cnn")
+INT8_MODELS = ("basic-cnn", "resnet-s")
 
 
 def make_models(folder: Path) -> dict[str, Path]:
@@ -160,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=4, help="times the photos are listed")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--workers", type=int, help="decode workers (default: imgcls infer's)")
+    parser.add_argument("--int8-epochs", type=int, default=10,
+                        help="epochs of training before the int8 rows (0: untrained weights)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from imgcls.infer.engine import BACKENDS, DEFAULT_BACKEND, default_workers
@@ -187,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             batch = _first_batch(photos, preprocess)
             _model_speed(name, exported[name], folder, batch, args.rounds)
             _cpu_budget(name, exported[name], folder, listing, paths, batch, preprocess, workers)
+        for name in INT8_MODELS:
+            _int8_rows(name, folder, args.data, photos, args.int8_epochs, args.rounds)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f} (other processes share the cores)")
     return 0
 
@@ -244,6 +257,78 @@ def _cpu_budget(name, model, folder, listing, paths, pixels, preprocess, workers
           f"{ort:.3f}\n  with every core decoding, infer / decode-only <= decode / (decode + "
           f"onnxruntime) = {decode / (decode + ort):.1%} (CPU bound); this run's CPU ratio "
           f"{decode / infer:.1%}")
+
+
+def _int8_checkpoint(name: str, folder: Path, data: str, epochs: int) -> tuple[Path, str]:
+    """A trained checkpoint when --data has a train/ sibling, else untrained weights."""
+    parent = Path(data).resolve().parent
+    if epochs < 1 or not (parent / "train").is_dir():
+        return make_checkpoint(name, folder), "untrained weights"
+    import contextlib
+    import io
+
+    from imgcls.train import fit
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = fit(model=name, data=str(parent), epochs=epochs, out=str(folder / "runs"),
+                     name=name, report=False, exist_ok=True)
+    return result.best_path, (f"trained {epochs} epochs on {parent.name}, val acc "
+                              f"{result.best['val_acc']:.3f}")
+
+
+def make_checkpoint(name: str, folder: Path) -> Path:
+    import torch
+
+    from imgcls.checkpoint import save_checkpoint
+    from imgcls.manifest import make_manifest
+    from imgcls.registry import get_model
+
+    spec = get_model(name).spec
+    torch.manual_seed(0)
+    model = spec.build(2, image_size=spec.input_size).eval()
+    return save_checkpoint(folder / f"{name}-int8-base.safetensors", model,
+                           make_manifest(name, {}, ["cats", "dogs"], spec.preprocess))
+
+
+def int8_rates(float_path: Path, int8_path: Path, batch, rounds: int,
+               threads: int | None) -> tuple[float, float, float]:
+    """(float, int8) images/s on one batch, interleaved rounds, and the median ratio."""
+    from imgcls.infer.providers import make_session
+
+    sessions = [make_session(p, "cpu", threads=threads) for p in (float_path, int8_path)]
+    name = sessions[0].get_inputs()[0].name
+    rates: list[list[float]] = [[], []]
+    for _ in range(rounds):
+        for session, found in zip(sessions, rates, strict=True):
+            found.append(len(batch) * _calls_per_second(
+                lambda s=session: s.run(None, {name: batch}), seconds=0.5))
+    ratio = statistics.median(q / f for f, q in zip(*rates, strict=True))
+    return statistics.median(rates[0]), statistics.median(rates[1]), ratio
+
+
+def _int8_rows(name, folder, data, photos, epochs, rounds):
+    from imgcls.checkpoint import load_checkpoint
+    from imgcls.export import export_onnx
+    from imgcls.export.int8 import CALIB_IMAGES, MIN_HELD_OUT
+
+    checkpoint, weights = _int8_checkpoint(name, folder, data, epochs)
+    float_path = export_onnx(checkpoint, folder / f"{name}.float.onnx").path
+    calib = max(1, min(CALIB_IMAGES, len(photos) - MIN_HELD_OUT))
+    result = export_onnx(checkpoint, folder / f"{name}.int8.onnx", int8=True, calibrate=data,
+                         calib_images=calib, min_agreement=0.0)  # measured here, not gated
+    q = result.quantization
+    preprocess = load_checkpoint(checkpoint).preprocess
+    batch = preprocess.apply(_first_batch(photos, preprocess))
+    f_all, q_all, r_all = int8_rates(float_path, result.path, batch, rounds, None)
+    f_one, q_one, r_one = int8_rates(float_path, result.path, batch, rounds, 1)
+    f_size, q_size = float_path.stat().st_size, result.path.stat().st_size
+    print(f"\n{name} int8 vs float ({weights}), batch 64 pre-decoded, median of {rounds} "
+          f"rounds:\n  default threads: float {f_all:7.0f} img/s | int8 {q_all:7.0f} img/s | "
+          f"int8 / float {r_all:.2f}x (median ratio over rounds)\n  1 thread:        "
+          f"float {f_one:7.0f} img/s | int8 {q_one:7.0f} img/s | int8 / float {r_one:.2f}x\n"
+          f"  size: float {f_size / 1e6:.2f} MB | int8 {q_size / 1e6:.2f} MB | "
+          f"{f_size / q_size:.1f}x smaller\n  top-1 agreement {q.top1_agreement:.1%} on "
+          f"{q.images} held-out photos (calibrated on {q.calibration_images}) (int8 gate)")
 
 
 if __name__ == "__main__":
