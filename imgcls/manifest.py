@@ -89,7 +89,7 @@ def _check_sections(manifest: dict[str, Any], source: str) -> None:
         if key in manifest and not isinstance(manifest[key], dict):
             raise _fail(source, f"{key} must be an object")
     export = manifest.get("export", {})
-    for key in ("preprocessing", "outputs", "precision", "input_name", "output_name"):
+    for key in ("preprocessing", "outputs", "precision", "input_name", "output_name", "tta"):
         if key in export and not isinstance(export[key], str):
             raise _fail(source, f"export.{key} must be a string")
     if "parity" in export:

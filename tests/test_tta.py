@@ -66,3 +66,18 @@ def test_an_unknown_tta_is_a_one_line_error(trained, capsys):
     assert main(["eval", str(trained.best_path), "--data", "shapes", "--tta", "rotate"]) == 1
     err = capsys.readouterr().err
     assert "Unknown --tta 'rotate'" in err and "Traceback" not in err
+
+
+def test_flip_tta_exported_into_the_graph_equals_tta_at_inference(trained, tmp_path):
+    from imgcls.export import export_onnx
+    from imgcls.manifest import inspect_model
+
+    path = tmp_path / "tta.onnx"
+    export_onnx(trained.best_path, path, tta="flip", embed_preprocessing=True)
+    assert inspect_model(path)["manifest"]["export"]["tta"] == "flip"
+    pixels = _pixels(trained)
+    in_graph = open_model(path).probabilities(pixels)
+    at_inference = open_model(trained.best_path, tta="flip").probabilities(pixels)
+    assert np.abs(in_graph - at_inference).max() < 1e-4
+    with pytest.raises(ConfigError, match="already averages"):
+        open_model(path, tta="flip")

@@ -59,6 +59,8 @@ def onnx(
     calibrate: str | None = CALIBRATE,
     calib_images: int | None = CALIB_IMAGES_OPTION,
     min_agreement: float | None = MIN_AGREEMENT_OPTION,
+    tta: str = typer.Option("none", "--tta", help="flip: the graph averages each image's "
+                            "logits with its mirror image's (test-time augmentation)."),
 ) -> None:
     """Export a checkpoint to ONNX, checking parity with PyTorch before reporting success."""
     from ..export.onnx import export_onnx  # imports torch
@@ -66,7 +68,7 @@ def onnx(
     result = export_onnx(checkpoint, output, opset=opset, calibration=calibration,
                          tolerance=tolerance, fp16=fp16, embed_preprocessing=embed_preprocessing,
                          softmax=softmax, int8=int8, calibrate=calibrate,
-                         calib_images=calib_images, min_agreement=min_agreement)
+                         calib_images=calib_images, min_agreement=min_agreement, tta=tta)
     _print_result(result)
 
 

@@ -34,6 +34,7 @@ from ..data.loader import Normalise
 from ..errors import DataError, ExportError, ImgclsError
 from ..images import load_pixels
 from ..infer.providers import make_session
+from ..infer.runners import check_tta
 from ..infer.sources import iter_paths
 from ..manifest import MANIFEST_KEY, onnx_opset
 from ..specs import Preprocess
@@ -64,6 +65,7 @@ class ExportOptions:
     embed_preprocessing: bool = False
     softmax: bool = False
     int8: bool = False
+    tta: str = "none"  # "flip": the graph averages each image's logits with its mirror's
 
     @property
     def precision(self) -> str:
@@ -82,14 +84,20 @@ class Deployable(torch.nn.Module):
         super().__init__()
         self.model = copy.deepcopy(model).half() if options.fp16 else model
         self.fp16, self.softmax = options.fp16, options.softmax
+        self.flip = options.tta == "flip"
         # Embedded, the graph normalises with the very module training used.
         self.normalise = Normalise(preprocess) if options.embed_preprocessing else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalise is not None:  # uint8 NHWC pixels in
             x = self.normalise(x.permute(0, 3, 1, 2))
-        y = self.model(x.half()).float() if self.fp16 else self.model(x)
+        y = self._logits(x)
+        if self.flip:  # NCHW: mirror the width
+            y = (y + self._logits(x.flip(-1))) / 2
         return torch.softmax(y, dim=1) if self.softmax else y
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half()).float() if self.fp16 else self.model(x)
 
 
 # --------------------------------------------------------------------------- parity inputs
@@ -236,6 +244,7 @@ def _export_section(options: ExportOptions, preprocess: Preprocess, opset: int,
         "input": (f"uint8 NHWC RGB {height}x{width}" if options.embed_preprocessing
                   else "float32 NCHW"),
         "input_name": names[0], "outputs": options.outputs, "output_name": names[1],
+        "tta": options.tta,
     }
 
 
@@ -266,7 +275,7 @@ def _gate(loaded: LoadedCheckpoint, options: ExportOptions, candidate: Path,
           pixels: np.ndarray, source: str, tolerance: float) -> ParityReport:
     """The float32 PyTorch model (plain preprocessing) against the candidate file."""
     reference = Deployable(loaded.model, loaded.preprocess,
-                           ExportOptions(softmax=options.softmax)).eval()
+                           ExportOptions(softmax=options.softmax, tta=options.tta)).eval()
     return check_parity(reference, candidate, loaded.preprocess.apply(pixels), source,
                         tolerance, onnx_inputs=pixels if options.embed_preprocessing else None,
                         min_top1=FP16_MIN_TOP1 if options.fp16 else 1.0,
@@ -332,6 +341,7 @@ def export_onnx(
     calibrate: str | None = None,
     calib_images: int | None = None,
     min_agreement: float | None = None,
+    tta: str = "none",
 ) -> ExportResult:
     """Export a checkpoint to ONNX; the file appears only if parity with PyTorch holds.
 
@@ -339,10 +349,12 @@ def export_onnx(
     either case; if writing fails (a full disk), no file is left behind.
     ``tolerance`` defaults to 1e-4 (5e-2 with ``fp16``). With ``int8`` the float
     model is quantised after its parity check (see int8.py); when the int8 gate
-    fails, nothing at all is written.
+    fails, nothing at all is written. ``tta="flip"`` builds the mirror-image average
+    of ``imgcls infer --tta flip`` into the graph.
     """
     quant = int8_options(int8, calibrate, calib_images, min_agreement, fp16)
-    options = ExportOptions(opset, fp16, embed_preprocessing, softmax, quant is not None)
+    options = ExportOptions(opset, fp16, embed_preprocessing, softmax, quant is not None,
+                            check_tta(tta))
     loaded = load_checkpoint(checkpoint)
     loaded.model.float().eval()
     output = Path(output)
