@@ -30,6 +30,11 @@ def register_datasets(register: Any) -> None:
 
 
 @hookspec
+def register_engines(register: Any) -> None:
+    """Register inference engines: call ``register(EngineSpec(...))`` once per engine."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add sub-commands to the ``imgcls`` typer app passed as ``cli``."""
 

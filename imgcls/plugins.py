@@ -20,6 +20,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "imgcls.default_plugins.augmentations",
     "imgcls.default_plugins.datasets",
     "imgcls.default_plugins.loggers",
+    "imgcls.default_plugins.engines",
 )
 ENTRY_POINT_GROUP = "imgcls"
 

@@ -1,4 +1,4 @@
-"""Look up the models, augmentations and dataset loaders that plugins register."""
+"""Look up the models, augmentations, dataset loaders and engines that plugins register."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from .errors import DuplicateNameError, UnknownNameError
 from .plugins import hook_impls, load_plugins, plugin_name, pm, report_failure, report_skip
-from .specs import AugmentationSpec, DatasetSpec, ModelSpec
+from .specs import AugmentationSpec, DatasetSpec, EngineSpec, ModelSpec
 
 T = TypeVar("T")
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
@@ -29,12 +29,19 @@ class _Kind:
     hook: str  # "register_models"
     spec_type: type
     listing: str  # the command that lists this kind
+    reserved: tuple[str, ...] = ()  # names only the built-ins may register
 
 
 _MODELS = _Kind("model", "register_models", ModelSpec, "imgcls models")
 _AUGMENTATIONS = _Kind("augmentation", "register_augmentations", AugmentationSpec,
                        "imgcls plugins --augmentations")
 _DATASETS = _Kind("dataset", "register_datasets", DatasetSpec, "imgcls plugins --datasets")
+# `imgcls infer` runs the local engine without loading any plugin (see get_engine), so
+# no plugin may take its name, even when the built-in engines are left out.
+LOCAL_ENGINE = "local"
+BUILTIN_ENGINES = "imgcls.default_plugins.engines"
+_ENGINES = _Kind("engine", "register_engines", EngineSpec, "imgcls plugins --engines",
+                 reserved=(LOCAL_ENGINE,))
 
 _cache: dict[tuple[str, tuple[str, ...]], dict[str, Entry[Any]]] = {}
 
@@ -62,7 +69,9 @@ def _collect(kind: _Kind) -> dict[str, Entry[Any]]:
             report_failure(owner, exc, f"register {kind.label}s")
             continue
         for name, entry in found.items():
-            if name in entries:
+            if name in kind.reserved and owner != BUILTIN_ENGINES:
+                _skip_duplicate(kind, name, BUILTIN_ENGINES, owner)
+            elif name in entries:
                 _skip_duplicate(kind, name, entries[name].plugin, owner)
             else:
                 entries[name] = entry
@@ -91,12 +100,15 @@ def _get(kind: _Kind, name: str) -> Entry[Any]:
     entries = _collect(kind)
     if name in entries:
         return entries[name]
-    close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
-    hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise UnknownNameError(
-        f"Unknown {kind.label} {name!r}.",
-        f"{hint}Run `{kind.listing}` to see what is available.",
-    )
+    raise UnknownNameError(f"Unknown {kind.label} {name!r}.",
+                           f"{did_you_mean(name, list(entries))}Run `{kind.listing}` to see "
+                           "what is available.")
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """``"Did you mean 'x'? "`` for the names close to ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    return f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
 def get_model(name: str) -> Entry[ModelSpec]:
@@ -125,3 +137,18 @@ def list_datasets() -> list[Entry[DatasetSpec]]:
 
 def has_dataset(name: str) -> bool:
     return name in _collect(_DATASETS)
+
+
+def get_engine(name: str) -> Entry[EngineSpec]:
+    """An inference engine; ``local`` comes without loading any plugin (and torch with them)."""
+    if name == LOCAL_ENGINE:
+        from .default_plugins.engines import LOCAL
+
+        return Entry(LOCAL, BUILTIN_ENGINES)
+    return _get(_ENGINES, name)
+
+
+def list_engines() -> list[Entry[EngineSpec]]:
+    entries = dict(_collect(_ENGINES))
+    entries.setdefault(LOCAL_ENGINE, get_engine(LOCAL_ENGINE))  # also when left out
+    return sorted(entries.values(), key=lambda e: e.spec.name)

@@ -184,6 +184,11 @@ class ModelSpec:
     ``nn.Module`` mapping float NCHW input to ``num_classes`` logits. imgcls
     always passes ``image_size``; builders that do not need it accept and
     ignore it.
+
+    ``cam_layer`` names the module (dotted, as in ``model.named_modules()``) whose
+    activations ``imgcls explain`` turns into class-activation maps, usually the last
+    conv block; it may also be a function of the built model that returns the name (for
+    architectures whose depth is an option). None: the model's last ``nn.Conv2d``.
     """
 
     name: str
@@ -191,6 +196,7 @@ class ModelSpec:
     preprocess: Preprocess
     description: str = ""
     min_size: int = 16
+    cam_layer: str | Callable[[Any], str] | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -238,3 +244,22 @@ class DatasetSpec:
     name: str
     load: Callable[..., LoadedDataset]
     description: str = ""
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """An inference engine: ``imgcls infer --engine NAME``.
+
+    ``run(model, inputs, options, **engine_options)`` classifies ``inputs`` (the
+    command line's: files, folders, globs, @lists, -) with the model file ``model``
+    as ``options`` (an ``imgcls.infer.batch.InferOptions``) say and returns a
+    ``Summary``. ``engine_options`` come from ``--engine-opt key=value``; ``options``
+    names the keys the engine takes, each with its help. ``formats`` are the
+    ``--format`` values it writes.
+    """
+
+    name: str
+    run: Callable[..., Any]
+    description: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    formats: tuple[str, ...] = ("csv", "jsonl")

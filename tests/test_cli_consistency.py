@@ -183,7 +183,7 @@ def test_workers_has_one_meaning(monkeypatch, folder, tmp_path, capsys):
         seen["options"] = options
         raise ConfigError("stop here", "test")
 
-    monkeypatch.setattr("imgcls.cli.infer.run_inference", fake_inference)
+    monkeypatch.setattr("imgcls.infer.batch.run_inference", fake_inference)
     assert main(["infer", "m.onnx", "x", "--workers", "0"]) == 1
     assert (seen["options"].workers, seen["options"].backend) == (1, "thread")
     assert main(["infer", "m.onnx", "x", "--workers", "4"]) == 1

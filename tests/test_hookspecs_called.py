@@ -25,6 +25,7 @@ HOOK_TESTS = {
         "test_plugin_loading.py::test_a_duplicate_name_is_skipped_and_the_first_registration_wins",
     "register_datasets":
         "test_plugin_loading.py::test_a_duplicate_name_is_skipped_and_the_first_registration_wins",
+    "register_engines": "test_engines.py::test_a_plugin_engine_runs_through_imgcls_infer",
     "register_commands": "test_cli.py::test_plugin_command_runs_and_is_listed",
     "on_fit_start": "test_plugin_events.py::test_events_arrive_in_order",
     "on_epoch_end": "test_plugin_events.py::test_events_arrive_in_order",

@@ -117,7 +117,7 @@ def test_a_full_disk_while_training_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_a_full_disk_while_inferring_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("imgcls.cli.infer.run_inference", _disk_full)
+    monkeypatch.setattr("imgcls.infer.batch.run_inference", _disk_full)
     code, _, err = run(["infer", str(tmp_path / "m.onnx"), str(tmp_path)], capsys)
     assert code == 1 and "Traceback" not in err
     assert err.startswith("Error: ") and "disk is full" in err and "/full/disk/file" in err

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from ..errors import ConfigError
-from ..infer.batch import InferOptions, run_inference
+from ..infer.batch import InferOptions
 from ..infer.engine import BACKENDS, DEFAULT_BACKEND
 from ..infer.writers import Summary, summary_dict
-from .console import console, err_console
+from ..registry import LOCAL_ENGINE, did_you_mean, get_engine
+from ..specs import EngineSpec
+from .console import console, err_console, parse_options
 from .data import WORKERS_HELP, check_workers
+
+ENGINE_HELP = ("Where to run: local (this machine) or an engine a plugin adds, such as ray "
+               "(imgcls-ray); `imgcls plugins --engines` lists them.")
+ENGINE_OPT_HELP = "Engine option key=value (repeatable), e.g. address=auto for ray."
 
 
 def infer(
@@ -23,7 +30,8 @@ def infer(
                   "(paths on stdin)."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Predictions file (default: stdout)."),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv or jsonl."),
+    fmt: str = typer.Option("csv", "--format", "-f",
+                            help="csv or jsonl; --engine ray also writes parquet."),
     top_k: int = typer.Option(1, "--top-k", "-k", help="How many ranked labels per image."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
@@ -31,7 +39,7 @@ def infer(
         None, "--workers", help=f"{WORKERS_HELP}. Default: one per core, up to 8 (32 with a GPU)."),
     decode: str = typer.Option(DEFAULT_BACKEND, "--decode",
                                help=f"Decode in {' or '.join(BACKENDS)} workers "
-                                    "(thread with --workers 0)."),
+                                    "(thread with --workers 0; local engine)."),
     threads: int | None = typer.Option(
         None, "--threads", help="onnxruntime threads (default: the cores the workers leave)."),
     resume: bool = typer.Option(False, "--resume",
@@ -43,6 +51,8 @@ def infer(
         None, "--errors", help="Unreadable images CSV (default: <output>.errors.csv)."),
     summary_json: Path | None = typer.Option(None, "--summary-json",
                                              help="Also write the run summary as JSON."),
+    engine: str = typer.Option(LOCAL_ENGINE, "--engine", help=ENGINE_HELP),
+    engine_opt: list[str] = typer.Option([], "--engine-opt", help=ENGINE_OPT_HELP),
 ) -> None:
     """Classify images with a model; writes path, label, confidence (and top-k) per image."""
     if threads is not None and threads < 1:
@@ -50,14 +60,33 @@ def infer(
                           "Leave --threads out for the default (the cores the workers leave).")
     if workers == 0:  # no pool of processes: one thread of this process decodes
         decode = "thread"
+    spec, engine_options = _engine(engine, engine_opt, fmt)
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
                            device=device, workers=check_workers(workers), backend=decode,
                            threads=threads, resume=resume, shard=shard, strict=strict,
                            errors_path=errors)
-    summary = run_inference(model, inputs, options)
+    summary = spec.run(model, inputs, options, **engine_options)
     _report(summary, output)
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2) + "\n")
+
+
+def _engine(name: str, pairs: list[str], fmt: str) -> tuple[EngineSpec, dict[str, Any]]:
+    """The engine and its --engine-opt options, checked before anything runs."""
+    # Only a plugin's engine loads the plugins: the local one starts without torch.
+    spec = get_engine(name).spec
+    options = parse_options(pairs, "--engine-opt")
+    for key in options:
+        if key not in spec.options:
+            takes = (f"It takes {', '.join(sorted(spec.options))}." if spec.options
+                     else "It takes none.")
+            raise ConfigError(f"The {spec.name} engine has no option {key!r}.",
+                              f"{did_you_mean(key, list(spec.options))}{takes}")
+    if fmt not in spec.formats:
+        raise ConfigError(f"The {spec.name} engine does not write --format {fmt}.",
+                          f"Use --format {' or '.join(spec.formats)}"
+                          + ("; --engine ray writes parquet." if fmt == "parquet" else "."))
+    return spec, options
 
 
 def _report(summary: Summary, output: Path | None) -> None:

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..plugins import DEFAULT_PLUGINS, failed_plugins, load_plugins, plugin_version, skipped
-from ..registry import list_augmentations, list_datasets, list_models
+from ..registry import list_augmentations, list_datasets, list_engines, list_models
 from .console import console
 
 
@@ -39,9 +39,18 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 def plugins(
     augmentations: bool = typer.Option(False, "--augmentations", help="List augmentations."),
     datasets: bool = typer.Option(False, "--datasets", help="List dataset loaders."),
+    engines: bool = typer.Option(False, "--engines",
+                                 help="List inference engines (imgcls infer --engine)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List loaded plugins and what each registers (or augmentations / datasets)."""
+    """List loaded plugins and what each registers (or augmentations / datasets / engines)."""
+    if engines:
+        _print_rows([{"name": e.spec.name, "plugin": e.plugin,
+                      "formats": ", ".join(e.spec.formats),
+                      "options": ", ".join(e.spec.options), "description": e.spec.description}
+                     for e in list_engines()],
+                    ("name", "plugin", "formats", "options", "description"), as_json)
+        return
     if augmentations or datasets:
         entries = list_augmentations() if augmentations else list_datasets()
         rows = [{"name": e.spec.name, "plugin": e.plugin, "description": e.spec.description}
@@ -58,7 +67,7 @@ def plugin_rows() -> list[dict[str, str]]:
     pm = load_plugins()
     registered: dict[str, list[str]] = {}
     for kind, entries in (("model", list_models()), ("augmentation", list_augmentations()),
-                          ("dataset", list_datasets())):
+                          ("dataset", list_datasets()), ("engine", list_engines())):
         for entry in entries:
             registered.setdefault(entry.plugin, []).append(f"{kind}:{entry.spec.name}")
     for name, commands in plugin_commands().items():

@@ -37,12 +37,14 @@ class InferOptions:
     strict: bool = False
     errors_path: Path | None = None
 
-    def validate(self) -> None:
+    def validate(self, formats: Sequence[str] | None = None) -> None:
+        """Check the options every engine shares; ``formats``: what the engine writes."""
         from .writers import FORMATS
 
-        if self.fmt not in FORMATS:
+        formats = tuple(formats or FORMATS)
+        if self.fmt not in formats:
             raise ConfigError(f"Unknown --format {self.fmt!r}.",
-                              "Use --format csv or --format jsonl.")
+                              f"Use --format {' or --format '.join(formats)}.")
         if self.batch_size < 1 or self.top_k < 1:
             raise ConfigError("--batch-size and --top-k must be at least 1.",
                               "For example: -b 64 -k 1.")
