@@ -39,6 +39,8 @@ How commands run:
   PYTHONPATH (folder first, so later edits take effect as with ``pip install -e``); the
   page's later commands then run in bash.
   ``python -m pytest`` runs the plugin tutorial's tests, in bash too.
+- A command that needs a plugin (``--engine ray``: imgcls-ray, see NEEDS_PLUGIN) is not run
+  when that plugin is not installed.
 - Any other program must be in RUN_ALSO or SKIP below, with a reason.
 
 Torch computes with one thread here (see one_torch_thread). Output is not compared with
@@ -85,7 +87,15 @@ SKIP = {
     "nox": "CI runs nox -s tests itself; it would run this test again",
     "torchrun --standalone --nproc-per-node 4": "needs 4 GPUs; the 2-process CPU line on the "
                                                 "same page runs the same code with gloo",
+    "ray start": "starts a Ray cluster that outlives the command; the page's local-cluster "
+                 "runs go through the same pipeline",
+    "imgcls infer model.onnx s3://my-bucket/photos": "needs a bucket, its credentials and a "
+                                                     "cluster; plugins/imgcls-ray/tests runs "
+                                                     "file:// URIs and a joined cluster",
 }
+# Words that make a command need a plugin, and the module that plugin installs: without
+# it the command is shown but not run (CI installs every plugin, so it runs there).
+NEEDS_PLUGIN = {"--engine ray": "imgcls_ray"}
 SHELL_SYNTAX = re.compile(r"[|<>;&$*?`~]")  # outside quotes: bash must run the command
 QUOTED = re.compile(r"'[^']*'|\"[^\"$`]*\"")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)(?P<attrs>[^\n]*)\n(?P<body>.*?)"
@@ -289,6 +299,9 @@ class Runner:
         if (command.startswith(("pip install", "python -m pip install"))
                 and self.local_install(command)):
             return
+        missing = next((module for words, module in NEEDS_PLUGIN.items()
+                        if words in command and importlib.util.find_spec(module) is None), None)
+        reason = reason or (missing and f"the plugin providing {missing} is not installed")
         if reason:
             self.skipped.append((command, reason))
             return
