@@ -81,3 +81,26 @@ def test_flip_tta_exported_into_the_graph_equals_tta_at_inference(trained, tmp_p
     assert np.abs(in_graph - at_inference).max() < 1e-4
     with pytest.raises(ConfigError, match="already averages"):
         open_model(path, tta="flip")
+
+
+def test_infer_with_tta_writes_the_averaged_ranking(trained, exported, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from imgcls.images import load_pixels
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, pixels in enumerate(_pixels(trained, n=5, seed=2)):
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    out = tmp_path / "preds.csv"
+    assert main(["infer", str(exported), str(folder), "-o", str(out), "-k", "3",
+                 "--tta", "flip"]) == 0
+    rows = {row["path"]: row for row in csv.DictReader(out.open())}
+    runner = open_model(exported, tta="flip")
+    classes = runner.manifest["classes"]
+    for path, row in rows.items():
+        probs = runner.probabilities(load_pixels(path, runner.preprocess)[None])[0]
+        assert row["label"] == classes[int(probs.argmax())]
+        assert float(row["confidence"]) == pytest.approx(probs.max(), abs=1e-5)

@@ -51,6 +51,8 @@ def infer(
         None, "--errors", help="Unreadable images CSV (default: <output>.errors.csv)."),
     summary_json: Path | None = typer.Option(None, "--summary-json",
                                              help="Also write the run summary as JSON."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
+                            "(average each image's logits with its mirror image's)."),
     engine: str = typer.Option(LOCAL_ENGINE, "--engine", help=ENGINE_HELP),
     engine_opt: list[str] = typer.Option([], "--engine-opt", help=ENGINE_OPT_HELP),
 ) -> None:
@@ -64,7 +66,7 @@ def infer(
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
                            device=device, workers=check_workers(workers), backend=decode,
                            threads=threads, resume=resume, shard=shard, strict=strict,
-                           errors_path=errors)
+                           errors_path=errors, tta=tta)
     summary = spec.run(model, inputs, options, **engine_options)
     _report(summary, output)
     if summary_json is not None:

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..system import default_workers, usable_cores
 from .engine import DEFAULT_BACKEND, EngineStats, Failure, Prediction, predict_stream
 from .providers import CPU, choose_providers
-from .runners import existing_model, open_model
+from .runners import check_tta, existing_model, open_model
 from .sources import check_inputs, in_shard, iter_paths, parse_shard
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class InferOptions:
     shard: str | None = None
     strict: bool = False
     errors_path: Path | None = None
+    tta: str = "none"  # "flip": average each image's logits with its mirror image's
 
     def validate(self, formats: Sequence[str] | None = None) -> None:
         """Check the options every engine shares; ``formats``: what the engine writes."""
@@ -50,6 +51,7 @@ class InferOptions:
                               "For example: -b 64 -k 1.")
         if self.resume and self.output is None:
             raise ConfigError("--resume needs an output file.", "Add -o preds.csv.")
+        check_tta(self.tta)
 
 
 def _count_skipped(paths: Iterable[str], done: Any, skipped: list[int]) -> Iterator[str]:
@@ -133,7 +135,8 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
     # Start the decode workers before onnxruntime starts its threads: forking a
     # single-threaded process is the safe kind of fork.
     with DecodePool(workers, options.backend) as pool:
-        runner = open_model(model, options.device, options.threads or _ort_threads(workers))
+        runner = open_model(model, options.device, options.threads or _ort_threads(workers),
+                            options.tta)
         k = min(options.top_k, len(runner.manifest["classes"]))
         stream = _Stream(shard, options.strict)
         paths = in_shard(iter_paths(inputs, stream.unreadable), *shard)

@@ -23,7 +23,7 @@ from typing import Any
 from imgcls.errors import ConfigError
 from imgcls.infer.batch import InferOptions
 from imgcls.infer.engine import CHUNK, EngineStats, Failure, Prediction
-from imgcls.infer.runners import OnnxRunner, existing_model
+from imgcls.infer.runners import OnnxRunner, existing_model, with_tta
 from imgcls.infer.sources import PathSet, in_shard, parse_shard
 from imgcls.infer.writers import Summary, errors_path_for, paths_done, write_predictions
 from imgcls.specs import Preprocess
@@ -105,7 +105,7 @@ def plan(model: str | os.PathLike, inputs: Sequence[str], options: InferOptions)
     if path.suffix.lower() != ".onnx":
         raise ConfigError(f"The ray engine runs .onnx models; {path.name} is not one.",
                           f"Export it first: imgcls export onnx {path} -o model.onnx")
-    runner = OnnxRunner(path, "cpu", 1)
+    runner = with_tta(OnnxRunner(path, "cpu", 1), options.tta)  # a model flipping twice fails here
     top_k = min(options.top_k, len(runner.manifest["classes"]))
     shard = parse_shard(options.shard) if options.shard else (0, 1)
     check_all(inputs)
@@ -151,7 +151,7 @@ def _dataset(job: Job, size: int, gpus: float) -> Any:
             .map_batches(Classify, fn_constructor_kwargs={
                              "model": job.model.read_bytes(),
                              "device": "cpu" if not gpus else options.device,
-                             "threads": threads, "top_k": job.top_k},
+                             "threads": threads, "top_k": job.top_k, "tta": options.tta},
                          batch_size=options.batch_size, batch_format="numpy",
                          compute=ray.data.ActorPoolStrategy(size=size),
                          num_cpus=threads, num_gpus=gpus))

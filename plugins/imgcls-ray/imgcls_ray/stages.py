@@ -17,7 +17,7 @@ import numpy as np
 from imgcls.errors import DecodeError
 from imgcls.images import load_pixels
 from imgcls.infer.engine import decode_chunk, ranked_labels
-from imgcls.infer.runners import OnnxRunner
+from imgcls.infer.runners import OnnxRunner, with_tta
 from imgcls.infer.writers import csv_header
 from imgcls.specs import Preprocess
 
@@ -54,11 +54,12 @@ def rank_columns(top_k: int) -> list[str]:
 class Classify:
     """One onnxruntime session per actor; the model comes as bytes, so no node needs the file."""
 
-    def __init__(self, model: bytes, device: str, threads: int, top_k: int) -> None:
+    def __init__(self, model: bytes, device: str, threads: int, top_k: int,
+                 tta: str = "none") -> None:
         with tempfile.TemporaryDirectory(prefix="imgcls-ray-") as folder:
             path = Path(folder) / "model.onnx"
             path.write_bytes(model)
-            self.runner = OnnxRunner(path, device, threads)
+            self.runner = with_tta(OnnxRunner(path, device, threads), tta)
         self.classes: list[str] = self.runner.manifest["classes"]
         self.k = min(top_k, len(self.classes))
 
