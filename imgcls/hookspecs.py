@@ -55,8 +55,10 @@ def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any,
     """Called after each epoch's validation, on rank 0 only.
 
     ``metrics`` depend only on the data, config and seed (losses, accuracies,
-    macro-F1, learning rate); ``timing`` holds ``epoch_seconds`` and
-    ``images_per_second``, which vary from run to run.
+    macro-F1, learning rate); ``timing`` holds ``epoch_seconds``,
+    ``images_per_second`` and the seconds spent per stage of the step
+    (``data_seconds``, ``augment_seconds``, ``normalise_seconds``, ``step_seconds``,
+    ``bookkeeping_seconds``), which vary from run to run.
     """
 
 
