@@ -17,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..data import resolve_loader
+from ..data.audit import DEFAULT_FOLDS
+from ..data.audit_dups import DEFAULT_MAX_DISTANCE
 from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
 from ..data.quarantine import MANIFEST, quarantine, quarantine_root, split_by_root
 from ..errors import ConfigError
@@ -208,3 +210,72 @@ def _section(title: str, lines: list[str], show: int) -> None:
 
 def say(text: str) -> None:
     console.print(text, highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- data audit
+
+AUDIT_MODEL = typer.Option(None, "--model", "-m", show_default=False,
+                           help="Model each fold trains (imgcls models). Default: basic-cnn.")
+AUDIT_FOLDS = typer.Option(DEFAULT_FOLDS, "--folds", help="Cross-validation folds: K "
+                           "trainings, each on the other K-1 folds.")
+AUDIT_EPOCHS = typer.Option(None, "--epochs", "-e", show_default=False,
+                            help="Epochs per fold. Default: 10.")
+AUDIT_IMG_SIZE = typer.Option(None, "--img-size", show_default=False,
+                              help="Input size (default: the model's).")
+AUDIT_SEED = typer.Option(None, "--seed", show_default=False,
+                          help="Seed of the folds and of every fold's training. Default: 0.")
+AUDIT_CONFIG = typer.Option(None, "--config", "-c", help="Training options of every fold (a "
+                            "TOML file as for imgcls train --config).")
+AUDIT_MODEL_OPT = typer.Option([], "--model-opt", help="Model option key=value (repeatable).")
+AUDIT_PROBS = typer.Option(None, "--probs", help="Predicted probabilities of every class "
+                           "(imgcls infer --top-k N -o preds.csv, or path,<class>... columns) "
+                           "instead of training folds.")
+AUDIT_SPLIT = typer.Option("all", "--split", help="Images to audit: all, train, val, or auto "
+                           "(val if the data has one).")
+AUDIT_OUT_DIR = typer.Option("audit", "--out-dir", help="Folder for label_issues.csv, "
+                             "audit.html and the folds' runs.")
+AUDIT_RELABEL = typer.Option(False, "--relabel", help="Also write relabelled.csv: every image, "
+                             "flagged ones with the suggested label.")
+AUDIT_QUARANTINE = typer.Option(None, "--quarantine", help="Copy flagged images into this "
+                                "folder and write cleaned.csv without them.")
+AUDIT_MOVE = typer.Option(False, "--move", help="With --quarantine: move the flagged images "
+                          "instead of copying them.")
+AUDIT_DUPLICATES = typer.Option(True, "--duplicates/--no-duplicates",
+                                help="Look for near-duplicates across classes and train/val.")
+AUDIT_DISTANCE = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance", help="Near-duplicates "
+                              "differ in at most this many of their 64 perceptual-hash bits.")
+
+
+def audit(
+    data: str | None = data_option(), model: str | None = AUDIT_MODEL,
+    folds: int = AUDIT_FOLDS, epochs: int | None = AUDIT_EPOCHS,
+    img_size: int | None = AUDIT_IMG_SIZE, seed: int | None = AUDIT_SEED,
+    config: str | None = AUDIT_CONFIG, model_opt: list[str] = AUDIT_MODEL_OPT,
+    data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
+    probs: str | None = AUDIT_PROBS, split: str = AUDIT_SPLIT, out_dir: str = AUDIT_OUT_DIR,
+    output: str | None = output_is_a_file("data audit"), relabel: bool = AUDIT_RELABEL,
+    quarantine_dir: Path | None = AUDIT_QUARANTINE, move: bool = AUDIT_MOVE,
+    duplicates: bool = AUDIT_DUPLICATES, max_distance: int = AUDIT_DISTANCE,
+    workers: int | None = typer.Option(None, "--workers",
+                                       help=f"{WORKERS_HELP}. Default: one per core, up to 8."),
+    show: int = typer.Option(10, "--show", help="Example paths shown per finding."),
+) -> None:
+    """Find likely wrong labels (cleanlab on out-of-fold predictions) and near-duplicates
+    across classes or train/val; write label_issues.csv and audit.html.
+
+    Never changes the data: --relabel and --quarantine write corrected CSVs to train
+    on, and --quarantine copies the flagged images (moves them only with --move).
+    """
+    from ..data.audit import AuditOptions
+    from .audit import Actions, run, train_config
+
+    if move and quarantine_dir is None:
+        raise ConfigError("--move needs --quarantine DIR.",
+                          "Pass --quarantine DIR --move, or leave --move out.")
+    train = train_config(config, {"model": model, "epochs": epochs, "img_size": img_size,
+                                  "seed": seed}, model_opt)
+    options = AuditOptions(data=pick_data(data, None), data_options=parse_options(
+        data_opt, "--data-opt"), split=split, folds=folds, train=train, probs=probs,
+        out_dir=out_dir, duplicates=duplicates, max_distance=max_distance,
+        workers=check_workers(workers))
+    run(options, Actions(relabel=relabel, quarantine=quarantine_dir, move=move, show=show))
