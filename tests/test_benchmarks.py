@@ -1,4 +1,5 @@
-"""The inference benchmark still runs end to end (on a few generated JPEGs)."""
+"""The benchmarks still run end to end: inference on a few generated JPEGs, the tune
+benchmark on a tiny colour set."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import inference  # the benchmark script itself
+import inference  # the benchmark scripts themselves
+import tune_cats_dogs
+
+from .helpers import colour_data
 
 
 @pytest.mark.slow
@@ -28,3 +32,18 @@ def test_inference_benchmark_prints_every_figure(tmp_path, capsys):
     assert out.count("(median of per-round ratios)") == 4  # two models x two backends
     assert out.count("onnxruntime / eager") == 2
     assert out.count("(CPU bound)") == 2
+
+
+def test_tune_benchmark_prints_both_accuracies_and_cpu_minutes(tmp_path, capsys):
+    data = colour_data(tmp_path / "colours", per_class=6)
+    assert tune_cats_dogs.main(["--data", str(data), "--trials", "2", "--epochs", "1",
+                                "--img-size", "16", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "default recipe: best val acc" in out and "tune, 2 trials (2 complete)" in out
+    assert out.count("CPU min") == 3 and "best config retrained with seed 1" in out
+    assert "points for" in out and "x the CPU time" in out
+
+
+def test_tune_benchmark_skips_cleanly_without_the_data(tmp_path, capsys):
+    assert tune_cats_dogs.main(["--data", str(tmp_path / "missing")]) == 0
+    assert capsys.readouterr().out.startswith("skipped: no data at")
