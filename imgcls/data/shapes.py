@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -59,36 +60,53 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int]
 
 def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
     """One image of ``kind`` with random colour, size, position and rotation on noise."""
+    return draw_shape_with_mask(kind, size, rng)[0]
+
+
+def draw_shape_with_mask(kind: str, size: int,
+                         rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
+    """:func:`draw_shape` and the shape's pixels as a boolean ``size x size`` mask.
+
+    The mask is drawn with the same geometry on a blank canvas and consumes no random
+    numbers, so the image is the one :func:`draw_shape` makes from the same ``rng``.
+    """
+    if kind not in SHAPES:
+        raise ConfigError(f"Unknown shape {kind!r}.", f"Choose from {', '.join(SHAPES)}.")
     back, fore = _colours(rng)
     noise = rng.normal(0.0, 14.0, (size, size, 3))
     pixels = np.clip(back[None, None, :] + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, "RGB")
-    draw = ImageDraw.Draw(image)
     r = rng.uniform(0.22, 0.38) * size
     cx, cy = rng.uniform(r + 1, size - r - 1, 2)
     angle = rng.uniform(0, 2 * math.pi)
+    mask = Image.new("L", (size, size), 0)
+    for canvas, fill in ((image, fore), (mask, 255)):
+        _draw(ImageDraw.Draw(canvas), kind, (cx, cy, r, angle), fill)
+    return image, np.asarray(mask) > 0
+
+
+def _draw(draw: ImageDraw.ImageDraw, kind: str, where: tuple[float, float, float, float],
+          fill: tuple[int, int, int] | int) -> None:
+    cx, cy, r, angle = where
     if kind == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fore)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     elif kind == "ring":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fore, width=max(2, int(r * 0.3)))
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(2, int(r * 0.3)))
     elif kind == "square":
-        draw.polygon(_polygon(cx, cy, r * 1.1, 4, angle), fill=fore)
+        draw.polygon(_polygon(cx, cy, r * 1.1, 4, angle), fill=fill)
     elif kind == "diamond":
         # A rhombus (not a rotated square): elongated along a random axis.
         pts = [(0, -r * 1.2), (r * 0.6, 0), (0, r * 1.2), (-r * 0.6, 0)]
         c, s = math.cos(angle), math.sin(angle)
-        draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=fore)
+        draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=fill)
     elif kind == "triangle":
-        draw.polygon(_polygon(cx, cy, r * 1.15, 3, angle), fill=fore)
+        draw.polygon(_polygon(cx, cy, r * 1.15, 3, angle), fill=fill)
     elif kind == "hexagon":
-        draw.polygon(_polygon(cx, cy, r, 6, angle), fill=fore)
+        draw.polygon(_polygon(cx, cy, r, 6, angle), fill=fill)
     elif kind == "star":
-        draw.polygon(_polygon(cx, cy, r * 1.2, 5, angle, inner=0.45), fill=fore)
-    elif kind == "cross":
-        draw.polygon(_cross(cx, cy, r, angle), fill=fore)
-    else:
-        raise ConfigError(f"Unknown shape {kind!r}.", f"Choose from {', '.join(SHAPES)}.")
-    return image
+        draw.polygon(_polygon(cx, cy, r * 1.2, 5, angle, inner=0.45), fill=fill)
+    else:  # cross; draw_shape_with_mask checked the name
+        draw.polygon(_cross(cx, cy, r, angle), fill=fill)
 
 
 @dataclass(frozen=True)
@@ -136,14 +154,10 @@ def generate(root: Path, options: ShapesOptions | None = None) -> Path:
     # Build in a temporary sibling and rename, so an interrupted run never leaves half a set.
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        for split, count, offset in (("train", options.train_per_class, 0),
-                                     ("val", options.val_per_class, 1)):
-            for index, kind in enumerate(SHAPES[:options.classes]):
-                rng = np.random.default_rng([options.seed, offset, index, FORMAT_VERSION])
-                folder = tmp / split / kind
-                folder.mkdir(parents=True)
-                for i in range(count):
-                    draw_shape(kind, options.size, rng).save(folder / f"{kind}_{i:05d}.png")
+        for split in _SPLITS:
+            for name, image, _ in drawn(options, split):
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                image.save(tmp / name)
         (tmp / _DONE).write_text("ok\n")
         try:
             os.replace(tmp, root)
@@ -153,6 +167,24 @@ def generate(root: Path, options: ShapesOptions | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+_SPLITS = ("train", "val")
+
+
+def drawn(options: ShapesOptions,
+          split: str) -> Iterator[tuple[str, Image.Image, np.ndarray]]:
+    """``(split/kind/kind_00000.png, image, mask)`` for every image :func:`generate` writes.
+
+    The masks say where each shape is, e.g. to check what a model looks at.
+    """
+    count, offset = ((options.train_per_class, 0) if split == "train"
+                     else (options.val_per_class, 1))
+    for index, kind in enumerate(SHAPES[:options.classes]):
+        rng = np.random.default_rng([options.seed, offset, index, FORMAT_VERSION])
+        for i in range(count):
+            image, mask = draw_shape_with_mask(kind, options.size, rng)
+            yield f"{split}/{kind}/{kind}_{i:05d}.png", image, mask
 
 
 def default_root(cache: Path, options: ShapesOptions) -> Path:
