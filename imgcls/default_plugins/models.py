@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -158,20 +159,27 @@ def build_resnet_s(
     return model
 
 
-BUILT_IN: tuple[tuple[str, Callable[..., nn.Module], Preprocess, int, str], ...] = (
-    ("basic-cnn", build_basic_cnn, TUTORIAL_64, 10,
+def _from_end(offset: int) -> Callable[[nn.Sequential], str]:
+    """The name of the ``offset``-th module from the end (for depths set by an option)."""
+    return lambda model: str(len(model) - offset)
+
+
+# The CAM layer is each network's last conv block, after its activation: the ReLU of the
+# last conv (the pool after it halves the map), vgg-bn's last ReLU, resnet-s's last block.
+BUILT_IN: tuple[tuple[str, Callable[..., nn.Module], Preprocess, int, Any, str], ...] = (
+    ("basic-cnn", build_basic_cnn, TUTORIAL_64, 10, "4",
      "The Keras tutorial CNN: two conv32+pool blocks, dense 128 (64x64 input)."),
-    ("deep-cnn", build_deep_cnn, TUTORIAL_128, 22,
+    ("deep-cnn", build_deep_cnn, TUTORIAL_128, 22, "7",
      "The tutorial's deeper variant: conv 32/32/64 + pool, dense 64, dropout 0.5 (128x128)."),
-    ("vgg-bn", build_vgg_bn, STANDARD_64, 16,
+    ("vgg-bn", build_vgg_bn, STANDARD_64, 16, _from_end(6),
      "VGG-style conv+BN blocks, global average pooling, dropout; options width, depth, dropout."),
-    ("resnet-s", build_resnet_s, STANDARD_64, 16,
+    ("resnet-s", build_resnet_s, STANDARD_64, 16, _from_end(4),
      "Small-image ResNet (CIFAR-style, depth 6n+2: 8/20/56); options depth, width, stem_stride."),
 )
 
 
 @hookimpl
 def register_models(register: Callable[[ModelSpec], None]) -> None:
-    for name, build, preprocess, min_size, description in BUILT_IN:
+    for name, build, preprocess, min_size, cam_layer, description in BUILT_IN:
         register(ModelSpec(name=name, build=build, preprocess=preprocess,
-                           description=description, min_size=min_size))
+                           description=description, min_size=min_size, cam_layer=cam_layer))

@@ -33,6 +33,11 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "convnext-tiny": ("convnext_tiny", "classifier.2"),
 }
 
+# The last conv block, whose activations class-activation maps (imgcls explain) are
+# computed on: ResNet's last stage, the others' whole feature extractor.
+CAM_LAYERS: dict[str, str] = {name: "layer4" if tv.startswith("resnet") else "features"
+                              for name, (tv, _) in ARCHITECTURES.items()}
+
 
 def hub_weights_path(tv_name: str) -> Path:
     """Where torchvision itself would cache the default ImageNet weights file."""
@@ -98,4 +103,5 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
     for name, (tv_name, head_path) in ARCHITECTURES.items():
         register(ModelSpec(
             name, make_builder(tv_name, head_path), IMAGENET,
-            f"torchvision {tv_name}; --weights PATH|imagenet to fine-tune.", min_size=32))
+            f"torchvision {tv_name}; --weights PATH|imagenet to fine-tune.", min_size=32,
+            cam_layer=CAM_LAYERS[name]))

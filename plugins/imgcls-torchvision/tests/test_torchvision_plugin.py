@@ -91,3 +91,15 @@ def test_fine_tune_from_a_local_file_with_a_frozen_backbone(tmp_path):
     state = loaded.model.state_dict()
     assert torch.equal(state["layer4.1.conv2.weight"], source.layer4[1].conv2.weight)
     assert state["fc.weight"].shape == (2, 512)
+
+
+@pytest.mark.parametrize("name", sorted(plugin.ARCHITECTURES))
+def test_every_architecture_names_a_cam_layer_with_a_feature_map(name):
+    from imgcls.explain.layers import map_layers
+
+    spec = get_model(name).spec
+    model = build(name).eval()
+    shapes = map_layers(model, torch.zeros(1, 3, 64, 64))
+    assert spec.cam_layer == plugin.CAM_LAYERS[name] and spec.cam_layer in shapes
+    channels, height, width = shapes[spec.cam_layer]
+    assert channels >= 512 and height == width == 2  # the last block: 64 px / 32
