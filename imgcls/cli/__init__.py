@@ -15,7 +15,7 @@ from ..errors import ImgclsError
 from . import augment as augment_command
 from . import data as data_command
 from . import eval as eval_command
-from . import export, infer, inspect, listing, train
+from . import explain, export, infer, inspect, listing, train
 from . import tune as tune_command
 from .console import err_console, print_warning
 
@@ -48,6 +48,7 @@ def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer
     app.command("tune")(tune_command.tune)
     app.command("eval")(eval_command.evaluate)
     app.command("infer")(infer.infer)
+    app.command("explain")(explain.explain)
     app.command("inspect")(inspect.inspect)
     app.command("models")(listing.models)
     app.command("plugins")(listing.plugins)
@@ -56,6 +57,7 @@ def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer
     app.add_typer(export_app, name="export")
     data_app = typer.Typer(help="Check and clean data sets.", no_args_is_help=True)
     data_app.command("check")(data_command.check)
+    data_app.command("audit")(data_command.audit)
     app.add_typer(data_app, name="data")
     augment_app = typer.Typer(help="See what augmentations do.", no_args_is_help=True)
     augment_app.command("preview")(augment_command.preview)

@@ -1,0 +1,90 @@
+"""imgcls explain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+
+from ..errors import ConfigError, DataError
+from .console import console, err_console
+from .data import output_is_a_file
+
+if TYPE_CHECKING:
+    from ..explain.page import Written
+
+METHOD_HELP = "CAM method: gradcam, gradcam++, layercam or eigencam (class-agnostic)."
+
+
+def explain(
+    checkpoint: Path = typer.Argument(
+        ..., help="A best.safetensors checkpoint (not an .onnx file: CAMs need gradients)."),
+    images: list[str] = typer.Argument(
+        None, help="Image files, folders or quoted globs (one image with --feature-maps).",
+        show_default=False),
+    out_dir: Path = typer.Option(Path("explain"), "--out-dir",
+                                 help="Folder for the PNGs and explain.html."),
+    output: str | None = output_is_a_file("explain"),
+    method: str = typer.Option("gradcam", "--method", help=METHOD_HELP),
+    layer: str | None = typer.Option(
+        None, "--layer", help="Module to compute CAMs on (default: the model's last conv "
+                              "block); a wrong name lists the valid ones."),
+    target: str | None = typer.Option(
+        None, "--target", help="Also explain this class (the predicted one always is)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Classes in the vote bar chart."),
+    feature_maps: bool = typer.Option(
+        False, "--feature-maps", help="Draw one image's activations after each conv, "
+                                      "activation and pool instead of CAMs."),
+    filters: bool = typer.Option(False, "--filters",
+                                 help="Draw the first conv layer's kernels as RGB tiles."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Show what a model looks at: CAM overlays with its votes, feature maps, filters."""
+    from ..explain.api import Explainer  # imports torch
+    from ..explain.page import write_explanations, write_page
+
+    images = list(images or [])
+    _check(images, feature_maps, filters, top_k)
+    explainer = Explainer(checkpoint, method, layer, device)
+    if images and not feature_maps:  # a wrong --layer or --target fails before any work
+        explainer.target_index(target)
+        explainer.layer  # noqa: B018
+    written = write_explanations(explainer, images, out_dir, feature_maps=feature_maps,
+                                 filters=filters, target=target, top_k=top_k)
+    for failure in written.failures:
+        # Paths and reasons are data: text, never markup.
+        err_console.print(f"[yellow]unreadable:[/yellow] {escape(failure.path)}: "
+                          f"{escape(failure.reason)}", highlight=False)
+    if images and not feature_maps and not written.explained:
+        raise DataError("None of the images could be read, so nothing was explained.",
+                        "Check the paths; the unreadable files are listed above.")
+    page = write_page(written, str(checkpoint), explainer.spec.name)
+    _summary(written, explainer.method, page)
+
+
+def _check(images: list[str], feature_maps: bool, filters: bool, top_k: int) -> None:
+    if not images and not filters:
+        raise ConfigError("Missing IMAGE: name the images to explain.",
+                          "For example: imgcls explain runs/basic-cnn/best.safetensors cat.jpg "
+                          "(or --filters alone for the first layer's kernels).")
+    if feature_maps and len(images) != 1:
+        raise ConfigError(f"--feature-maps draws one image, got {len(images)}.",
+                          "Pass a single image file with --feature-maps.")
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}.", "For example: -k 5.")
+
+
+def _summary(written: Written, method: str, page: Path) -> None:
+    parts = []
+    if written.explained:
+        layer = written.explained[0][0].layer
+        parts.append(f"{len(written.explained)} images explained ({method} on layer {layer})")
+    if written.features:
+        parts.append(f"feature maps of {len(written.features)} layers")
+    if written.filters:
+        parts.append(f"filters of {written.filters[0]}")
+    if written.failures:
+        parts.append(f"{len(written.failures)} unreadable")
+    console.print(escape(f"{', '.join(parts)}; see {page}"), highlight=False)
