@@ -116,7 +116,8 @@ img.plot{max-width:100%}table{border-collapse:collapse;font-size:.9rem}
 td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}.gallery{display:flex;flex-wrap:wrap;gap:.8rem}
 figure{margin:0;width:140px;font-size:.75rem}figure img{width:128px;height:128px;
-object-fit:contain;background:#eee}.summary span{margin-right:1.5rem}
+object-fit:contain;background:#eee}figure.with-cam{width:264px}figure img.cam{margin-left:4px}
+.summary span{margin-right:1.5rem}
 """
 
 
@@ -127,7 +128,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _gallery(mistakes: list[dict[str, Any]]) -> str:
+def _gallery(mistakes: list[dict[str, Any]], cams: dict[str, bytes] | None = None,
+             cam_note: str | None = None) -> str:
+    """Thumbnails of the mistakes, each with its Grad-CAM overlay when ``cams`` has one."""
+    cams = cams or {}
     figures = []
     for row in mistakes[:GALLERY_SIZE]:
         uri = thumbnail_uri(row["path"])
@@ -136,17 +140,30 @@ def _gallery(mistakes: list[dict[str, Any]]) -> str:
         caption = (f"true <b>{html.escape(row['true'])}</b>, predicted "
                    f"<b>{html.escape(row['predicted'])}</b> ({row['confidence']:.0%})<br>"
                    f"{html.escape(Path(row['path']).name)}")
-        figures.append(f'<figure><img src="{uri}" alt="misclassified image">'
+        cam = cams.get(row["path"])
+        overlay = "" if cam is None else (
+            f'<img class="cam" src="{data_uri(cam, "image/png")}" '
+            f'alt="Grad-CAM for {html.escape(row["predicted"], quote=True)}">')
+        kind = ' class="with-cam"' if cam else ""
+        figures.append(f'<figure{kind}><img src="{uri}" alt="misclassified image">{overlay}'
                        f"<figcaption>{caption}</figcaption></figure>")
     if not figures:
         return "<p>No misclassified validation images.</p>"
-    return f'<div class="gallery">{"".join(figures)}</div>'
+    note = ("<p>Beside each image: where the model looked for the class it predicted "
+            "(Grad-CAM; red is most).</p>" if cams else "")
+    if cam_note:
+        note += f"<p>{html.escape(cam_note)}</p>"
+    return f'{note}<div class="gallery">{"".join(figures)}</div>'
 
 
 def render_report(title: str, headline: dict[str, str], curves_png: bytes,
                   confusion_png: bytes, per_class: list[dict[str, Any]],
-                  mistakes: list[dict[str, Any]], config: dict[str, Any]) -> str:
-    """The whole report as one HTML string; nothing in it points outside the file."""
+                  mistakes: list[dict[str, Any]], config: dict[str, Any],
+                  cams: dict[str, bytes] | None = None, cam_note: str | None = None) -> str:
+    """The whole report as one HTML string; nothing in it points outside the file.
+
+    ``cams`` maps a mistake's path to a PNG of its class-activation map overlay.
+    """
     summary = "".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
                       for k, v in headline.items())
     class_rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
@@ -162,7 +179,7 @@ def render_report(title: str, headline: dict[str, str], curves_png: bytes,
  src="{data_uri(confusion_png, 'image/png')}">
 <h2>Per-class metrics</h2>
 {_table(["class", "precision", "recall", "F1", "support"], class_rows)}
-<h2>Most confident mistakes</h2>{_gallery(mistakes)}
+<h2>Most confident mistakes</h2>{_gallery(mistakes, cams, cam_note)}
 <h2>Configuration</h2><details><summary>options</summary>
 {_table(["option", "value"], config_rows)}</details>
 </body></html>

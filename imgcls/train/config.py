@@ -104,6 +104,8 @@ class TrainConfig:
     top_k: int = _opt(5, "k of the top-k validation accuracy.")
     report: bool = _opt(True, "Write curves.png, confusion.png, per-class CSVs and "
                               "report.html at the end.")
+    report_cams: bool = _opt(True, "Show a Grad-CAM overlay beside each of report.html's "
+                                   "most confident mistakes.")
     img_size: int | None = _opt(None, "Input size (default: the model's).")
     augment: str = _opt(DEFAULT_AUGMENT, 'Augmentations, e.g. "flip,shear=0.2,zoom=0.2", '
                                          "or none.", "-a")

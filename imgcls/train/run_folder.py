@@ -32,9 +32,10 @@ from ..data import fingerprint
 from ..data.cache import DecodedImages
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import Evaluation, predict_decoded, write_evaluation
+from ..explain.gallery import Overlays, mistake_overlays
 from ..manifest import make_manifest
 from ..plugins import call_hook
-from ..report import plot_curves, write_report
+from ..report import GALLERY_SIZE, plot_curves, write_report
 from ..specs import LoadedDataset, ModelSpec, Preprocess
 from . import distributed
 from .config import TrainConfig, config_from_dict
@@ -240,12 +241,27 @@ class RunFolder:
         curves = plot_curves(history, self.run_dir / "curves.png")
         summary = evaluation.summary()
         headline = self._headline(summary, history)
+        mistakes = evaluation.misclassified()
+        cams = self._cams(model, mistakes[:GALLERY_SIZE], device)
         return write_report(
             self.run_dir / "report.html", title=f"imgcls run {self.run_dir.name}",
             headline=headline, curves_png=curves.read_bytes(),
             confusion_png=(self.run_dir / "confusion.png").read_bytes(),
-            per_class=summary["per_class"], mistakes=evaluation.misclassified(),
-            config={k: v for k, v in asdict(self.config).items() if v not in (None, {})})
+            per_class=summary["per_class"], mistakes=mistakes,
+            config={k: v for k, v in asdict(self.config).items() if v not in (None, {})},
+            cams=dict(zip((row["path"] for row in mistakes), cams.images, strict=False)),
+            cam_note=cams.note)
+
+    def _cams(self, model: nn.Module, mistakes: list[dict[str, Any]],
+              device: torch.device) -> Overlays:
+        """Grad-CAM overlays of the gallery's mistakes, for the class each was taken for."""
+        if not self.config.report_cams or not mistakes:
+            return Overlays()
+        val_images = self.images[1]
+        index = {str(path): i for i, path in enumerate(val_images.paths)}
+        pixels, _ = val_images.take([index[row["path"]] for row in mistakes])
+        predicted = [self.dataset.classes.index(row["predicted"]) for row in mistakes]
+        return mistake_overlays(model, self.spec, self.preprocess, pixels, predicted, device)
 
     def _headline(self, summary: dict[str, Any], history: list[dict[str, float]]) -> dict:
         headline = {"model": self.spec.name, "data": self.config.data,
