@@ -31,8 +31,8 @@ def test_every_hookspec_is_documented_with_its_exact_arguments():
 
 # Written out by hand so the test does not compare the generated reference with itself.
 BUILT_IN_COMMANDS = [
-    "train", "eval", "infer", "inspect", "models", "plugins", "export onnx", "data check",
-    "augment preview",
+    "train", "eval", "infer", "explain", "inspect", "models", "plugins", "export onnx",
+    "data check", "augment preview",
 ]
 
 

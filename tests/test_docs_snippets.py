@@ -72,7 +72,7 @@ BIN = Path(sys.executable).parent
 
 # Pages that assume a trained model exists (runs/basic-cnn/best.safetensors, model.onnx).
 PRETRAINED = {"docs/training.md", "docs/inference.md", "docs/python-api.md",
-              "docs/deployment.md", "docs/api.md"}
+              "docs/deployment.md", "docs/api.md", "docs/explain.md"}
 
 # Programs besides imgcls / python examples / torchrun that may run, and why.
 RUN_ALSO = {
