@@ -48,8 +48,9 @@ _cache: dict[tuple[str, tuple[str, ...]], dict[str, Entry[Any]]] = {}
 
 def _collect(kind: _Kind) -> dict[str, Entry[Any]]:
     load_plugins()
-    # Keyed on the registered plugin names so tests and late registrations are picked up.
-    key = (kind.hook, tuple(sorted(name for name, _ in pm.list_name_plugin())))
+    # Keyed on the registered plugins (name and object: a plugin registered again under
+    # the same name may register other things) so late registrations are picked up.
+    key = (kind.hook, tuple(sorted((name, id(plugin)) for name, plugin in pm.list_name_plugin())))
     if key in _cache:
         return _cache[key]
     entries: dict[str, Entry[Any]] = {}

@@ -74,13 +74,17 @@ def _epochs_logged(run: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+EPOCHS = 12
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after_epochs,extra_delay", [(0, 0.0), (1, 0.15), (3, 0.3)])
 def test_sigkill_at_any_moment_then_resume_completes(tmp_path, kill_after_epochs, extra_delay):
     data = write_class_folders(tmp_path / "data", {"a": (200, 40, 40), "b": (40, 40, 200)},
                                per_class=40, size=48)
     out, run = tmp_path / "runs", tmp_path / "runs" / "run"
-    process = subprocess.Popen(_train_command(data, out, 5), stdout=subprocess.DEVNULL,
+    # Enough epochs that the run is still going when the kill comes.
+    process = subprocess.Popen(_train_command(data, out, EPOCHS), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while (_epochs_logged(run) < kill_after_epochs or not (run / "last.pt").exists()) \
@@ -88,14 +92,14 @@ def test_sigkill_at_any_moment_then_resume_completes(tmp_path, kill_after_epochs
         time.sleep(0.01)
     time.sleep(extra_delay)
     os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL, "training ended before the kill"
     done_before = _epochs_logged(run)
     assert not [p.name for p in run.iterdir() if p.name.endswith((".safetensors", ".pt"))
                 and p.stat().st_size == 0]
     resumed = subprocess.run([sys.executable, "-m", "imgcls", "train", "--resume", str(run)],
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert _epochs_logged(run) == 5
+    assert _epochs_logged(run) == EPOCHS
     assert done_before >= kill_after_epochs
     loaded = load_checkpoint(run / "best.safetensors")
     assert loaded.classes == ["a", "b"]
