@@ -26,7 +26,7 @@ THUMBNAIL_PX = 128
 ANNOTATE_MAX_CLASSES = 20
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     # Figure + Agg canvas directly: no pyplot, so no global state and no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -36,16 +36,20 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _save(figure: Any, path: Path) -> Path:
+def png_bytes(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _save(figure: Any, path: Path) -> Path:
+    atomic_write_bytes(path, png_bytes(figure))
     return path
 
 
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Path:
     """Loss and accuracy per epoch, training and validation, as one PNG."""
-    figure = _figure(10, 4)
+    figure = new_figure(10, 4)
     loss_axes, acc_axes = figure.subplots(1, 2)
     epochs = [record["epoch"] for record in history]
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
@@ -66,7 +70,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | os.PathLi
     """Raw counts and row-normalised (recall) confusion matrices side by side."""
     n = len(classes)
     side = min(14.0, 3.0 + 0.45 * n)
-    figure = _figure(2 * side, 0.8 * side + 0.6)
+    figure = new_figure(2 * side, 0.8 * side + 0.6)
     for axes, values, title in zip(figure.subplots(1, 2),
                                    (matrix, normalize_rows(matrix)),
                                    ("Confusion matrix (counts)", "Normalised by true class"),

@@ -24,7 +24,7 @@ from ..infer.writers import safe_row
 from .audit import AuditResult, LabelIssue
 from .audit_dups import Entry
 from .audit_probs import probs_csv
-from .quarantine import Moved, quarantine, split_by_root
+from .quarantine import Moved, free_name, quarantine, split_by_root
 
 GALLERY = 60  # suspects shown in audit.html (every one is in label_issues.csv)
 GROUPS = 30  # near-duplicate groups shown
@@ -114,7 +114,7 @@ def quarantine_issues(issues: list[LabelIssue], folder: Path, root: Path, move: 
         return (quarantine(inside, folder, root) if inside else []), [p for p, _ in outside]
     done: list[Moved] = []
     for issue in issues:
-        target = _free_name(folder / _folder_name(issue.given) / issue.path.name)
+        target = free_name(folder / _folder_name(issue.given) / issue.path.name)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(issue.path, target)
@@ -131,14 +131,6 @@ def _folder_name(label: str) -> str:
     # A class name is data: it must not climb out of the quarantine folder.
     name = "".join("_" if c in '/\\\0' else c for c in label).strip()
     return "_" + name if name in ("", ".", "..") else name
-
-
-def _free_name(target: Path) -> Path:
-    candidate, n = target, 1
-    while candidate.exists():
-        n += 1
-        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
-    return candidate
 
 
 def _append_copied(manifest: Path, item: Moved) -> None:

@@ -55,7 +55,7 @@ def quarantine(files: list[tuple[Path, str]], folder: Path, root: Path) -> list[
                         "Pass a writable --quarantine folder.") from exc
     moved: list[Moved] = []
     for path, reason in files:
-        target = _free_name(folder / _relative(Path(path), root))
+        target = free_name(folder / _relative(Path(path), root))
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(os.fspath(path), os.fspath(target))
@@ -72,7 +72,7 @@ def _relative(path: Path, root: Path) -> Path:
     return path.resolve().relative_to(Path(root).resolve())  # under root: checked before
 
 
-def _free_name(target: Path) -> Path:
+def free_name(target: Path) -> Path:
     candidate, n = target, 1
     while candidate.exists():
         n += 1

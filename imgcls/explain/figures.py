@@ -6,12 +6,12 @@ plain numpy, so report.html can make them by the dozen at no cost.
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
 import numpy as np
 
+from ..report import new_figure, png_bytes
 from .api import Explanation
 from .feature_maps import FeatureMap
 
@@ -28,25 +28,10 @@ def overlay(pixels: np.ndarray, cam: np.ndarray, alpha: float = CAM_ALPHA) -> np
     return np.clip(mixed * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
 def explanation_png(explanation: Explanation, top_k: int = 5) -> bytes:
     """The image, one CAM overlay per explained class, and the top-k "vote" bar chart."""
     panels = 2 + len(explanation.cams)
-    figure = _figure(2.6 * panels + 0.6, 2.9)
+    figure = new_figure(2.6 * panels + 0.6, 2.9)
     axes = figure.subplots(1, panels, width_ratios=[1] * (panels - 1) + [1.4])
     axes[0].imshow(explanation.pixels)
     axes[0].set_title("model input", fontsize=9)
@@ -56,7 +41,7 @@ def explanation_png(explanation: Explanation, top_k: int = 5) -> bytes:
     for ax in axes[:-1]:
         ax.set_axis_off()
     _votes(axes[-1], explanation, top_k)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _votes(ax: Any, explanation: Explanation, top_k: int) -> None:
@@ -79,7 +64,7 @@ def _grid(count: int, columns: int) -> tuple[int, int]:
 def feature_map_png(feature: FeatureMap, columns: int = 8) -> bytes:
     """A grid of the layer's first channels (each on its own colour scale)."""
     rows, cols = _grid(len(feature.maps), columns)
-    figure = _figure(1.1 * cols + 0.2, 1.1 * rows + 0.45)
+    figure = new_figure(1.1 * cols + 0.2, 1.1 * rows + 0.45)
     axes = np.atleast_1d(figure.subplots(rows, cols, squeeze=False)).ravel()
     for index, ax in enumerate(axes):
         ax.set_axis_off()
@@ -88,13 +73,13 @@ def feature_map_png(feature: FeatureMap, columns: int = 8) -> bytes:
     c, h, w = feature.shape
     figure.suptitle(f"{feature.name} ({feature.module}): {c} x {h} x {w}, first "
                     f"{len(feature.maps)} channels", fontsize=9)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def filters_png(name: str, tiles: np.ndarray, columns: int = 8) -> bytes:
     """The first conv layer's kernels as RGB tiles."""
     rows, cols = _grid(len(tiles), columns)
-    figure = _figure(0.8 * cols + 0.2, 0.8 * rows + 0.45)
+    figure = new_figure(0.8 * cols + 0.2, 0.8 * rows + 0.45)
     axes = np.atleast_1d(figure.subplots(rows, cols, squeeze=False)).ravel()
     for index, ax in enumerate(axes):
         ax.set_axis_off()
@@ -102,4 +87,4 @@ def filters_png(name: str, tiles: np.ndarray, columns: int = 8) -> bytes:
             ax.imshow(tiles[index], interpolation="nearest")
     _, kh, kw, _ = tiles.shape
     figure.suptitle(f"{name}: {len(tiles)} filters of {kh} x {kw} x 3", fontsize=9)
-    return _png(figure)
+    return png_bytes(figure)

@@ -167,7 +167,7 @@ def _open(output: Path, append: bool) -> IO[str]:
                           "Pass a writable path with -o.") from exc
 
 
-class _ErrorsFile:
+class ErrorsFile:
     """The errors CSV, created at the first failure so clean runs leave none behind."""
 
     def __init__(self, path: Path | None) -> None:
@@ -185,6 +185,7 @@ class _ErrorsFile:
             self._writer = csv.writer(self._handle)
             self._writer.writerow(ERRORS_HEADER)
         self._writer.writerow(safe_row([failure.path, failure.reason]))
+        self._handle.flush()  # failures are few: each is on disk as soon as it is known
 
     def close(self) -> None:
         if self._handle is not None:
@@ -217,7 +218,7 @@ def write_predictions(
     summary = Summary(errors_path=errors_path)
     appending = append and output is not None and output.is_file() and output.stat().st_size > 0
     handle = sys.stdout if output is None else _open(output, appending)
-    errors = _ErrorsFile(errors_path)
+    errors = ErrorsFile(errors_path)
     try:
         writer = csv.writer(handle) if fmt == "csv" else None
         if writer and not appending:
@@ -238,7 +239,7 @@ def write_predictions(
     return summary
 
 
-def _record_failure(failure: Failure, summary: Summary, errors: _ErrorsFile, keep: int,
+def _record_failure(failure: Failure, summary: Summary, errors: ErrorsFile, keep: int,
                     strict: bool) -> None:
     summary.failed += 1
     if len(summary.failures) < keep:

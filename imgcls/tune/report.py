@@ -7,7 +7,6 @@ so ``imgcls train --config best.toml`` trains the best trial again, exactly.
 from __future__ import annotations
 
 import html
-import io
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..checkpoint import atomic_write_bytes
-from ..report import data_uri
+from ..report import data_uri, new_figure, png_bytes
 from ..train.config import config_from_dict
 from .config import TuneConfig
 from .study import STATE_NAMES
@@ -98,25 +97,9 @@ def copy_checkpoint(trial: FrozenTrial, path: Path) -> Path | None:
 # --------------------------------------------------------------------------- plots
 
 
-def _figure(width: float, height: float) -> Any:
-    # Figure + Agg canvas directly: no pyplot, so no global state and no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
 def plot_history(study: optuna.Study, metric: str) -> bytes:
     """Each trial's value (pruned ones at their last epoch) and the best so far."""
-    figure = _figure(8, 4)
+    figure = new_figure(8, 4)
     axes = figure.subplots()
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best, xs, ys = None, [], []
@@ -137,7 +120,7 @@ def plot_history(study: optuna.Study, metric: str) -> bytes:
     axes.set(title="Optimisation history", xlabel="trial", ylabel=metric)
     axes.grid(alpha=0.3)
     axes.legend()
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
@@ -158,13 +141,13 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None
 
 
 def plot_importances(importances: dict[str, float]) -> bytes:
-    figure = _figure(8, 0.8 + 0.4 * len(importances))
+    figure = new_figure(8, 0.8 + 0.4 * len(importances))
     axes = figure.subplots()
     names = list(importances)[::-1]  # most important at the top
     axes.barh(names, [importances[n] for n in names])
     axes.set(title="Parameter importances", xlabel="importance")
     axes.grid(alpha=0.3, axis="x")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 # --------------------------------------------------------------------------- HTML

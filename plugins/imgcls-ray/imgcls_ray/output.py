@@ -9,18 +9,17 @@ confidence, label_2, confidence_2, ...), probabilities at full precision.
 
 from __future__ import annotations
 
-import csv
 import os
 import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from imgcls.errors import ConfigError, DecodeError
 from imgcls.infer.engine import EngineStats, Failure, Prediction
 from imgcls.infer.sources import PathSet
-from imgcls.infer.writers import ERRORS_HEADER, Summary, csv_header, safe_row
+from imgcls.infer.writers import ErrorsFile, Summary, csv_header
 
 PART_PATTERN = "part-*.parquet"
 _TEMP_PATTERN = ".part-*.parquet.tmp"
@@ -115,32 +114,6 @@ def _sync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-class ErrorsFile:
-    """The errors CSV (path, error) as ``imgcls infer`` writes it, made at the first failure."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._handle: IO[str] | None = None
-        self._writer: Any = None
-        if path is not None:
-            path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
-
-    def add(self, failure: Failure) -> None:
-        if self.path is None:
-            return
-        if self._handle is None:
-            # Open across add() calls, closed by close(): failures arrive one by one.
-            self._handle = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-            self._writer = csv.writer(self._handle)
-            self._writer.writerow(ERRORS_HEADER)
-        self._writer.writerow(safe_row([failure.path, failure.reason]))
-        self._handle.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
 
 
 def write_parquet(results: Iterable[Prediction | Failure], folder: Path, top_k: int, *,
