@@ -179,6 +179,16 @@ def to_pixels(
     return resize_to(_decode(image, lambda _size: None, background, None), preprocess)
 
 
+def item_pixels(item: object, preprocess: Preprocess, verb: str = "classify") -> np.ndarray:
+    """A path, PIL image or HxWxC array, decoded and resized as the model sees it."""
+    if isinstance(item, str | os.PathLike):
+        return load_pixels(item, preprocess)
+    if isinstance(item, np.ndarray) or hasattr(item, "mode"):
+        return to_pixels(item, preprocess)  # type: ignore[arg-type]
+    raise DecodeError(f"Cannot {verb} a {type(item).__name__}.",
+                      "Pass file paths, PIL images or HxWxC numpy arrays.")
+
+
 # --------------------------------------------------------------------------- decoding
 
 

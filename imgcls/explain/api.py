@@ -19,7 +19,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..data.loader import Normalise
 from ..errors import CheckpointError, ConfigError, DecodeError
-from ..images import load_pixels, to_pixels
+from ..images import item_pixels
 from ..infer.engine import Failure
 from ..registry import get_model
 from ..system import resolve_device
@@ -109,12 +109,7 @@ class Explainer:
 
     def pixels(self, item: Any) -> np.ndarray:
         """A path, PIL image or H x W x C array, decoded and resized as the model sees it."""
-        if isinstance(item, str | os.PathLike):
-            return load_pixels(item, self.preprocess)
-        if isinstance(item, np.ndarray) or hasattr(item, "mode"):
-            return to_pixels(item, self.preprocess)
-        raise DecodeError(f"Cannot explain a {type(item).__name__}.",
-                          "Pass file paths, PIL images or HxWxC numpy arrays.")
+        return item_pixels(item, self.preprocess, "explain")
 
     def target_index(self, target: str | int | None) -> int | None:
         """A class name (or index) -> its index; None stays None."""

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DecodeError
-from ..images import load_pixels, to_pixels
+from ..images import item_pixels
 from ..specs import Preprocess
 from .engine import Failure, Prediction, predict_stream, ranked_labels
 from .runners import Runner, open_model
@@ -57,12 +56,7 @@ class Classifier:
         return predict_stream(self.runner, paths, batch_size, top_k, workers)
 
     def _pixels(self, item: Any) -> np.ndarray:
-        if isinstance(item, str | os.PathLike):
-            return load_pixels(item, self.preprocess)
-        if isinstance(item, np.ndarray) or hasattr(item, "mode"):
-            return to_pixels(item, self.preprocess)
-        raise DecodeError(f"Cannot classify a {type(item).__name__}.",
-                          "Pass file paths, PIL images or HxWxC numpy arrays.")
+        return item_pixels(item, self.preprocess)
 
 
 def _as_list(items: Any) -> list[Any]:
