@@ -1,6 +1,6 @@
 """Inference speed, measured side by side in one run on real photos.
 
-    python benchmarks/inference.py [--data DIR] [--repeat 4] [--rounds 3]
+    python benchmarks/inference.py [--data DIR] [--repeat 4] [--rounds 3] [--ray]
 
 On the cats-dogs val photos (listed --repeat times, so each pass is long enough
 to time), for basic-cnn and deep-cnn (untrained weights: speed does not depend
@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="decode workers (default: imgcls infer's)")
     parser.add_argument("--int8-epochs", type=int, default=10,
                         help="epochs of training before the int8 rows (0: untrained weights)")
+    parser.add_argument("--ray", action="store_true",
+                        help="also the Ray rows (benchmarks/inference_ray.py: Ray local vs "
+                             "imgcls infer, start-up counted and not; needs imgcls-ray)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from imgcls.infer.engine import BACKENDS, DEFAULT_BACKEND, default_workers
@@ -200,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             _cpu_budget(name, exported[name], folder, listing, paths, batch, preprocess, workers)
         for name in INT8_MODELS:
             _int8_rows(name, folder, args.data, photos, args.int8_epochs, args.rounds)
+    if args.ray:
+        import inference_ray  # beside this script; starts a Ray cluster, so only when asked
+
+        inference_ray.main(["--data", args.data, "--rounds", str(args.rounds)])
     print(f"\nload average at the end {os.getloadavg()[0]:.1f} (other processes share the cores)")
     return 0
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .console import ConsoleReporter, parse_options, print_warning
-from .data import say
+from .data import progress, say
 
 if TYPE_CHECKING:
     from ..data.audit import AuditOptions, AuditResult
@@ -76,7 +75,7 @@ def run(options: AuditOptions, actions: Actions) -> AuditResult:
     root = _quarantine_root(options, actions) if actions.quarantine is not None else None
     say(f"auditing {options.data} ({options.split} images): {options.describe()}")
     result = audit(options, FoldReporter(), on_fold=_say_fold,
-                   on_hash=_hash_progress() if options.duplicates else None)
+                   on_hash=progress("hashing") if options.duplicates else None)
     paths = write_outputs(result, options.out_dir)
     print_result(result, actions.show)
     written = [*paths.values(), *_corrections(result, options, actions, root)]
@@ -147,14 +146,3 @@ def _section(lines: list[str], show: int, where: str) -> None:
         say(f"  {line}")
     if len(lines) > show:
         say(f"  ... and {len(lines) - show} more in {where}")
-
-
-def _hash_progress() -> Callable[[int, int], None]:
-    update: list[Callable[[int], None]] = []
-
-    def on_progress(done: int, total: int) -> None:
-        if not update:
-            update.append(ConsoleReporter().task("hashing", total))
-        update[0](done)
-
-    return on_progress

@@ -110,7 +110,7 @@ def check(
         loader, source = resolve_loader(data)
         root = quarantine_root(source or data, loader, quarantine_dir, options.get("image_root"))
     report = check_data(data, options, min_size=min_size, workers=workers,
-                        on_progress=None if as_json else _progress())
+                        on_progress=None if as_json else progress("checking"))
     moved, kept = [], report.unreadable
     if root is not None and report.unreadable:
         inside, kept = split_by_root(report.unreadable, root)
@@ -143,12 +143,13 @@ def _data_options(pairs: list[str], **columns: str | None) -> dict[str, Any]:
     return options
 
 
-def _progress() -> Callable[[int, int], None]:
+def progress(label: str) -> Callable[[int, int], None]:
+    """An ``on_progress(done, total)`` callback whose bar appears once the total is known."""
     update: list[Callable[[int], None]] = []
 
     def on_progress(done: int, total: int) -> None:
         if not update:
-            update.append(ConsoleReporter().task("checking", total))
+            update.append(ConsoleReporter().task(label, total))
         update[0](done)
 
     return on_progress
