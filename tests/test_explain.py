@@ -162,6 +162,47 @@ def test_cams_point_at_the_shape_exactly_when_the_evidence_is_there(method, shap
     assert pointing(np.stack([e.cams["a"] for e in shape]), masks) <= 0.1
 
 
+@pytest.mark.slow
+def test_a_trained_basic_cnn_points_at_the_shape_and_a_random_one_does_not(tmp_path,
+                                                                           _isolated_cache):
+    """The pointing game with a basic-cnn trained here, on circles, squares and triangles.
+
+    HiResCAM on the first conv layer (its edge detectors): on 90% of the correctly
+    classified validation images the map is 2x denser on the shape than off it, and a
+    random-weight basic-cnn fails. "On the shape" includes a 2-pixel band around its
+    mask: the evidence is the outline, and an edge straddles it. (Measured: trained
+    0.96-1.00 over seeds, random 0.48; inside the bare mask 0.33-0.42 for both.)
+    """
+    from scipy import ndimage
+
+    from imgcls.train import TrainConfig, fit
+
+    options = ShapesOptions(classes=3, train_per_class=1000, val_per_class=30, size=64)
+    config = TrainConfig(model="basic-cnn", data="shapes", data_options=vars(options),
+                         epochs=10, batch_size=32, lr=2e-3, augment="cutmix", report=False,
+                         out=str(tmp_path), name="pointing")
+    best = fit(config).best_path
+    root = tmp_path / "val"
+    paths, masks, labels = [], [], []
+    for name, image, mask in drawn(options, "val"):
+        paths.append(root / name)
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        image.save(paths[-1])
+        masks.append(ndimage.binary_dilation(mask, iterations=2))
+        labels.append(Path(name).parent.name)
+    torch.manual_seed(1)
+    manifest = load_checkpoint(best).manifest
+    random = save_checkpoint(tmp_path / "random.safetensors", build_model(manifest), manifest)
+    scores = {}
+    for kind, path in (("trained", best), ("random", random)):
+        found = imgcls.explain(path, paths, method="hirescam", layer="1", device="cpu")
+        right = [i for i, e in enumerate(found) if e.predicted == labels[i] or kind == "random"]
+        assert len(right) >= 0.8 * len(found)
+        scores[kind] = pointing(np.stack([found[i].cams[found[i].predicted] for i in right]),
+                                [masks[i] for i in right])
+    assert scores["trained"] >= 0.9 > scores["random"], scores
+
+
 def test_trained_cams_depend_on_the_weights(trained):
     """The model-randomisation sanity check (Adebayo et al. 2018) on a trained basic-cnn:
     its Grad-CAMs on the shapes validation images differ from those of the same network

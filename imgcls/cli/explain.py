@@ -15,7 +15,7 @@ from .data import output_is_a_file
 if TYPE_CHECKING:
     from ..explain.page import Written
 
-METHOD_HELP = "CAM method: gradcam, gradcam++, layercam or eigencam (class-agnostic)."
+METHOD_HELP = "CAM method: gradcam, gradcam++, layercam, hirescam or eigencam (class-agnostic)."
 
 
 def explain(

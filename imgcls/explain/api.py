@@ -187,7 +187,7 @@ def explain(checkpoint: str | os.PathLike, images: Any, method: str = "gradcam",
             device: str = "auto") -> list[Explanation]:
     """Class-activation maps of a checkpoint for images (paths, PIL images or arrays).
 
-    ``method`` is gradcam, gradcam++, layercam or eigencam; ``layer`` a module name
+    ``method`` is gradcam, gradcam++, layercam, hirescam or eigencam; ``layer`` a module name
     (default: the model's last conv block); ``target`` a class to explain besides the
     predicted one. Each :class:`Explanation` holds the model-sized pixels, the class
     probabilities and an H x W map in [0, 1] per explained class.

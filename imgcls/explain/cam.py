@@ -16,10 +16,14 @@ from torch import nn
 from ..errors import ConfigError
 from .layers import is_map, no_inplace
 
-# --method name -> pytorch_grad_cam class. EigenCAM needs no gradients and no target:
-# it is the first principal component of the layer's activations, the same for any class.
+# --method name -> pytorch_grad_cam class. HiResCAM multiplies gradients and activations
+# pixel by pixel instead of averaging the gradients per channel: for a network that ends
+# in flatten + dense (basic-cnn, deep-cnn) that is the faithful map (Draelos & Carin 2020),
+# where Grad-CAM's per-channel average mixes the evidence of every position.
+# EigenCAM needs no gradients and no target: it is the first principal component of the
+# layer's activations, the same for any class.
 METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "LayerCAM",
-           "eigencam": "EigenCAM"}
+           "hirescam": "HiResCAM", "eigencam": "EigenCAM"}
 CLASS_AGNOSTIC = frozenset({"eigencam"})
 
 
