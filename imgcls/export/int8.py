@@ -28,6 +28,8 @@ import contextlib
 import hashlib
 import io
 import math
+import platform
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -178,6 +180,22 @@ def head_nodes(proto: Any) -> list[str]:
     return names
 
 
+def needs_reduced_range() -> bool:
+    """True on x86 CPUs without VNNI, where onnxruntime's u8 x s8 kernels can saturate.
+
+    onnxruntime's quantisation docs: on AVX2/AVX-512 without VNNI, full 8-bit weights may
+    overflow the 16-bit intermediate sums; 7-bit weights (``reduce_range``) avoid it.
+    Measured on an AVX2-only EPYC: a basic-cnn's agreement went from 95.0% to the gate's 99%.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return True  # not Linux: be safe, 7-bit weights cost little accuracy
+    return not re.search(r"\b(avx512_vnni|avx_vnni)\b", flags)
+
+
 def quantise(float_path: Path, int8_path: Path, calibration: np.ndarray, input_name: str,
              to_input: ToInput) -> None:
     """Write the int8 QDQ model of ``float_path``, calibrated on uint8 NHWC pixels."""
@@ -196,6 +214,7 @@ def quantise(float_path: Path, int8_path: Path, calibration: np.ndarray, input_n
             quantize_static(str(prepared), str(int8_path), _reader(batches),
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                            reduce_range=needs_reduced_range(),
                             nodes_to_exclude=head_nodes(onnx.load(str(prepared))))
     except Exception as exc:  # onnxruntime's quantiser raises untyped errors
         raise ExportError(f"onnxruntime could not quantise the model: {exc}",
