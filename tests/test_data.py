@@ -79,6 +79,27 @@ def test_shapes_is_generated_once_and_loads_as_a_folder():
     assert first.stat().st_mtime_ns == mtime
 
 
+def test_shapes_scale_shrinks_the_shapes_and_leaves_the_default_set_alone():
+    import numpy as np
+
+    from imgcls.data.shapes import ShapesOptions, drawn
+    from imgcls.errors import ConfigError
+
+    def masks(**options):
+        chosen = ShapesOptions(classes=2, val_per_class=20, size=64, **options)
+        return [mask for _, _, mask in drawn(chosen, "val")]
+
+    default, same, smaller = masks(), masks(scale=100), masks(scale=50)
+    assert all(np.array_equal(a, b) for a, b in zip(default, same, strict=True))
+    area = np.mean([m.mean() for m in smaller]) / np.mean([m.mean() for m in default])
+    assert 0.2 < area < 0.3  # half the radius, a quarter of the area
+    assert ShapesOptions(scale=100).folder_name() == ShapesOptions().folder_name()
+    assert ShapesOptions(scale=75).folder_name() != ShapesOptions().folder_name()
+    for bad in (10, 121):
+        with pytest.raises(ConfigError, match="scale"):
+            ShapesOptions(scale=bad)
+
+
 def test_unknown_data_gets_a_hint():
     with pytest.raises(DataError) as info:
         load_dataset("no-such-dataset-or-path")

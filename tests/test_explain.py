@@ -167,20 +167,21 @@ def test_a_trained_basic_cnn_points_at_the_shape_and_a_random_one_does_not(tmp_p
                                                                            _isolated_cache):
     """The pointing game with a basic-cnn trained here, on circles, squares and triangles.
 
-    HiResCAM on the first conv layer (its edge detectors): on 90% of the correctly
-    classified validation images the map is 2x denser on the shape than off it, and a
-    random-weight basic-cnn fails. "On the shape" includes a 2-pixel band around its
-    mask: the evidence is the outline, and an edge straddles it. (Measured: trained
-    0.96-1.00 over seeds, random 0.48; inside the bare mask 0.33-0.42 for both.)
+    HiResCAM on the first conv layer: on 90% of the correctly classified validation
+    images the map puts 2x more mass per pixel inside the shape's mask than outside it,
+    and a random-weight basic-cnn fails. The shapes are drawn at 75% of the default
+    radius and trained with cutmix on half the batches. The evidence of an edge
+    detector is the outline, which straddles the mask: at full size the interior
+    is so large that its density dilutes that evidence (inside the bare mask 33-42%,
+    trained or random). Measured, seeds 0/1/2: trained 0.99/0.93/0.93, random 0.37/0.34/0.23.
     """
-    from scipy import ndimage
-
     from imgcls.train import TrainConfig, fit
 
-    options = ShapesOptions(classes=3, train_per_class=1000, val_per_class=30, size=64)
+    options = ShapesOptions(classes=3, train_per_class=1000, val_per_class=30, size=64,
+                            scale=75)
     config = TrainConfig(model="basic-cnn", data="shapes", data_options=vars(options),
-                         epochs=10, batch_size=32, lr=2e-3, augment="cutmix", report=False,
-                         out=str(tmp_path), name="pointing")
+                         epochs=15, batch_size=32, lr=2e-3, augment="cutmix:p=0.5",
+                         report=False, out=str(tmp_path), name="pointing")
     best = fit(config).best_path
     root = tmp_path / "val"
     paths, masks, labels = [], [], []
@@ -188,7 +189,7 @@ def test_a_trained_basic_cnn_points_at_the_shape_and_a_random_one_does_not(tmp_p
         paths.append(root / name)
         paths[-1].parent.mkdir(parents=True, exist_ok=True)
         image.save(paths[-1])
-        masks.append(ndimage.binary_dilation(mask, iterations=2))
+        masks.append(mask)
         labels.append(Path(name).parent.name)
     torch.manual_seed(1)
     manifest = load_checkpoint(best).manifest

@@ -58,17 +58,19 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int]
             return back, (int(fore[0]), int(fore[1]), int(fore[2]))
 
 
-def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+def draw_shape(kind: str, size: int, rng: np.random.Generator,
+               scale: float = 1.0) -> Image.Image:
     """One image of ``kind`` with random colour, size, position and rotation on noise."""
-    return draw_shape_with_mask(kind, size, rng)[0]
+    return draw_shape_with_mask(kind, size, rng, scale)[0]
 
 
-def draw_shape_with_mask(kind: str, size: int,
-                         rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
+def draw_shape_with_mask(kind: str, size: int, rng: np.random.Generator,
+                         scale: float = 1.0) -> tuple[Image.Image, np.ndarray]:
     """:func:`draw_shape` and the shape's pixels as a boolean ``size x size`` mask.
 
     The mask is drawn with the same geometry on a blank canvas and consumes no random
     numbers, so the image is the one :func:`draw_shape` makes from the same ``rng``.
+    ``scale`` multiplies the shape's radius (22-38% of ``size`` at 1.0).
     """
     if kind not in SHAPES:
         raise ConfigError(f"Unknown shape {kind!r}.", f"Choose from {', '.join(SHAPES)}.")
@@ -76,7 +78,7 @@ def draw_shape_with_mask(kind: str, size: int,
     noise = rng.normal(0.0, 14.0, (size, size, 3))
     pixels = np.clip(back[None, None, :] + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, "RGB")
-    r = rng.uniform(0.22, 0.38) * size
+    r = rng.uniform(0.22, 0.38) * size * scale
     cx, cy = rng.uniform(r + 1, size - r - 1, 2)
     angle = rng.uniform(0, 2 * math.pi)
     mask = Image.new("L", (size, size), 0)
@@ -118,6 +120,7 @@ class ShapesOptions:
     val_per_class: int = 200
     size: int = 96
     seed: int = 0
+    scale: int = 100  # the shapes' radius in percent of the default (22-38% of size)
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -125,6 +128,9 @@ class ShapesOptions:
         if not 2 <= self.classes <= len(SHAPES):
             raise ConfigError(f"shapes supports 2 to {len(SHAPES)} classes, got {self.classes}.",
                               "Use e.g. --data-opt classes=5.")
+        if not 20 <= self.scale <= 120:  # larger shapes no longer fit the canvas
+            raise ConfigError(f"shapes' scale must be 20 to 120 (percent), got {self.scale}.",
+                              "Use e.g. --data-opt scale=70 for smaller shapes.")
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> ShapesOptions:
@@ -141,8 +147,9 @@ class ShapesOptions:
                               "Options are whole numbers, e.g. --data-opt classes=5.") from exc
 
     def folder_name(self) -> str:
+        scaled = f"-z{self.scale}" if self.scale != 100 else ""  # default names stay as they were
         return (f"v{FORMAT_VERSION}-c{self.classes}-n{self.train_per_class}"
-                f"-v{self.val_per_class}-s{self.size}-seed{self.seed}")
+                f"-v{self.val_per_class}-s{self.size}-seed{self.seed}{scaled}")
 
 
 def generate(root: Path, options: ShapesOptions | None = None) -> Path:
@@ -183,7 +190,7 @@ def drawn(options: ShapesOptions,
     for index, kind in enumerate(SHAPES[:options.classes]):
         rng = np.random.default_rng([options.seed, offset, index, FORMAT_VERSION])
         for i in range(count):
-            image, mask = draw_shape_with_mask(kind, options.size, rng)
+            image, mask = draw_shape_with_mask(kind, options.size, rng, options.scale / 100)
             yield f"{split}/{kind}/{kind}_{i:05d}.png", image, mask
 
 
