@@ -4,6 +4,8 @@ distribution, it runs where the loop says, and each epoch reports its time split
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -108,6 +110,54 @@ class _Epochs(Reporter):
 
     def epoch_end(self, record: dict[str, float], is_best: bool) -> None:
         self.records.append(record)
+
+
+# A few basic-cnn training steps in a fresh process; prints the page faults of the last ten.
+STEPS_SCRIPT = """
+import resource, sys
+import torch
+import torch.nn.functional as F
+from imgcls.registry import get_model
+from imgcls.system import reuse_freed_memory
+
+if sys.argv[1] == "reuse":
+    assert reuse_freed_memory()
+torch.manual_seed(0)
+model = get_model("basic-cnn").spec.build(2, image_size=(64, 64))
+optimizer = torch.optim.Adam(model.parameters())
+inputs, labels = torch.randn(32, 3, 64, 64), torch.randint(0, 2, (32,))
+
+def steps(n):
+    for _ in range(n):
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+
+steps(5)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+steps(10)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
+    """glibc by default hands a step's activations back to the kernel and faults them in
+    again the next step (about 100,000 page faults per 10 basic-cnn steps, the first
+    epoch at half speed); after reuse_freed_memory() the next step reuses them."""
+    def faults(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", STEPS_SCRIPT, mode], check=True,
+                              capture_output=True, text=True)
+        return int(done.stdout.split()[-1])
+
+    assert faults("reuse") * 10 < faults("default")
+
+
+def test_fit_lets_freed_memory_be_reused(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("imgcls.train.loop.reuse_freed_memory", lambda: calls.append(1))
+    fit(tiny_config(colour_data(tmp_path / "data"), tmp_path / "runs", epochs=1))
+    assert calls == [1]
 
 
 def test_every_epoch_reports_where_its_time_went(tmp_path):

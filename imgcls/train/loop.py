@@ -30,6 +30,7 @@ from ..metrics import MetricAccumulator
 from ..plugins import call_hook
 from ..registry import get_model
 from ..specs import ModelSpec, Preprocess
+from ..system import reuse_freed_memory
 from . import distributed
 from .config import TrainConfig
 from .distributed import DistEnv
@@ -229,6 +230,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     spec = get_model(config.model).spec
     config.validate(spec)
     seed_everything(config.seed)
+    reuse_freed_memory()
     precision = resolve_precision(config.amp, config.amp_dtype, device, reporter.warn)
     preprocess = spec.preprocess.with_size(config.img_size) if config.img_size else spec.preprocess
     augment = build_pipeline(config.augment)
