@@ -12,10 +12,12 @@ into a single resampling (see :func:`warp`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -92,7 +94,7 @@ def apply_to_batch(transform: Callable, images: torch.Tensor) -> torch.Tensor:
         return transform(images)
     if len(images) == 0:
         return images
-    return torch.stack([transform(image) for image in images])
+    return torch.stack([transform(image.contiguous()) for image in images])
 
 
 @dataclass
@@ -146,11 +148,14 @@ def _groups(transforms: list[Callable]) -> list[list[Callable]]:
 
 def _warp_group(group: list[Callable], images: torch.Tensor) -> torch.Tensor:
     n, _, height, width = images.shape
-    matrix = torch.eye(3).expand(n, 3, 3)
     # Each step maps its output to its input, so the first step's matrix goes leftmost.
+    # The 3x3 products run in numpy: a few dozen tiny torch ops per batch cost more
+    # than the resampling itself on a CPU (benchmarks/train_throughput.py).
+    matrix = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
     for transform in group:
-        matrix = matrix @ transform.affine_matrices(n, height, width)
-    return warp(images, matrix, getattr(group[0], "fill", "border"))
+        matrix = matrix @ transform.affine_matrices(n, height, width).numpy()
+    return warp(images, torch.from_numpy(np.ascontiguousarray(matrix)),
+                getattr(group[0], "fill", "border"))
 
 
 def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> torch.Tensor:
@@ -168,17 +173,24 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> 
         return images
     # affine_grid works in [-1, 1] coordinates: conjugate by the half-size scaling.
     # The matrices are drawn on the CPU (see augment_ops); the pixels may be on a GPU.
-    half = torch.tensor([width / 2, height / 2, 1.0])
-    theta = (matrices.float() * half[None, None, :] / half[None, :, None]).to(images.device)
-    out = F.grid_sample(images.float(), _sampling_grid(theta[:, :2, :], height, width),
-                        mode="bilinear", padding_mode=fill, align_corners=False)
+    half = np.array([width / 2, height / 2, 1.0], dtype=np.float32)
+    theta = matrices.detach().cpu().float().numpy()[:, :2, :] * half[None, None, :]
+    theta /= half[None, :2, None]
+    grid = _sampling_grid(torch.from_numpy(theta).to(images.device), height, width)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode=fill,
+                        align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_centres(size: int, device: torch.device) -> torch.Tensor:
+    """Pixel centres of one axis in affine_grid's [-1, 1] coordinates (align_corners=False)."""
+    return (torch.arange(size, dtype=torch.float32, device=device) * 2 + 1) / size - 1
 
 
 def _sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """F.affine_grid(theta, align_corners=False), as two broadcast sums (cheaper on CPU)."""
-    xs = (torch.arange(width, dtype=torch.float32, device=theta.device) * 2 + 1) / width - 1
-    ys = (torch.arange(height, dtype=torch.float32, device=theta.device) * 2 + 1) / height - 1
+    xs, ys = _pixel_centres(width, theta.device), _pixel_centres(height, theta.device)
     columns = xs[None, :, None] * theta[:, None, :, 0]  # (n, w, 2): x times (a, d)
     rows = ys[None, :, None] * theta[:, None, :, 1] + theta[:, None, :, 2]  # (n, h, 2)
     return columns[:, None] + rows[:, :, None]

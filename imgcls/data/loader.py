@@ -45,7 +45,9 @@ class PixelDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         pixels, labels = self.images.take(indices)
-        images = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).contiguous()
+        # NCHW in shape, channels-last in memory, as decoded: no copy, and the
+        # channels-last convolutions (train/feed.py) take the batch as it is.
+        images = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
         augmented = images if self.transform is None else apply_to_batch(self.transform, images)
         return augmented, torch.from_numpy(np.asarray(labels, np.int64))
 

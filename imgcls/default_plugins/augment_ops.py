@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,8 +58,9 @@ class RandomAffine(BatchedTransform):
     def affine_matrices(self, n: int, height: int, width: int) -> torch.Tensor:
         matrices = self.draw(n, height, width)
         if self.p < 1.0:
-            chosen = torch.rand(n) < self.p
-            matrices = torch.where(chosen[:, None, None], matrices, torch.eye(3))
+            chosen = (torch.rand(n) < self.p).numpy()  # drawn by torch: seeded runs repeat
+            matrices = torch.from_numpy(np.where(chosen[:, None, None], matrices.numpy(),
+                                                 np.eye(3, dtype=np.float32)))
         return matrices
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
@@ -70,12 +72,12 @@ def _matrices(n: int, a: torch.Tensor | float = 1.0, b: torch.Tensor | float = 0
               c: torch.Tensor | float = 0.0, d: torch.Tensor | float = 0.0,
               e: torch.Tensor | float = 1.0, f: torch.Tensor | float = 0.0) -> torch.Tensor:
     """n matrices [[a, b, c], [d, e, f], [0, 0, 1]] from scalars or length-n tensors."""
-    out = torch.zeros(n, 3, 3)
+    out = np.zeros((n, 3, 3), dtype=np.float32)  # numpy: tiny torch ops cost more
     for (row, col), value in zip(((0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)),
                                  (a, b, c, d, e, f), strict=True):
-        out[:, row, col] = value
+        out[:, row, col] = value.numpy() if isinstance(value, torch.Tensor) else value
     out[:, 2, 2] = 1.0
-    return out
+    return torch.from_numpy(out)
 
 
 class Flip(RandomAffine):
