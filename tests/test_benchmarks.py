@@ -1,5 +1,5 @@
-"""The benchmarks still run end to end: inference on a few generated JPEGs, the tune
-benchmark on a tiny colour set."""
+"""The benchmarks still run end to end: inference on a few generated JPEGs, the tune and
+training-throughput benchmarks on a tiny colour set, the recipes' held-out split."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import inference  # the benchmark scripts themselves
+import train_recipes
+import train_throughput
 import tune_cats_dogs
 
 from .helpers import colour_data
@@ -47,3 +49,35 @@ def test_tune_benchmark_prints_both_accuracies_and_cpu_minutes(tmp_path, capsys)
 def test_tune_benchmark_skips_cleanly_without_the_data(tmp_path, capsys):
     assert tune_cats_dogs.main(["--data", str(tmp_path / "missing")]) == 0
     assert capsys.readouterr().out.startswith("skipped: no data at")
+
+
+def test_train_throughput_prints_both_rates_the_ratios_and_the_time_split(tmp_path, capsys):
+    data = colour_data(tmp_path / "colours", per_class=20)
+    assert train_throughput.main(["--data", str(data), "--models", "basic-cnn", "--epochs",
+                                  "2", "--steps", "2", "--no-shapes"]) == 0
+    out = capsys.readouterr().out
+    assert "basic-cnn on photos colours at 64px, batch 32" in out
+    assert out.count("fit images/s per epoch: ") == 1 and "fit / compute-only: " in out
+    assert "fit / Keras tutorial pipeline (383 images/s): " in out
+    assert "spread (max-min)/median, every epoch: " in out
+    for stage in ("data", "augment", "normalise", "step", "bookkeeping"):
+        assert f"{stage} " in out.split("time split (all epochs): ")[1]
+
+
+def test_the_recipes_hold_out_each_val_photo_once_across_the_two_halves(tmp_path):
+    data = tmp_path / "photos"
+    for split, count in (("train", 2), ("val", 6)):
+        for kind in ("cats", "dogs"):
+            (data / split / kind).mkdir(parents=True)
+            for i in range(count):
+                (data / split / kind / f"{kind}.{i}.jpg").write_bytes(b"jpeg")
+
+    def names(folder: Path) -> set[str]:
+        return {path.name for path in folder.rglob("*.jpg")}
+
+    first, test = train_recipes.holdout_split(data, tmp_path / "first")
+    second, swapped = train_recipes.holdout_split(data, tmp_path / "second", swap=True)
+    assert len(names(test)) == len(names(swapped)) == 6
+    assert names(test) == names(second / "val") and names(swapped) == names(first / "val")
+    assert names(test) | names(swapped) == names(data / "val")
+    assert names(first / "train") == names(data / "train")
