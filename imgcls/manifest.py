@@ -110,10 +110,13 @@ def _check_quantization(section: Any, source: str) -> None:
             and isinstance(gate, dict) and _is_real(calibration.get("images"))
             and all(isinstance(calibration.get(k), str) for k in ("source", "fingerprint"))
             and all(_is_real(gate.get(k)) for k in ("images", "top1_agreement",
-                                                     "min_agreement"))):
+                                                     "min_agreement"))
+            and type(section.get("weight_bits", 8)) is int  # absent before 7-bit weights
+            and section.get("weight_bits", 8) in (7, 8)):
         raise _fail(source, "export.quantization must hold method as text, calibration "
-                            "images (a number), source and fingerprint (text), and the gate's "
-                            "images, top1_agreement and min_agreement as numbers")
+                            "images (a number), source and fingerprint (text), the gate's "
+                            "images, top1_agreement and min_agreement as numbers, and "
+                            "weight_bits 7 or 8")
 
 
 def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:

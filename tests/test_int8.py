@@ -16,7 +16,13 @@ from imgcls.cli import main
 from imgcls.data import load_dataset
 from imgcls.errors import ManifestError
 from imgcls.export import export_onnx
-from imgcls.export.int8 import HELD_OUT_MAX, MIN_HELD_OUT, SPLIT_SEED, split_images
+from imgcls.export.int8 import (
+    HELD_OUT_MAX,
+    MIN_HELD_OUT,
+    SPLIT_SEED,
+    needs_reduced_range,
+    split_images,
+)
 from imgcls.infer import Classifier
 from imgcls.manifest import make_manifest, read_manifest, validate_manifest
 from imgcls.registry import get_model
@@ -67,6 +73,7 @@ def test_manifest_records_the_quantisation(int8, trained):
     quantization = export["quantization"]
     assert quantization["method"] == "static" and quantization["format"] == "QDQ"
     assert quantization["weights"] == "per-channel int8"
+    assert quantization["weight_bits"] == (7 if needs_reduced_range() else 8)
     calibration = quantization["calibration"]
     assert calibration["images"] == CALIB and calibration["split_seed"] == SPLIT_SEED
     assert calibration["source"] == "shapes (training data)"
@@ -199,12 +206,31 @@ def test_the_split_is_disjoint_deterministic_and_the_fingerprint_follows_content
     assert len(split_images(paths, "a", 40 - MIN_HELD_OUT).held_out) == MIN_HELD_OUT
 
 
+@pytest.mark.parametrize("reduced", [True, False])
+def test_seven_bit_weights_are_used_recorded_and_shown(reduced, trained, tmp_path,
+                                                       monkeypatch, capsys):
+    """Where the CPU lacks VNNI the weights are quantised to 7 bits, and the file says so:
+    the same checkpoint exports differently on different CPUs, and inspect tells which."""
+    monkeypatch.setattr("imgcls.export.int8.needs_reduced_range", lambda: reduced)
+    result = export_onnx(trained.best_path, tmp_path / "m.int8.onnx", int8=True,
+                         calib_images=CALIB, min_agreement=0.9)
+    assert read_manifest(result.path)["export"]["quantization"]["weight_bits"] == (
+        7 if reduced else 8)
+    weights = [onnx.numpy_helper.to_array(w) for w in onnx.load(str(result.path)).graph.initializer
+               if w.data_type == onnx.TensorProto.INT8 and len(w.dims) == 4]
+    largest = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+    assert largest <= 64 if reduced else largest > 64
+    code, out, _ = run(["inspect", result.path], capsys)
+    assert code == 0 and ("per-channel int8 (7-bit range) weights" in out) == reduced
+
+
 def test_manifests_with_and_without_quantisation_validate(int8, exported):
     assert "quantization" not in read_manifest(exported)["export"]  # older files load
     manifest = read_manifest(int8.path)
     assert validate_manifest(manifest, "m") == manifest
-    for broken in ({}, {"method": "static"}, "int8",
-                   manifest["export"]["quantization"] | {"gate": {"images": "many"}}):
+    quantization = manifest["export"]["quantization"]
+    for broken in ({}, {"method": "static"}, "int8", quantization | {"gate": {"images": "many"}},
+                   quantization | {"weight_bits": 9}, quantization | {"weight_bits": True}):
         bad = json.loads(json.dumps(manifest))
         bad["export"]["quantization"] = broken
         with pytest.raises(ManifestError, match=r"export\.quantization must hold"):

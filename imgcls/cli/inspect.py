@@ -22,8 +22,9 @@ def _shape(io: dict[str, Any]) -> str:
 
 def _quantization(section: dict[str, Any]) -> None:
     calibration, gate = section["calibration"], section["gate"]
+    bits = " (7-bit range)" if section.get("weight_bits") == 7 else ""
     _line("quantization", f"{section['method']} {section.get('format', '')}, "
-                          f"{section.get('weights')} weights, {section.get('activations')} "
+                          f"{section.get('weights')}{bits} weights, {section.get('activations')} "
                           f"activations, {section.get('calibration_method')} calibration on "
                           f"{calibration['images']} images from {calibration['source']}, "
                           f"fingerprint {calibration['fingerprint']}")

@@ -197,13 +197,15 @@ def needs_reduced_range() -> bool:
 
 
 def quantise(float_path: Path, int8_path: Path, calibration: np.ndarray, input_name: str,
-             to_input: ToInput) -> None:
-    """Write the int8 QDQ model of ``float_path``, calibrated on uint8 NHWC pixels."""
+             to_input: ToInput) -> int:
+    """Write the int8 QDQ model of ``float_path``, calibrated on uint8 NHWC pixels;
+    returns the bits its weights use (7 where :func:`needs_reduced_range`, else 8)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = int8_path.with_name("prepared.onnx")
+    reduced = needs_reduced_range()
     batches = [{input_name: to_input(calibration[i:i + CALIB_BATCH])}
                for i in range(0, len(calibration), CALIB_BATCH)]
     try:
@@ -214,11 +216,12 @@ def quantise(float_path: Path, int8_path: Path, calibration: np.ndarray, input_n
             quantize_static(str(prepared), str(int8_path), _reader(batches),
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                            reduce_range=needs_reduced_range(),
+                            reduce_range=reduced,
                             nodes_to_exclude=head_nodes(onnx.load(str(prepared))))
     except Exception as exc:  # onnxruntime's quantiser raises untyped errors
         raise ExportError(f"onnxruntime could not quantise the model: {exc}",
                           "Export without --int8, and report this with the model name.") from exc
+    return 7 if reduced else 8
 
 
 # --------------------------------------------------------------------------- the gate
@@ -238,6 +241,7 @@ class Int8Report:
     threads: int
     calibration_images: int
     calibration_fingerprint: str
+    weight_bits: int = 8  # 7 on x86 CPUs without VNNI (see needs_reduced_range)
 
     @property
     def passed(self) -> bool:
@@ -257,8 +261,8 @@ class Int8Report:
     def manifest_section(self) -> dict[str, Any]:
         """What the model's manifest records under export.quantization."""
         gate = {k: v for k, v in asdict(self).items()
-                if k != "source" and not k.startswith("calibration")}
-        return dict(METHOD) | {
+                if k not in ("source", "weight_bits") and not k.startswith("calibration")}
+        return dict(METHOD) | {"weight_bits": self.weight_bits,
             "calibration": {"images": self.calibration_images, "source": self.source,
                             "fingerprint": self.calibration_fingerprint,
                             "split_seed": SPLIT_SEED},
@@ -321,8 +325,9 @@ def quantise_and_gate(float_path: Path, plan: CalibrationPlan, preprocess: Prepr
                       options: Int8Options) -> tuple[Path, Int8Report]:
     """The int8 model (next to ``float_path``) and its gate report."""
     int8_path = float_path.with_name("model.int8.onnx")
-    quantise(float_path, int8_path, decode_all(plan.calibration, preprocess), input_name,
-             to_input)
+    bits = quantise(float_path, int8_path, decode_all(plan.calibration, preprocess), input_name,
+                    to_input)
     report = gate(float_path, int8_path, decode_all(plan.held_out, preprocess), to_input,
                   plan, options)
+    report.weight_bits = bits
     return int8_path, report
