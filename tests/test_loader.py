@@ -30,11 +30,13 @@ class CountingImages(DecodedImages):
 
 
 def test_batches_are_uint8_nchw_in_order_without_shuffle():
+    """NCHW in shape, channels-last in memory (as decoded: no copy per batch)."""
     images = decoded()
     batches = list(make_loader(images, 4))
     assert [len(labels) for _, labels in batches] == [4, 4, 2]
     first, labels = batches[0]
-    assert first.dtype == torch.uint8 and first.shape == (4, 3, 8, 8) and first.is_contiguous()
+    assert first.dtype == torch.uint8 and first.shape == (4, 3, 8, 8)
+    assert first.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(first, torch.from_numpy(images.pixels[:4]).permute(0, 3, 1, 2))
     assert labels.dtype == torch.int64 and labels.tolist() == [0, 1, 2, 0]
 
