@@ -157,3 +157,16 @@ def test_a_non_finite_epoch_is_never_selected_as_best():
     loss = BestTracker("loss")
     assert loss.update({"epoch": 1, "val_acc": 0.5, "val_loss": 0.9})
     assert not loss.update({"epoch": 2, "val_acc": 0.5, "val_loss": float("-inf")})
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_optimizers_use_fused_kernels_on_the_cpu(optimizer):
+    """One kernel per parameter: without fused=True, torch takes the per-tensor path on a CPU."""
+    from imgcls.train.optim import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))
+    built = build_optimizer(model, TrainConfig(optimizer=optimizer))
+    assert built.defaults["fused"] is True
+    model(torch.randn(2, 3, 3, 3)).sum().backward()
+    built.step()  # the fused kernel exists for this build of torch
