@@ -153,7 +153,8 @@ def _warp_group(group: list[Callable], images: torch.Tensor) -> torch.Tensor:
     # than the resampling itself on a CPU (benchmarks/train_throughput.py).
     matrix = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
     for transform in group:
-        matrix = matrix @ transform.affine_matrices(n, height, width).numpy()
+        step = transform.affine_matrices(n, height, width).detach().cpu()
+        matrix = matrix @ step.numpy().astype(np.float32, copy=False)
     return warp(images, torch.from_numpy(np.ascontiguousarray(matrix)),
                 getattr(group[0], "fill", "border"))
 

@@ -300,7 +300,7 @@ def _rates(sessions: Sequence[Any], batch: np.ndarray) -> list[float]:
 
 
 def gate(float_path: Path, int8_path: Path, held_out: np.ndarray, to_input: ToInput,
-         plan: CalibrationPlan, options: Int8Options) -> Int8Report:
+         plan: CalibrationPlan, options: Int8Options, weight_bits: int = 8) -> Int8Report:
     """The int8 file against the float file: agreement, size and speed side by side."""
     from ..infer.providers import make_session
     from ..system import usable_cores
@@ -317,7 +317,8 @@ def gate(float_path: Path, int8_path: Path, held_out: np.ndarray, to_input: ToIn
         min_agreement=options.min_agreement, float_bytes=float_path.stat().st_size,
         int8_bytes=int8_path.stat().st_size, float_images_per_second=float_rate,
         int8_images_per_second=int8_rate, batch=len(inputs[0]), threads=threads,
-        calibration_images=len(plan.calibration), calibration_fingerprint=plan.fingerprint())
+        calibration_images=len(plan.calibration), calibration_fingerprint=plan.fingerprint(),
+        weight_bits=weight_bits)
 
 
 def quantise_and_gate(float_path: Path, plan: CalibrationPlan, preprocess: Preprocess,
@@ -328,6 +329,5 @@ def quantise_and_gate(float_path: Path, plan: CalibrationPlan, preprocess: Prepr
     bits = quantise(float_path, int8_path, decode_all(plan.calibration, preprocess), input_name,
                     to_input)
     report = gate(float_path, int8_path, decode_all(plan.held_out, preprocess), to_input,
-                  plan, options)
-    report.weight_bits = bits
+                  plan, options, bits)
     return int8_path, report
