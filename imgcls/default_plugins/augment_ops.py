@@ -72,7 +72,7 @@ def _matrices(n: int, a: torch.Tensor | float = 1.0, b: torch.Tensor | float = 0
               c: torch.Tensor | float = 0.0, d: torch.Tensor | float = 0.0,
               e: torch.Tensor | float = 1.0, f: torch.Tensor | float = 0.0) -> torch.Tensor:
     """n matrices [[a, b, c], [d, e, f], [0, 0, 1]] from scalars or length-n tensors."""
-    out = np.zeros((n, 3, 3), dtype=np.float32)  # numpy: tiny torch ops cost more
+    out = np.zeros((n, 3, 3), dtype=np.float32)  # numpy: cheaper per op on tiny arrays
     for (row, col), value in zip(((0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)),
                                  (a, b, c, d, e, f), strict=True):
         out[:, row, col] = value.numpy() if isinstance(value, torch.Tensor) else value

@@ -241,7 +241,7 @@ class Int8Report:
     threads: int
     calibration_images: int
     calibration_fingerprint: str
-    weight_bits: int = 8  # 7 on x86 CPUs without VNNI (see needs_reduced_range)
+    weight_bits: int  # 7 on x86 CPUs without VNNI (see needs_reduced_range)
 
     @property
     def passed(self) -> bool:
@@ -300,7 +300,7 @@ def _rates(sessions: Sequence[Any], batch: np.ndarray) -> list[float]:
 
 
 def gate(float_path: Path, int8_path: Path, held_out: np.ndarray, to_input: ToInput,
-         plan: CalibrationPlan, options: Int8Options, weight_bits: int = 8) -> Int8Report:
+         plan: CalibrationPlan, options: Int8Options, weight_bits: int) -> Int8Report:
     """The int8 file against the float file: agreement, size and speed side by side."""
     from ..infer.providers import make_session
     from ..system import usable_cores
