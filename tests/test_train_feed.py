@@ -13,7 +13,8 @@ import torch
 from imgcls.data.augment import build_pipeline
 from imgcls.default_plugins.augment_ops import Flip, Shear, Zoom
 from imgcls.train import fit
-from imgcls.train.feed import augments_in_loop, place_model, wants_channels_last
+from imgcls.train.feed import (AUGMENT_PIXELS, OnDevice, augments_in_loop, place_model,
+                               wants_channels_last)
 from imgcls.train.progress import Reporter
 from imgcls.train.timing import STAGES, StageClock
 from tests.helpers import colour_data, tiny_config
@@ -91,6 +92,45 @@ def test_convolutional_models_go_channels_last_and_others_stay():
     assert on_device.augment is not None
     batch = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     assert on_device(batch).shape == batch.shape
+
+
+class _CountingFlip:
+    """A batched step that mirrors every image and counts its calls and images."""
+
+    batched = True
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(images))
+        return images.flip(-1)
+
+
+def test_the_loop_augments_several_batches_per_call_and_hands_back_the_loader_s_batches():
+    flip = _CountingFlip()
+    pipeline = build_pipeline("")
+    pipeline.sample.append(flip)
+    loader = [(torch.arange(n * 12, dtype=torch.uint8).view(n, 3, 2, 2) + i,
+               torch.full((n,), i)) for i, n in enumerate([4, 4, 4, 4, 4, 4, 4, 1])]
+    clock = StageClock()
+    out = list(OnDevice(torch.device("cpu"), pipeline, ahead=3).batches(loader, clock))
+    assert flip.calls == [12, 12, 5]  # three calls for eight batches; the last is short
+    assert len(out) == len(loader)
+    for (images, labels), (raw, raw_labels) in zip(out, loader, strict=True):
+        assert torch.equal(labels, raw_labels)
+        assert torch.equal(images, raw.flip(-1))
+    assert clock.seconds["data"] > 0 and clock.seconds["augment"] > 0
+
+
+def test_how_many_batches_one_augmentation_call_takes():
+    cpu, seed = torch.device("cpu"), build_pipeline("seed")
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    assert place_model(conv, cpu, seed, workers=0, batch_pixels=32 * 64 * 64).ahead == 8
+    assert AUGMENT_PIXELS == 256 * 64 * 64
+    assert place_model(conv, cpu, seed, workers=0, batch_pixels=64 * 128 * 128).ahead == 1
+    on_workers = place_model(conv, cpu, seed, workers=2, batch_pixels=32 * 64 * 64)
+    assert on_workers.augment is None and on_workers.ahead == 1  # the workers augment
 
 
 def test_stage_clock_adds_up_what_it_timed():

@@ -8,7 +8,6 @@ outputs in run_folder.py.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 import random
 import time
@@ -127,17 +126,11 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
     device = s.normalize.device
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     s.reporter.epoch_start(epoch, len(s.train_loader))
-    batches = iter(s.train_loader)
     watch = LossWatch(s.config.skip_nonfinite, s.env, epoch)
-    for step in itertools.count(1):
-        with clock("data"):
-            batch = next(batches, None)
-        if batch is None:
-            break
-        with clock("augment"):
-            images = s.on_device(batch[0])
+    batches = s.on_device.batches(s.train_loader, clock)  # times "data" and "augment"
+    for step, (images, labels) in enumerate(batches, 1):
         with clock("normalise"):
-            labels = batch[1].to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
             inputs, targets = soft_targets(s.normalize(images), labels, s.augment, s.loss_fn)
         with clock("step"):
             with s.precision.autocast():
@@ -243,7 +236,8 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
 
     # model, optimisation, and the state of a resumed run
     model = build_model(spec, num_classes, preprocess, config)
-    on_device = place_model(model, device, augment, loader_workers(config, train_images))
+    on_device = place_model(model, device, augment, loader_workers(config, train_images),
+                            config.batch_size * math.prod(preprocess.size))
     train_loader, val_loader = make_loaders(train_images, val_images,
                                             None if on_device.augment else augment, config, env,
                                             device, num_classes)
