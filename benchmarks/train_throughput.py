@@ -7,8 +7,10 @@ For each model, in one run and side by side:
 
 * compute-only: forward + backward + optimiser step on pre-made float batches
   (same model, optimiser, batch size, memory format and threads as ``fit``), a
-  distinct batch per step, in as many rounds before and after the ``fit`` run as it
-  has epochs; the median round is compared with the median epoch;
+  distinct batch per step, one round before the ``fit`` run and one after each of its
+  epochs, so that every epoch is compared with the rounds either side of it: a
+  shared machine's speed drifts over seconds, which a comparison of a block of
+  rounds with a block of epochs would count as pipeline overhead;
 * ``fit``: the tutorial recipe (Adam 1e-3, batch 32, flip/shear/zoom) on real
   photos and on the generated ``shapes`` set, images/s per epoch as the loop
   reports it, and where its time went (the loop's own stage timers);
@@ -23,10 +25,12 @@ Both sides run with the allocator setting ``fit`` makes
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +41,7 @@ import torch.nn.functional as F
 
 from imgcls.registry import get_model
 from imgcls.system import reuse_freed_memory
-from imgcls.train import TrainConfig, fit
+from imgcls.train import TrainConfig, feed, fit
 from imgcls.train.optim import build_optimizer
 from imgcls.train.progress import Reporter
 
@@ -49,13 +53,15 @@ TUTORIAL = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, scheduler="none",
 
 
 class EpochLog(Reporter):
-    """Keeps what the loop reports at the end of every epoch."""
+    """Keeps what the loop reports at the end of every epoch, then runs ``between``."""
 
-    def __init__(self) -> None:
+    def __init__(self, between: Callable[[], None] = lambda: None) -> None:
         self.records: list[dict[str, float]] = []
+        self.between = between
 
     def epoch_end(self, record: dict[str, float], is_best: bool) -> None:
         self.records.append(record)
+        self.between()
 
 
 def channels_last_like_fit(model: torch.nn.Module) -> bool:
@@ -66,56 +72,63 @@ def channels_last_like_fit(model: torch.nn.Module) -> bool:
     return wants_channels_last(model)
 
 
-def compute_only(model_name: str, size: int, batch: int, steps: int,
-                 rounds: int) -> list[float]:
-    """Images/s of forward + backward + Adam step (fit's optimiser) per round of ``steps``
-    steps, each step on its own pre-made batch, as each step of ``fit`` is."""
-    torch.manual_seed(0)
-    model = get_model(model_name).spec.build(2, image_size=(size, size))
-    batches = [(torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
-               for _ in range(steps)]
-    if channels_last_like_fit(model):
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    optimizer = build_optimizer(model, TrainConfig(model=model_name, **TUTORIAL))  # as fit's
+class ComputeOnly:
+    """Forward + backward + optimiser step (fit's optimiser) on pre-made batches, a
+    distinct batch per step as each step of ``fit`` has; :meth:`round` gives images/s."""
 
-    def step(inputs: torch.Tensor, labels: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(inputs), labels).backward()
-        optimizer.step()
+    def __init__(self, model_name: str, size: int, batch: int, steps: int) -> None:
+        torch.manual_seed(0)
+        model = get_model(model_name).spec.build(2, image_size=(size, size))
+        self.batches = [(torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
+                        for _ in range(steps)]
+        if channels_last_like_fit(model):
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.train()
+        self.optimizer = build_optimizer(model, TrainConfig(model=model_name, **TUTORIAL))
+        for inputs, labels in self.batches[:5]:
+            self.step(inputs, labels)
 
-    for inputs, labels in batches[:5]:
-        step(inputs, labels)
-    rates = []
-    for _ in range(rounds):
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(inputs), labels).backward()
+        self.optimizer.step()
+
+    def round(self) -> float:
         started = time.perf_counter()
-        for inputs, labels in batches:
-            step(inputs, labels)
-        rates.append(steps * batch / (time.perf_counter() - started))
-    return rates
+        for inputs, labels in self.batches:
+            self.step(inputs, labels)
+        return sum(len(labels) for _, labels in self.batches) / (time.perf_counter() - started)
 
 
-def fit_rates(model_name: str, data: str, size: int, batch: int, epochs: int,
-              out: str) -> list[dict[str, float]]:
-    log = EpochLog()
+def side_by_side(model_name: str, data: str, size: int, batch: int, epochs: int, steps: int,
+                 out: str) -> tuple[list[float], list[dict[str, float]]]:
+    """A compute-only round, then after each epoch of ``fit`` another one."""
+    compute = ComputeOnly(model_name, size, batch, steps)
+    rounds = [compute.round()]
+    log = EpochLog(between=lambda: rounds.append(compute.round()))
     config = TrainConfig(model=model_name, data=data, img_size=size, batch_size=batch,
                          epochs=epochs, out=out, name=f"{model_name}-{Path(data).name}",
                          report=False, **TUTORIAL)
     fit(config, log)
-    return log.records
+    return rounds, log.records
 
 
-def summarise(model_name: str, source: str, computes: list[float],
+def summarise(model_name: str, source: str, rounds: list[float],
               records: list[dict[str, float]]) -> None:
-    compute = statistics.median(computes)
     rates = [r["images_per_second"] for r in records]
     rate = statistics.median(rates)
+    # Each epoch against the mean of the compute-only rounds just before and after it.
+    around = [(before + after) / 2 for before, after in itertools.pairwise(rounds)]
+    ratios = [r / compute for r, compute in zip(rates, around, strict=True)]
     spread = (max(rates) - min(rates)) / rate
     print(f"\n{model_name} on {source}")
     print("  fit images/s per epoch: " + ", ".join(f"{r:.0f}" for r in rates))
+    print("  compute-only images/s, a round before each epoch and after the last: "
+          + ", ".join(f"{r:.0f}" for r in rounds))
     print(f"  fit (median of all epochs): {rate:.0f} images/s; compute-only (median of "
-          f"{len(computes)} rounds, {min(computes):.0f}-{max(computes):.0f}): {compute:.0f}")
-    print(f"  fit / compute-only: {rate / compute:.2f}")
+          f"{len(rounds)} rounds): {statistics.median(rounds):.0f}")
+    print("  fit / compute-only: " + f"{statistics.median(ratios):.2f} (median of the epochs' "
+          "ratios to the rounds either side: " + ", ".join(f"{q:.2f}" for q in ratios) + ")")
     print(f"  fit / Keras tutorial pipeline ({KERAS_IMAGES_PER_SECOND:.0f} images/s): "
           f"{rate / KERAS_IMAGES_PER_SECOND:.2f}x")
     print(f"  epoch-to-epoch spread (max-min)/median, every epoch: {spread:.1%}")
@@ -129,13 +142,9 @@ def summarise(model_name: str, source: str, computes: list[float],
 def run_model(model_name: str, sources: list[tuple[str, str]], args: Any, out: str) -> None:
     size = args.img_size or get_model(model_name).spec.input_size[0]
     for label, data in sources:
-        # Both sides as alike as can be: as many rounds of compute-only before and after
-        # the fit as it has epochs, and the median of each side.
-        before = compute_only(model_name, size, args.batch_size, args.steps, args.epochs)
-        records = fit_rates(model_name, data, size, args.batch_size, args.epochs, out)
-        after = compute_only(model_name, size, args.batch_size, args.steps, args.epochs)
-        summarise(model_name, f"{label} at {size}px, batch {args.batch_size}",
-                  before + after, records)
+        rounds, records = side_by_side(model_name, data, size, args.batch_size, args.epochs,
+                                       args.steps, out)
+        summarise(model_name, f"{label} at {size}px, batch {args.batch_size}", rounds, records)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=63,
                         help="Compute-only steps per round (63: a cats-dogs epoch at batch 32).")
     parser.add_argument("--no-shapes", action="store_true")
+    parser.add_argument("--augment-pixels", type=int, default=None,
+                        help="Pixels the loop augments per call (default: fit's); "
+                             "to compare chunk sizes.")
     args = parser.parse_args(argv)
+    if args.augment_pixels is not None:
+        feed.AUGMENT_PIXELS = args.augment_pixels
     reuse_freed_memory()
     sources = [("photos " + Path(args.data).name, args.data)] if Path(args.data).is_dir() else []
     if not sources:
@@ -157,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_shapes:
         sources.append(("shapes (generated)", "shapes"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.epochs} epochs per fit")
+          f"{args.epochs} epochs per fit, pixels augmented per call: "
+          f"{getattr(feed, 'AUGMENT_PIXELS', 'one batch')}")  # older checkouts: one batch
     with tempfile.TemporaryDirectory(prefix="imgcls-throughput-") as out:
         for model_name in args.models:
             run_model(model_name, sources, args, out)

@@ -13,8 +13,13 @@ import torch
 from imgcls.data.augment import build_pipeline
 from imgcls.default_plugins.augment_ops import Flip, Shear, Zoom
 from imgcls.train import fit
-from imgcls.train.feed import (AUGMENT_PIXELS, OnDevice, augments_in_loop, place_model,
-                               wants_channels_last)
+from imgcls.train.feed import (
+    AUGMENT_PIXELS,
+    OnDevice,
+    augments_in_loop,
+    place_model,
+    wants_channels_last,
+)
 from imgcls.train.progress import Reporter
 from imgcls.train.timing import STAGES, StageClock
 from tests.helpers import colour_data, tiny_config
@@ -114,20 +119,21 @@ def test_the_loop_augments_several_batches_per_call_and_hands_back_the_loader_s_
     loader = [(torch.arange(n * 12, dtype=torch.uint8).view(n, 3, 2, 2) + i,
                torch.full((n,), i)) for i, n in enumerate([4, 4, 4, 4, 4, 4, 4, 1])]
     clock = StageClock()
-    out = list(OnDevice(torch.device("cpu"), pipeline, ahead=3).batches(loader, clock))
+    feed = OnDevice(torch.device("cpu"), pipeline, ahead=3)
+    out = list(feed.batches(loader, clock, normalize=lambda images: images.float() / 2))
     assert flip.calls == [12, 12, 5]  # three calls for eight batches; the last is short
     assert len(out) == len(loader)
-    for (images, labels), (raw, raw_labels) in zip(out, loader, strict=True):
+    for (inputs, labels), (raw, raw_labels) in zip(out, loader, strict=True):
         assert torch.equal(labels, raw_labels)
-        assert torch.equal(images, raw.flip(-1))
-    assert clock.seconds["data"] > 0 and clock.seconds["augment"] > 0
+        assert torch.equal(inputs, raw.flip(-1).float() / 2)
+    assert all(clock.seconds[stage] > 0 for stage in ("data", "augment", "normalise"))
 
 
 def test_how_many_batches_one_augmentation_call_takes():
     cpu, seed = torch.device("cpu"), build_pipeline("seed")
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
-    assert place_model(conv, cpu, seed, workers=0, batch_pixels=32 * 64 * 64).ahead == 8
-    assert AUGMENT_PIXELS == 256 * 64 * 64
+    assert place_model(conv, cpu, seed, workers=0, batch_pixels=32 * 64 * 64).ahead == 4
+    assert AUGMENT_PIXELS == 128 * 64 * 64
     assert place_model(conv, cpu, seed, workers=0, batch_pixels=64 * 128 * 128).ahead == 1
     on_workers = place_model(conv, cpu, seed, workers=2, batch_pixels=32 * 64 * 64)
     assert on_workers.augment is None and on_workers.ahead == 1  # the workers augment

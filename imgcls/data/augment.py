@@ -181,7 +181,9 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> 
     grid = _sampling_grid(torch.from_numpy(theta).to(images.device), height, width)
     out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode=fill,
                         align_corners=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    # Bilinear weights are non-negative and sum to one, so every value already lies in
+    # 0..255 (up to rounding, which round_ absorbs): no clamp pass is needed.
+    return out.round_().to(torch.uint8)
 
 
 @functools.lru_cache(maxsize=16)

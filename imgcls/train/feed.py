@@ -4,7 +4,7 @@ last hop onto the device (augmenting there when that is where it is cheapest).""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +22,11 @@ from .progress import Reporter
 from .timing import StageClock
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-# Pixels augmented per call in the loop. Each call has a fixed cost, and it is paid
-# with the caches cold from the training step: the seed preset on a batch of 32 at
-# 64 px took 0.63 ms alone and 1.25 ms between basic-cnn steps. Eight such batches
-# per call (about 1 M pixels) spread that cost; more stops helping as the chunk
-# outgrows the L2 cache (benchmarks/train_throughput.py).
-AUGMENT_PIXELS = 256 * 64 * 64
+# Pixels augmented per call in the loop. Each call has a fixed cost, paid with the
+# caches cold from the training step: the seed preset on a batch of 32 at 64 px took
+# 0.63 ms alone and 1.25 ms between basic-cnn steps, 1.18 ms per batch with four
+# batches per call, and more again with eight, whose intermediates outgrow the cache.
+AUGMENT_PIXELS = 128 * 64 * 64
 
 
 @dataclass
@@ -47,9 +46,10 @@ class OnDevice:
         images = images.to(self.device, non_blocking=True)
         return images if self.augment is None else self.augment(images)
 
-    def batches(self, loader: Iterable[Batch], clock: StageClock) -> Iterator[Batch]:
-        """The loader's (uint8 images, labels) batches, on the device and augmented
-        ``ahead`` batches per call; the batches themselves are the loader's."""
+    def batches(self, loader: Iterable[Batch], clock: StageClock,
+                normalize: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[Batch]:
+        """The loader's batches as model inputs on the device, with their labels:
+        ``ahead`` batches at a time augmented and normalised in one call each."""
         source = iter(loader)
         while True:
             with clock("data"):
@@ -59,7 +59,9 @@ class OnDevice:
             with clock("augment"):
                 parts = [images.to(self.device, non_blocking=True) for images, _ in group]
                 images = self(parts[0] if len(parts) == 1 else torch.cat(parts))
-            yield from zip(images.split([len(part) for part in parts]),
+            with clock("normalise"):  # while the augmented pixels are still in the cache
+                inputs = normalize(images)
+            yield from zip(inputs.split([len(part) for part in parts]),
                            (labels for _, labels in group), strict=True)
 
 

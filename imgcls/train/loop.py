@@ -127,11 +127,11 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     s.reporter.epoch_start(epoch, len(s.train_loader))
     watch = LossWatch(s.config.skip_nonfinite, s.env, epoch)
-    batches = s.on_device.batches(s.train_loader, clock)  # times "data" and "augment"
-    for step, (images, labels) in enumerate(batches, 1):
+    batches = s.on_device.batches(s.train_loader, clock, s.normalize)  # timed in there
+    for step, (inputs, labels) in enumerate(batches, 1):
         with clock("normalise"):
             labels = labels.to(device, non_blocking=True)
-            inputs, targets = soft_targets(s.normalize(images), labels, s.augment, s.loss_fn)
+            inputs, targets = soft_targets(inputs, labels, s.augment, s.loss_fn)
         with clock("step"):
             with s.precision.autocast():
                 logits = s.model(inputs)

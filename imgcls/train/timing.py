@@ -13,9 +13,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# data: waiting for the loader; augment: moving the uint8 batches to the device
-# and augmenting them there, several batches per call (feed.py); normalise: uint8 -> float input and batch-level mixing;
-# step: forward, loss, backward, optimiser; bookkeeping: running totals, progress.
+# data: waiting for the loader; augment: moving the uint8 batches to the device and
+# augmenting them there, several batches per call (feed.py); normalise: uint8 -> float
+# input, and batch-level mixing; step: forward, loss, backward, optimiser;
+# bookkeeping: running totals, progress.
 STAGES = ("data", "augment", "normalise", "step", "bookkeeping")
 
 
