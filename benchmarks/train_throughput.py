@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import statistics
 import sys
 import tempfile
@@ -113,7 +114,7 @@ def side_by_side(model_name: str, data: str, size: int, batch: int, epochs: int,
     return rounds, log.records
 
 
-def summarise(model_name: str, source: str, rounds: list[float],
+def summarise(model_name: str, source: str, batch_size: int, rounds: list[float],
               records: list[dict[str, float]]) -> None:
     rates = [r["images_per_second"] for r in records]
     rate = statistics.median(rates)
@@ -137,6 +138,10 @@ def summarise(model_name: str, source: str, rounds: list[float],
         wall = sum(r["epoch_seconds"] for r in records)
         split = ", ".join(f"{stage} {seconds / wall:.1%}" for stage, seconds in totals.items())
         print(f"  time split (all epochs): {split}; other {1 - sum(totals.values()) / wall:.1%}")
+        batches = sum(math.ceil(r["images_per_second"] * r["epoch_seconds"] / batch_size)
+                      for r in records)
+        print("  per batch: " + ", ".join(f"{stage} {totals[stage] / batches * 1e3:.2f} ms"
+                                          for stage in ("augment", "normalise", "step")))
 
 
 def run_model(model_name: str, sources: list[tuple[str, str]], args: Any, out: str) -> None:
@@ -144,7 +149,8 @@ def run_model(model_name: str, sources: list[tuple[str, str]], args: Any, out: s
     for label, data in sources:
         rounds, records = side_by_side(model_name, data, size, args.batch_size, args.epochs,
                                        args.steps, out)
-        summarise(model_name, f"{label} at {size}px, batch {args.batch_size}", rounds, records)
+        summarise(model_name, f"{label} at {size}px, batch {args.batch_size}", args.batch_size,
+                  rounds, records)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,7 @@ def test_train_throughput_prints_both_rates_the_ratios_and_the_time_split(tmp_pa
     assert out.count("fit images/s per epoch: ") == 1 and "fit / compute-only: " in out
     assert "fit / Keras tutorial pipeline (383 images/s): " in out
     assert "spread (max-min)/median, every epoch: " in out
+    assert "  per batch: augment " in out and " ms, step " in out
     for stage in ("data", "augment", "normalise", "step", "bookkeeping"):
         assert f"{stage} " in out.split("time split (all epochs): ")[1]
 

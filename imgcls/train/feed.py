@@ -22,10 +22,11 @@ from .progress import Reporter
 from .timing import StageClock
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-# Pixels augmented per call in the loop. Each call has a fixed cost, paid with the
-# caches cold from the training step: the seed preset on a batch of 32 at 64 px took
-# 0.63 ms alone and 1.25 ms between basic-cnn steps, 1.18 ms per batch with four
-# batches per call, and more again with eight, whose intermediates outgrow the cache.
+# Pixels augmented (and normalised) per call in the loop: four batches of 32 at 64 px.
+# After a training step the caches hold the step's code and data, so the loader and
+# the augmentation start cold; in a group they pay that once, and the matrices are drawn
+# once. Far larger chunks outgrow the cache and cost more per image.
+# `benchmarks/train_throughput.py --augment-pixels` compares sizes.
 AUGMENT_PIXELS = 128 * 64 * 64
 
 
