@@ -99,14 +99,17 @@ def loader_workers(config: TrainConfig, images: DecodedImages) -> int:
     return auto_workers(images) if config.workers is None else config.workers
 
 
-def make_loaders(train_images: DecodedImages, val_images: DecodedImages, augment: Any,
-                 config: TrainConfig, env: DistEnv, device: torch.device,
+def make_loaders(train_images: DecodedImages, val_images: DecodedImages, augment: Pipeline,
+                 on_device: OnDevice, config: TrainConfig, env: DistEnv,
                  num_classes: int) -> tuple[Any, Any]:
+    """The train and val loaders; the train loader augments unless ``on_device`` does."""
+    device = on_device.device
+    transform = None if on_device.augment is not None else augment
     pin = device.type == "cuda"
     weights = None
     if config.sampler == "balanced":
         weights = 1.0 / class_counts(train_images.labels, num_classes)[train_images.labels]
-    train = make_loader(train_images, config.batch_size, transform=augment, shuffle=True,
+    train = make_loader(train_images, config.batch_size, transform=transform, shuffle=True,
                         seed=config.seed, workers=config.workers, pin_memory=pin)
     # One sampler for every case: its order depends on (seed, epoch) only, so runs
     # resume exactly, and under torchrun it hands each rank its own share.

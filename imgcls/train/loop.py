@@ -238,9 +238,8 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     model = build_model(spec, num_classes, preprocess, config)
     on_device = place_model(model, device, augment, loader_workers(config, train_images),
                             config.batch_size * math.prod(preprocess.size))
-    train_loader, val_loader = make_loaders(train_images, val_images,
-                                            None if on_device.augment else augment, config, env,
-                                            device, num_classes)
+    train_loader, val_loader = make_loaders(train_images, val_images, augment, on_device,
+                                            config, env, num_classes)
     stepper = Stepper(model, config, len(train_loader), precision)
     loss_fn = TrainLoss.build(config, train_images.labels, num_classes, device)
     tracker = BestTracker(config.select_metric, config.patience)
