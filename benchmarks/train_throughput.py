@@ -65,14 +65,6 @@ class EpochLog(Reporter):
         self.between()
 
 
-def channels_last_like_fit(model: torch.nn.Module) -> bool:
-    try:
-        from imgcls.train.feed import wants_channels_last
-    except ImportError:  # a checkout from before the loop went channels-last
-        return False
-    return wants_channels_last(model)
-
-
 class ComputeOnly:
     """Forward + backward + optimiser step (fit's optimiser) on pre-made batches, a
     distinct batch per step as each step of ``fit`` has; :meth:`round` gives images/s."""
@@ -82,7 +74,7 @@ class ComputeOnly:
         model = get_model(model_name).spec.build(2, image_size=(size, size))
         self.batches = [(torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
                         for _ in range(steps)]
-        if channels_last_like_fit(model):
+        if feed.wants_channels_last(model):  # as fit places it
             model = model.to(memory_format=torch.channels_last)
         self.model = model.train()
         self.optimizer = build_optimizer(model, TrainConfig(model=model_name, **TUTORIAL))

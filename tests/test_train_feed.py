@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,32 +159,23 @@ class _Epochs(Reporter):
         self.records.append(record)
 
 
-# A few basic-cnn training steps in a fresh process; prints the page faults of the last ten.
+# The throughput benchmark's compute-only steps (basic-cnn, batch 32, 64 px) in a fresh
+# process, so that the allocator starts as glibc sets it; prints the page faults of ten.
 STEPS_SCRIPT = """
 import resource, sys
-import torch
-import torch.nn.functional as F
-from imgcls.registry import get_model
+sys.path.insert(0, sys.argv[2])
 from imgcls.system import reuse_freed_memory
 
 if sys.argv[1] == "reuse":
     assert reuse_freed_memory()
-torch.manual_seed(0)
-model = get_model("basic-cnn").spec.build(2, image_size=(64, 64))
-optimizer = torch.optim.Adam(model.parameters())
-inputs, labels = torch.randn(32, 3, 64, 64), torch.randint(0, 2, (32,))
+from train_throughput import ComputeOnly
 
-def steps(n):
-    for _ in range(n):
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(inputs), labels).backward()
-        optimizer.step()
-
-steps(5)
+compute = ComputeOnly("basic-cnn", 64, 32, steps=10)  # its first five steps warm up
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-steps(10)
+compute.round()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
@@ -192,8 +184,8 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
     again the next step (about 100,000 page faults per 10 basic-cnn steps, the first
     epoch at half speed); after reuse_freed_memory() the next step reuses them."""
     def faults(mode: str) -> int:
-        done = subprocess.run([sys.executable, "-c", STEPS_SCRIPT, mode], check=True,
-                              capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", STEPS_SCRIPT, mode, str(BENCHMARKS)],
+                              check=True, capture_output=True, text=True)
         return int(done.stdout.split()[-1])
 
     assert faults("reuse") * 10 < faults("default")

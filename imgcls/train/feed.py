@@ -84,15 +84,17 @@ def wants_channels_last(model: nn.Module) -> bool:
 
 
 def place_model(model: nn.Module, device: torch.device, augment: Pipeline,
-                workers: int, batch_pixels: int = AUGMENT_PIXELS) -> OnDevice:
+                workers: int, batch_pixels: int | None = None) -> OnDevice:
     """Move ``model`` to ``device`` (channels-last when convolutional, in place) and
-    say how its input batches get there; ``batch_pixels``: one batch's images x pixels."""
+    say how its input batches get there. ``batch_pixels`` (one batch's images x pixels)
+    sets how many batches the loop augments per call; without it, one."""
     model.to(device)
     if wants_channels_last(model):
         model.to(memory_format=torch.channels_last)
     if not augments_in_loop(augment, device, workers):
         return OnDevice(device)
-    return OnDevice(device, augment, ahead=max(1, AUGMENT_PIXELS // max(1, batch_pixels)))
+    ahead = max(1, AUGMENT_PIXELS // batch_pixels) if batch_pixels else 1
+    return OnDevice(device, augment, ahead=ahead)
 
 
 def loader_workers(config: TrainConfig, images: DecodedImages) -> int:
