@@ -4,7 +4,7 @@
 
 "real pipeline": the path ``imgcls train`` takes after its first epoch:
 decode_samples (the cache, decoded once before the timed epochs) -> make_loader
-(batched fetch + augmentation) -> Normalizer -> forward/backward/step.
+(batched fetch + augmentation) -> DeviceNormaliser -> forward/backward/step.
 "compute only": the identical step over the same number of pre-made uint8
 batches held in a list (no loader, no augmentation). The two alternate batch by
 batch (epoch by epoch when the loader has worker processes), so that load from
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, data: Path) -> int:
 
     from imgcls.data import load_dataset
     from imgcls.data.cache import decode_samples
-    from imgcls.data.loader import Normalizer, make_loader
+    from imgcls.data.loader import DeviceNormaliser, make_loader
     from imgcls.registry import get_model
 
     if args.threads:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, data: Path) -> int:
           f"loader workers {loader_workers}")
     print(f"first epoch decode (--cache {args.cache}): {decode_s:.1f} s = "
           f"{len(samples) / decode_s:.0f} images/s")
-    normalize = Normalizer(spec.preprocess, torch.device("cpu"))
+    normalize = DeviceNormaliser(spec.preprocess, torch.device("cpu"))
     print(f"{'augment':>8}  {'real pipeline':>15}  {'compute only':>15}  {'ratio':>6}")
     for augment in args.augment.split(","):
         real, compute = measure(args, spec, images, normalize, augment, make_loader)

@@ -6,14 +6,15 @@ and at the end of training (the best weights on the validation split).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from torch import nn
 from .checkpoint import atomic_write_bytes
 from .data import resolve_loader
 from .data.cache import DecodedImages
-from .data.loader import Normalizer, make_loader
+from .data.loader import DeviceNormaliser, make_loader
 from .data.splits import check_split, select_split
 from .errors import DataError
 from .infer.engine import Failure, predict_stream
@@ -31,7 +32,9 @@ from .infer.writers import safe_row
 from .metrics import confusion_matrix, macro_f1, per_class_table
 from .registry import get_dataset
 from .specs import Preprocess, Sample
-from .train.precision import Precision
+
+if TYPE_CHECKING:  # train imports this module: the type only, not the import
+    from .train.precision import Precision
 
 
 @dataclass
@@ -88,19 +91,26 @@ class Evaluation:
 # --------------------------------------------------------------------------- in memory
 
 
-@torch.no_grad()
+def batch_logits(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 normalize: DeviceNormaliser, precision: Precision | None = None
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(float32 logits, labels) per batch, in eval mode without gradients: the one
+    evaluation loop, behind training's validation, ``imgcls eval`` and the audit."""
+    model.eval()
+    for images, labels in batches:
+        # Not around the yield: the caller's code between batches keeps its own grad mode.
+        with torch.no_grad(), precision.autocast() if precision else contextlib.nullcontext():
+            logits = model(normalize(images))
+        yield logits.float(), labels
+
+
 def predict_decoded(model: nn.Module, images: DecodedImages, preprocess: Preprocess,
                     device: torch.device, batch_size: int = 256,
                     precision: Precision | None = None) -> np.ndarray:
     """Class probabilities (N x classes) for already-decoded pixels."""
-    model.eval()
-    normalize = Normalizer(preprocess, device)
-    precision = precision or Precision(device.type)
-    chunks = []
-    for batch, _ in make_loader(images, batch_size):
-        with precision.autocast():
-            logits = model(normalize(batch))
-        chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    batches = batch_logits(model, make_loader(images, batch_size),
+                           DeviceNormaliser(preprocess, device), precision)
+    chunks = [torch.softmax(logits, dim=1).cpu().numpy() for logits, _ in batches]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
+from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from .options import did_you_mean
 
+# The built-in with the `local` engine, which `imgcls infer` runs without loading any
+# plugin (registry.get_engine): named here, with the others, so no core module imports it.
+BUILTIN_ENGINES = "imgcls.default_plugins.engines"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "imgcls.default_plugins.models",
     "imgcls.default_plugins.augmentations",
     "imgcls.default_plugins.datasets",
     "imgcls.default_plugins.loggers",
-    "imgcls.default_plugins.engines",
+    BUILTIN_ENGINES,
 )
 ENTRY_POINT_GROUP = "imgcls"
 
@@ -111,6 +115,13 @@ class Selection:
         return not self.include or name in self.include
 
 
+def builtin_plugin(module_name: str) -> ModuleType:
+    """One built-in plugin's module, imported (not registered) without loading the others."""
+    if module_name not in DEFAULT_PLUGINS:
+        raise ValueError(f"{module_name!r} is not a built-in plugin")
+    return importlib.import_module(module_name)
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     # Sorted, so which of two third-party plugins wins a duplicate name is stable.
     return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
@@ -135,10 +146,9 @@ def _check_selection(selection: Selection) -> None:
     known = {*DEFAULT_PLUGINS, *map(short_name, DEFAULT_PLUGINS),
              *(entry_point.name for entry_point in _entry_points())}
     for name in sorted((selection.include | selection.exclude) - known):
-        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
         message = f"IMGCLS_LOAD_PLUGINS names {name!r}, which is not an installed plugin."
-        hint = (f"Did you mean {close[0]!r}? " if close else "") + (
-            "Run `imgcls plugins` with IMGCLS_LOAD_PLUGINS unset to see the names.")
+        hint = (did_you_mean(name, sorted(known), n=1)
+                + "Run `imgcls plugins` with IMGCLS_LOAD_PLUGINS unset to see the names.")
         if strict():
             raise PluginError(message, hint)
         warnings.warn(f"{message} {hint}", PluginWarning, stacklevel=3)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .errors import DuplicateNameError, UnknownNameError
-from .plugins import hook_impls, load_plugins, plugin_name, pm, report_failure, report_skip
+from .options import did_you_mean
+from .plugins import (
+    BUILTIN_ENGINES,
+    builtin_plugin,
+    hook_impls,
+    load_plugins,
+    plugin_name,
+    pm,
+    report_failure,
+    report_skip,
+)
 from .specs import AugmentationSpec, DatasetSpec, EngineSpec, ModelSpec
 
 T = TypeVar("T")
@@ -39,7 +48,6 @@ _DATASETS = _Kind("dataset", "register_datasets", DatasetSpec, "imgcls plugins -
 # `imgcls infer` runs the local engine without loading any plugin (see get_engine), so
 # no plugin may take its name, even when the built-in engines are left out.
 LOCAL_ENGINE = "local"
-BUILTIN_ENGINES = "imgcls.default_plugins.engines"
 _ENGINES = _Kind("engine", "register_engines", EngineSpec, "imgcls plugins --engines",
                  reserved=(LOCAL_ENGINE,))
 
@@ -106,12 +114,6 @@ def _get(kind: _Kind, name: str) -> Entry[Any]:
                            "what is available.")
 
 
-def did_you_mean(name: str, known: list[str]) -> str:
-    """``"Did you mean 'x'? "`` for the names close to ``name``, else ``""``."""
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    return f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-
-
 def get_model(name: str) -> Entry[ModelSpec]:
     return _get(_MODELS, name)
 
@@ -143,9 +145,10 @@ def has_dataset(name: str) -> bool:
 def get_engine(name: str) -> Entry[EngineSpec]:
     """An inference engine; ``local`` comes without loading any plugin (and torch with them)."""
     if name == LOCAL_ENGINE:
-        from .default_plugins.engines import LOCAL
-
-        return Entry(LOCAL, BUILTIN_ENGINES)
+        found: dict[str, EngineSpec] = {}
+        builtin_plugin(BUILTIN_ENGINES).register_engines(
+            register=lambda spec: found.setdefault(spec.name, spec))
+        return Entry(found[LOCAL_ENGINE], BUILTIN_ENGINES)
     return _get(_ENGINES, name)
 
 

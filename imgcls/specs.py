@@ -73,7 +73,7 @@ class Preprocess:
         """Per-channel float32 ``(scale, shift)``: ``input = pixel_uint8 * scale + shift``.
 
         ``value_range``, ``mean`` and ``std`` are folded in here once; the numpy
-        path (:meth:`apply`) and the torch one (``imgcls.data.loader.Normalise``,
+        path (:meth:`apply`) and the torch one (``imgcls.data.loader.NormaliseLayer``,
         used by training and the exported graph) both use these constants.
         """
         lo, hi = self.value_range

@@ -1,5 +1,6 @@
 """The machine: which devices exist, how many cores, how many workers by default,
-and how the C allocator treats the tensors that training frees every step."""
+where imgcls caches files, and how the C allocator treats the tensors that training
+frees every step."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ctypes
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DeviceError
@@ -16,6 +18,15 @@ if TYPE_CHECKING:
 
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
 INFER_DEVICES = (*TRAIN_DEVICES, "tensorrt")
+
+
+def cache_dir() -> Path:
+    """Where imgcls keeps generated data and decoded-image caches."""
+    env = os.environ.get("IMGCLS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "imgcls"
 
 
 @functools.lru_cache(maxsize=1)

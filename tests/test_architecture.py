@@ -6,8 +6,9 @@ counts: at module level and inside functions or methods, ``import x`` as well as
 (the hookspecs name train's types that way).
 
     core        errors, specs, hookspecs, manifest, images, colour, system, lazy, io,
-                weights, and the package root (hookimpl, __version__): what everything
-                else stands on; none of them builds a model or reads a data set
+                weights, options (option values typed as text, did-you-mean), and the
+                package root (hookimpl, __version__): what everything else stands on;
+                none of them builds a model or reads a data set
     registry    registry, plugins: discovery, never imports a plugin; checkpoint and
                 modelinfo (they rebuild a registered model); metrics and report,
                 the results and pages every stage shares
@@ -40,7 +41,7 @@ MAX_FUNCTION_LINES = 50
 OUTSIDE = "outside"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("core", frozenset({"", "errors", "specs", "hookspecs", "manifest", "images", "colour",
-                        "system", "lazy", "io", "weights"})),
+                        "system", "lazy", "io", "weights", "options"})),
     ("registry", frozenset({"registry", "plugins", "checkpoint", "modelinfo", "metrics",
                             "report"})),
     ("data", frozenset({"data"})),
@@ -199,7 +200,8 @@ def test_a_cycle_through_an_import_inside_a_function_is_found(tmp_path: Path):
         "data/__init__.py": "",
         "data/cache.py": "class C:\n    def m(self):\n        import imgcls.data.lazy as lazy\n",
         "data/lazy.py": "def f():\n    from ..data import cache\n",
-        "errors.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import specs\n",
+        "errors.py": ("from typing import TYPE_CHECKING\n"
+                      "if TYPE_CHECKING:\n    from . import specs\n"),
         "specs.py": "def f():\n    from .errors import X\n",
     })
     graph = import_graph(package)

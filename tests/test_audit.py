@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgcls.audit.duplicates import close_pairs
+from imgcls.audit.run import stratified_folds
 from imgcls.cli import main
-from imgcls.data.audit import stratified_folds
-from imgcls.data.audit_dups import close_pairs
 from imgcls.data.csv_loader import load_csv
 from imgcls.data.shapes import ShapesOptions, generate
 
@@ -208,8 +208,8 @@ def test_near_duplicates_across_classes_and_train_val(blobs, tmp_path, capsys):
 
 
 def test_what_imgcls_infer_writes_is_read_with_every_class(exported, tmp_path, capsys):
-    from imgcls.data import cache_dir
     from imgcls.data.shapes import default_root
+    from imgcls.system import cache_dir
 
     from .helpers import TINY_SHAPES
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgcls.audit.quarantine import MANIFEST, quarantine, quarantine_root
 from imgcls.cli import main
 from imgcls.data.check import check_data, inspect_file
-from imgcls.data.quarantine import MANIFEST, quarantine, quarantine_root
 from imgcls.errors import DataError
 
 from .test_images import _bilevel_png

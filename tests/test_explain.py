@@ -210,8 +210,8 @@ def test_trained_cams_depend_on_the_weights(trained):
     with random weights. (The pointing game itself does not tell them apart on shapes:
     there, an untrained network's activations follow the bright shape; see docs/explain.md.)
     """
-    from imgcls.data import cache_dir
     from imgcls.data.shapes import default_root
+    from imgcls.system import cache_dir
 
     from .helpers import TINY_SHAPES
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgcls.audit.quarantine import quarantine
 from imgcls.cli import main
 from imgcls.data.check import check_data
 from imgcls.data.csv_loader import load_csv
 from imgcls.data.folder import load_folder
-from imgcls.data.quarantine import quarantine
 from imgcls.errors import DataError
 from imgcls.evaluate import Evaluation, write_evaluation
 from imgcls.infer import sources

@@ -166,13 +166,13 @@ def test_path_set():
 def test_inference_input_equals_training_input_bit_for_bit(preprocess):
     import torch
 
-    from imgcls.data.loader import Normalizer
+    from imgcls.data.loader import DeviceNormaliser
 
     height, width = preprocess.size
     pixels = np.random.default_rng(0).integers(0, 256, (7, height, width, 3), dtype=np.uint8)
     fast = preprocess.apply(pixels)
     assert fast.dtype == np.float32 and fast.flags.c_contiguous
-    trained_on = Normalizer(preprocess, torch.device("cpu"))(
+    trained_on = DeviceNormaliser(preprocess, torch.device("cpu"))(
         torch.from_numpy(pixels).permute(0, 3, 1, 2))
     assert np.array_equal(fast, trained_on.numpy())
     assert np.array_equal(preprocess.apply(pixels[0]), fast[:1])

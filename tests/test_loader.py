@@ -11,7 +11,7 @@ import torch
 from imgcls.data.augment import build_pipeline
 from imgcls.data.cache import DecodedImages
 from imgcls.data.lazy import LazyImages
-from imgcls.data.loader import Normalizer, PixelDataset, auto_workers, make_loader
+from imgcls.data.loader import DeviceNormaliser, PixelDataset, auto_workers, make_loader
 from imgcls.specs import Preprocess
 
 
@@ -95,6 +95,6 @@ def test_normalizer_applies_the_models_preprocessing():
     pre = Preprocess(size=(2, 2), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), channel_order="BGR")
     batch = torch.zeros(1, 3, 2, 2, dtype=torch.uint8)
     batch[:, 0] = 255
-    out = Normalizer(pre, torch.device("cpu"))(batch)
+    out = DeviceNormaliser(pre, torch.device("cpu"))(batch)
     assert out.dtype == torch.float32
     assert torch.allclose(out[0, :, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))

@@ -1,4 +1,4 @@
-"""One normaliser: Preprocess.apply (numpy, infer), Normalizer (torch, train) and the
+"""One normaliser: Preprocess.apply (numpy, infer), DeviceNormaliser (torch, train) and the
 exported Deployable's embedded preprocessing compute the same model input."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls.data.loader import Normalise, Normalizer
+from imgcls.data.loader import DeviceNormaliser, NormaliseLayer
 from imgcls.export.onnx import Deployable, ExportOptions, _export_graph
 from imgcls.infer.providers import make_session
 from imgcls.specs import Preprocess
@@ -47,7 +47,8 @@ def test_numpy_and_torch_paths_agree(name):
     pre = SETTINGS[name]
     batch = pixels()
     numpy_input = pre.apply(batch)
-    torch_input = Normalizer(pre, torch.device("cpu"))(torch.from_numpy(batch).permute(0, 3, 1, 2))
+    torch_input = DeviceNormaliser(pre, torch.device("cpu"))(
+        torch.from_numpy(batch).permute(0, 3, 1, 2))
     assert numpy_input.dtype == np.float32 and torch_input.dtype == torch.float32
     np.testing.assert_allclose(torch_input.numpy(), numpy_input, rtol=0, atol=1e-6)
     tolerance = 1e-6 * max(1.0, float(np.abs(numpy_input).max()))
@@ -68,7 +69,7 @@ def test_deployable_with_embedded_preprocessing_matches_in_torch(name):
 
 def test_deployable_embeds_the_training_normaliser():
     embedded = Deployable(flatten_model(), SETTINGS["all"], ExportOptions(embed_preprocessing=True))
-    assert isinstance(embedded.normalise, Normalise)
+    assert isinstance(embedded.normalise, NormaliseLayer)
     assert Deployable(flatten_model(), SETTINGS["all"], ExportOptions()).normalise is None
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..data.folder import is_under
 from ..errors import DataError
 from ..infer.writers import safe_row
-from .folder import is_under
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("original", "quarantined", "reason", "moved_at")

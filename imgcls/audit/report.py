@@ -3,7 +3,7 @@
 The data itself is never changed: ``--relabel`` and ``--quarantine`` write new CSVs
 (``relabelled.csv``, ``cleaned.csv``) to train on instead, and quarantine copies the
 suspects; it moves them only when asked to (``move=True``), through
-:func:`imgcls.data.quarantine.quarantine`, which keeps a manifest of every move.
+:func:`imgcls.audit.quarantine.quarantine`, which keeps a manifest of every move.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 from ..checkpoint import atomic_write_bytes
 from ..errors import DataError
 from ..infer.writers import safe_row
-from .audit import AuditResult, LabelIssue
-from .audit_dups import Entry
-from .audit_probs import probs_csv
+from .duplicates import Entry
+from .probs import probs_csv
 from .quarantine import Moved, free_name, quarantine, split_by_root
+from .run import AuditResult, LabelIssue
 
 GALLERY = 60  # suspects shown in audit.html (every one is in label_issues.csv)
 GROUPS = 30  # near-duplicate groups shown

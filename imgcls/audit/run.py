@@ -8,12 +8,12 @@ Label issues need predicted probabilities that the image's own label did not tra
   predict the held-out fold, decoded with the checkpoint's Preprocess as
   ``imgcls eval`` does. Every image is predicted once, by a model that never saw it;
 - or from a file (``--probs``), e.g. ``imgcls infer --top-k N`` of a model trained
-  on other images (see :mod:`imgcls.data.audit_probs`).
+  on other images (see :mod:`imgcls.audit.probs`).
 
 ``cleanlab.filter.find_label_issues`` then flags the images whose given label the
 probabilities contradict, ranked by cleanlab's label quality score (self-confidence:
 the probability of the given label; lowest first). The suggested label is the most
-probable class. Near-duplicates come from :mod:`imgcls.data.audit_dups`.
+probable class. Near-duplicates come from :mod:`imgcls.audit.duplicates`.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from ..data import resolve_loader
+from ..data.splits import check_split, select_split
 from ..errors import ConfigError, DataError
 from ..registry import get_dataset
 from ..train.config import TrainConfig
 from ..train.progress import Reporter
-from . import resolve_loader
-from .audit_dups import DEFAULT_MAX_DISTANCE, DuplicateGroup, Entry, check_distance
-from .splits import check_split, select_split
+from .duplicates import DEFAULT_MAX_DISTANCE, DuplicateGroup, Entry, check_distance
 
 DEFAULT_FOLDS = 5
 MAX_FOLDS = 20
@@ -212,10 +212,10 @@ def predict_fold(config: TrainConfig, held: list[Entry], classes: list[str],
                  reporter: Reporter | None) -> tuple[np.ndarray, list[tuple[Path, str]]]:
     """Train on ``config.data``; probabilities of ``held`` (NaN rows where unreadable)."""
     from ..checkpoint import load_checkpoint
+    from ..data.cache import decode_samples
     from ..evaluate import predict_decoded
     from ..system import resolve_device
     from ..train.loop import fit
-    from .cache import decode_samples
 
     result = fit(config, reporter)
     checkpoint = load_checkpoint(result.best_path)
@@ -239,7 +239,7 @@ def predict_fold(config: TrainConfig, held: list[Entry], classes: list[str],
 def file_probs(options: AuditOptions, classes: list[str], entries: list[Entry],
                audited: list[Entry]) -> tuple[np.ndarray, list[str]]:
     """Probabilities from ``options.probs`` for ``audited`` (NaN rows where absent), notes."""
-    from .audit_probs import read_probs
+    from .probs import read_probs
 
     given = read_probs(options.probs, classes)
     known = {os.path.realpath(entry.path) for entry in entries}
@@ -290,7 +290,7 @@ def audit(options: AuditOptions, reporter: Reporter | None = None,
           on_fold: Callable[[int, int, float], None] | None = None,
           on_hash: Callable[[int, int], None] | None = None) -> AuditResult:
     """Run the audit (see the module docstring); nothing is written but the folds' runs."""
-    from .audit_dups import near_duplicates
+    from .duplicates import near_duplicates
 
     options.validate()
     source, classes, entries, audited = select_entries(options.data, options.data_options,

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .console import ConsoleReporter, parse_options, print_warning
-from .data import progress, say
+from .console import ConsoleReporter, parse_options, print_warning, progress, say
 
 if TYPE_CHECKING:
-    from ..data.audit import AuditOptions, AuditResult
+    from ..audit.run import AuditOptions, AuditResult
     from ..train.config import TrainConfig
 
 # Folds train for fewer epochs than imgcls train's 10 by default: K of them run.
@@ -69,8 +68,8 @@ def train_config(config_file: str | None, given: dict[str, Any],
 
 def run(options: AuditOptions, actions: Actions) -> AuditResult:
     """Check the targets, audit, write, print; returns what was found."""
-    from ..data.audit import audit
-    from ..data.audit_report import write_outputs
+    from ..audit.report import write_outputs
+    from ..audit.run import audit
 
     root = _quarantine_root(options, actions) if actions.quarantine is not None else None
     say(f"auditing {options.data} ({options.split} images): {options.describe()}")
@@ -89,8 +88,8 @@ def _say_fold(fold: int, folds: int, accuracy: float) -> None:
 
 def _quarantine_root(options: AuditOptions, actions: Actions) -> Path:
     # Refuse a bad target before K trainings, not after them.
+    from ..audit.quarantine import quarantine_root
     from ..data import resolve_loader
-    from ..data.quarantine import quarantine_root
 
     loader, source = resolve_loader(options.data)
     return quarantine_root(source or options.data, loader, actions.quarantine,
@@ -99,7 +98,7 @@ def _quarantine_root(options: AuditOptions, actions: Actions) -> Path:
 
 def _corrections(result: AuditResult, options: AuditOptions, actions: Actions,
                  root: Path | None) -> list[Path]:
-    from ..data.audit_report import quarantine_issues, write_cleaned, write_relabelled
+    from ..audit.report import quarantine_issues, write_cleaned, write_relabelled
 
     written = []
     if actions.relabel:

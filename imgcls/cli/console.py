@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
-from ..train.config import check_finite_option, parse_value
+from ..options import check_finite_option, parse_value
 from ..train.progress import Reporter
 
 # Piped output is read by programs and people alike: never truncate it to 80 columns.
@@ -143,3 +143,19 @@ def print_class_histogram(classes: list[str], counts: dict[str, list[int]],
     if not balanced and smallest and top / smallest >= IMBALANCE_RATIO:
         print_warning(f"classes are imbalanced ({top / smallest:.1f}:1); consider "
                       "--class-weights auto or --sampler balanced.")
+
+
+def say(text: str) -> None:
+    console.print(text, highlight=False, markup=False)
+
+
+def progress(label: str) -> Callable[[int, int], None]:
+    """An ``on_progress(done, total)`` callback whose bar appears once the total is known."""
+    update: list[Callable[[int], None]] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if not update:
+            update.append(ConsoleReporter().task(label, total))
+        update[0](done)
+
+    return on_progress

@@ -16,13 +16,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..audit.duplicates import DEFAULT_MAX_DISTANCE
+from ..audit.quarantine import MANIFEST, quarantine, quarantine_root, split_by_root
+from ..audit.run import DEFAULT_FOLDS
 from ..data import resolve_loader
-from ..data.audit import DEFAULT_FOLDS
-from ..data.audit_dups import DEFAULT_MAX_DISTANCE
 from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
-from ..data.quarantine import MANIFEST, quarantine, quarantine_root, split_by_root
 from ..errors import ConfigError
-from .console import ConsoleReporter, console, err_console, parse_options
+from .console import console, err_console, parse_options, progress, say
 
 DATA_HELP = "A folder of class sub-folders, a .csv/.tsv file, or a dataset name like shapes."
 # Every --workers help starts with this, so the option means one thing everywhere.
@@ -143,18 +143,6 @@ def _data_options(pairs: list[str], **columns: str | None) -> dict[str, Any]:
     return options
 
 
-def progress(label: str) -> Callable[[int, int], None]:
-    """An ``on_progress(done, total)`` callback whose bar appears once the total is known."""
-    update: list[Callable[[int], None]] = []
-
-    def on_progress(done: int, total: int) -> None:
-        if not update:
-            update.append(ConsoleReporter().task(label, total))
-        update[0](done)
-
-    return on_progress
-
-
 def print_report(report: CheckReport, show: int) -> None:
     rate = report.files / report.seconds if report.seconds else 0.0
     say(f"checked {report.files} files of {report.source} ({report.loader}) in "
@@ -207,10 +195,6 @@ def _section(title: str, lines: list[str], show: int) -> None:
         say(f"  {line}")
     if len(lines) > show:
         say(f"  ... and {len(lines) - show} more (--show {len(lines)} or --json for all)")
-
-
-def say(text: str) -> None:
-    console.print(text, highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------- data audit
@@ -267,7 +251,7 @@ def audit(
     Never changes the data: --relabel and --quarantine write corrected CSVs to train
     on, and --quarantine copies the flagged images (moves them only with --move).
     """
-    from ..data.audit import AuditOptions
+    from ..audit.run import AuditOptions
     from .audit import Actions, run, train_config
 
     if move and quarantine_dir is None:

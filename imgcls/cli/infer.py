@@ -13,7 +13,8 @@ from ..errors import ConfigError
 from ..infer.batch import InferOptions
 from ..infer.engine import BACKENDS, DEFAULT_BACKEND
 from ..infer.writers import Summary, summary_dict
-from ..registry import LOCAL_ENGINE, did_you_mean, get_engine
+from ..options import did_you_mean
+from ..registry import LOCAL_ENGINE, get_engine
 from ..specs import EngineSpec
 from .console import console, err_console, parse_options
 from .data import WORKERS_HELP, check_workers

@@ -12,16 +12,6 @@ from ..registry import get_dataset, has_dataset, list_datasets
 from ..specs import LoadedDataset
 from .splits import split_stratified
 
-
-def cache_dir() -> Path:
-    """Where imgcls keeps generated data and decoded-image caches."""
-    env = os.environ.get("IMGCLS_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "imgcls"
-
-
 TABLE_SUFFIXES = (".csv", ".tsv")
 
 

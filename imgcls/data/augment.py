@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, ImgclsError
+from ..options import parse_value
 from ..registry import get_augmentation
-from ..train.config import parse_value
 
 # Named pipelines; `seed` is the Keras tutorial's ImageDataGenerator settings.
 PRESETS: dict[str, str] = {

@@ -20,8 +20,8 @@ import numpy as np
 from ..errors import ConfigError, DecodeError
 from ..images import load_pixels
 from ..specs import Preprocess, Sample
-from ..system import default_workers
-from . import cache_dir, fingerprint
+from ..system import cache_dir, default_workers
+from . import fingerprint
 
 CACHE_MODES = ("memory", "disk", "none")
 CACHE_VERSION = 2

@@ -97,10 +97,10 @@ def make_loader(
     )
 
 
-class Normalise(torch.nn.Module):
-    """uint8 NCHW RGB pixels -> float32 model input: :meth:`Preprocess.apply` in torch.
+class NormaliseLayer(torch.nn.Module):
+    """A layer: uint8 NCHW RGB pixels -> float32 model input, :meth:`Preprocess.apply` in torch.
 
-    One module for training (inside :class:`Normalizer`) and for the exported
+    One module for training (inside :class:`DeviceNormaliser`) and for the exported
     graph (inside ``Deployable``), with the constants of ``Preprocess.affine``,
     so what the model was trained on and what it is deployed with cannot drift.
     """
@@ -118,11 +118,11 @@ class Normalise(torch.nn.Module):
         return pixels.to(torch.float32) * self.scale + self.shift
 
 
-class Normalizer:
-    """uint8 NCHW batch on any device -> float model input on ``device``."""
+class DeviceNormaliser:
+    """Not a layer: moves a uint8 NCHW batch to ``device``, then a NormaliseLayer there."""
 
     def __init__(self, preprocess: Preprocess, device: torch.device) -> None:
-        self.normalise = Normalise(preprocess).to(device)
+        self.normalise = NormaliseLayer(preprocess).to(device)
         self.device = device
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

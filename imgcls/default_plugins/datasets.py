@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from imgcls import hookimpl
-from imgcls.data import cache_dir
 from imgcls.data.csv_loader import load_csv
 from imgcls.data.folder import load_folder
 from imgcls.data.shapes import ShapesOptions, default_root, generate
 from imgcls.specs import DatasetSpec, LoadedDataset
+from imgcls.system import cache_dir
 
 
 def load_shapes(source: str | None = None, **options: Any) -> LoadedDataset:

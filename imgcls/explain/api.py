@@ -1,7 +1,7 @@
 """``imgcls.explain``: class-activation maps, feature maps and filters of a checkpoint.
 
 Images go through the shared decoder and the model's own ``Preprocess`` (with the
-``Normalise`` module training uses), so what is explained is exactly what the model
+``NormaliseLayer`` module training uses), so what is explained is exactly what the model
 sees: the decoded image resized (and cropped) to the model's input size.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.loader import Normalise
+from ..data.loader import NormaliseLayer
 from ..errors import CheckpointError, ConfigError, DecodeError
 from ..images import item_pixels
 from ..infer.engine import Failure
@@ -87,7 +87,7 @@ class Explainer:
         self.preprocess = loaded.preprocess
         self.model = loaded.model.to(self.device).eval()
         self.spec = get_model(loaded.manifest["model"]["name"]).spec
-        self.normalise = Normalise(self.preprocess).to(self.device)
+        self.normalise = NormaliseLayer(self.preprocess).to(self.device)
         self._requested = layer
         self._layer: str | None = None
 

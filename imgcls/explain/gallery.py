@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data.loader import Normalise
+from ..data.loader import NormaliseLayer
 from ..errors import ConfigError
 from ..specs import Preprocess
 from .cam import grad_cams
@@ -50,7 +50,7 @@ def mistake_overlays(model: nn.Module, spec: Any, preprocess: Preprocess, pixels
     if len(pixels) == 0:
         return Overlays()
     model.eval()
-    normalise = Normalise(preprocess).to(device)
+    normalise = NormaliseLayer(preprocess).to(device)
 
     def inputs(batch: np.ndarray) -> torch.Tensor:
         return normalise(torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)

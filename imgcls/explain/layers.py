@@ -7,7 +7,6 @@ built-in networks and to any plugin's (torchvision's ``layer4``, ``features.12``
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..options import close_matches, did_you_mean
 
 # How many layer names an error message lists before it only counts the rest.
 LISTED_NAMES = 12
@@ -125,11 +125,11 @@ def check_layer(name: str | None, valid: dict[str, tuple[int, int, int]], model_
                    "map.")
     if not names:
         raise ConfigError(problem, "Class-activation maps need a convolutional network.")
-    close = difflib.get_close_matches(name or "", names, n=3, cutoff=0.6)
+    close = close_matches(name or "", names)
     # The last layers are where CAMs are usually taken; the first ones rarely.
     listed = close + [n for n in names[::-1] if n not in close][:LISTED_NAMES - len(close)]
     more = len(names) - len(listed)
-    hint = (("Did you mean " + " or ".join(repr(n) for n in close) + "? ") if close else "")
+    hint = did_you_mean(name or "", names)
     hint += (f"Valid --layer names (last first): {', '.join(listed)}"
              + (f" and {more} more." if more else "."))
     raise ConfigError(problem, hint)

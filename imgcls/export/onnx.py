@@ -30,7 +30,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import LoadedCheckpoint, atomic_write_bytes, load_checkpoint
-from ..data.loader import Normalise
+from ..data.loader import NormaliseLayer
 from ..errors import DataError, ExportError, ImgclsError
 from ..images import load_pixels
 from ..infer.providers import make_session
@@ -86,7 +86,7 @@ class Deployable(torch.nn.Module):
         self.fp16, self.softmax = options.fp16, options.softmax
         self.flip = options.tta == "flip"
         # Embedded, the graph normalises with the very module training used.
-        self.normalise = Normalise(preprocess) if options.embed_preprocessing else None
+        self.normalise = NormaliseLayer(preprocess) if options.embed_preprocessing else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalise is not None:  # uint8 NHWC pixels in

@@ -60,7 +60,7 @@ def _provider_options(providers: list[str]) -> list[tuple[str, dict[str, str]]]:
     options: list[tuple[str, dict[str, str]]] = []
     for name in providers:
         if name == TENSORRT:
-            from ..data import cache_dir
+            from ..system import cache_dir
 
             # Building a TensorRT engine takes minutes; cache it across runs.
             engines = cache_dir() / "tensorrt"

@@ -6,7 +6,6 @@ saved ``config.toml`` cannot disagree about names, types or defaults.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 from ..data.cache import CACHE_MODES
 from ..errors import ConfigError
+from ..options import check_finite_option, did_you_mean
 from ..specs import ModelSpec
 
 if sys.version_info >= (3, 11):
@@ -26,21 +26,6 @@ else:  # pragma: no cover - Python 3.10
 
 # The Keras tutorial's ImageDataGenerator settings (a preset of imgcls.data.augment).
 DEFAULT_AUGMENT = "seed"
-
-
-def parse_value(text: str) -> Any:
-    """'3' -> 3, '0.2' -> 0.2, 'true' -> True, anything else stays a string."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
 
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -191,13 +176,6 @@ class TrainConfig:
         return "\n".join(lines) + "\n"
 
 
-def check_finite_option(flag: str, key: str, value: Any) -> None:
-    """Refuse an inf or nan model/data option (``float("inf")`` parses as a number)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{flag} {key}={value}: the value must be a finite number.",
-                          f"For example: {flag} {key}=0.1.")
-
-
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> tuple[bool, str, str]:
     return (value in allowed, f"Unknown {flag} {value!r}; choose {', '.join(allowed)}.",
             f"{flag} {allowed[0]}")
@@ -249,8 +227,7 @@ def normalize_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
     for raw_key, value in values.items():
         key = raw_key.replace("-", "_")
         if key not in types:
-            close = difflib.get_close_matches(key, list(types), n=1)
-            hint = f"Did you mean {close[0]!r}?" if close else "See `imgcls train --help`."
+            hint = did_you_mean(key, types, n=1).rstrip() or "See `imgcls train --help`."
             raise ConfigError(f"{source}: unknown option {raw_key!r}.", hint)
         result[key] = _coerce(key, value, types[key], source)
     return result

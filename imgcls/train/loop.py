@@ -23,8 +23,9 @@ from torch import nn
 from ..checkpoint import load_resume_state, resume_path
 from ..data import load_dataset
 from ..data.augment import Pipeline, build_pipeline
-from ..data.loader import Normalizer
+from ..data.loader import DeviceNormaliser
 from ..errors import ConfigError, ImgclsError, NonFiniteLossError
+from ..evaluate import batch_logits
 from ..metrics import MetricAccumulator
 from ..plugins import call_hook
 from ..registry import get_model
@@ -152,16 +153,12 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader: Any, normalize: Normalizer, precision: Precision,
+def validate(model: nn.Module, loader: Any, normalize: DeviceNormaliser, precision: Precision,
              num_classes: int, top_k: int) -> MetricAccumulator:
     """Plain cross-entropy, top-1/top-k and confusion counts over this rank's share."""
-    model.eval()
     metrics = MetricAccumulator(num_classes, top_k)
-    for images, labels in loader:
+    for logits, labels in batch_logits(model, loader, normalize, precision):
         labels = labels.to(normalize.device)
-        with precision.autocast():
-            logits = model(normalize(images))
-        logits = logits.float()
         metrics.update(logits, labels, F.cross_entropy(logits, labels, reduction="sum").item())
     return metrics
 
@@ -206,7 +203,7 @@ class Session:
     model: nn.Module  # DDP-wrapped under torchrun
     stepper: Stepper
     loss_fn: TrainLoss
-    normalize: Normalizer
+    normalize: DeviceNormaliser
     augment: Pipeline  # its batch-level steps run in the loop, on normalised images
     on_device: OnDevice  # moves (and maybe augments) each uint8 batch
     train_loader: Any
@@ -252,7 +249,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     if env.is_main:
         outputs.on_start(info, stepper, tracker, history, start - 1)
     session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
-                      stepper, loss_fn, Normalizer(preprocess, device), augment,
+                      stepper, loss_fn, DeviceNormaliser(preprocess, device), augment,
                       on_device, train_loader, val_loader, num_classes, tracker, history, outputs)
 
     stopped_early = _run_loop(session, start)

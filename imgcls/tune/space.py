@@ -7,7 +7,6 @@ A space maps a TrainConfig field (``lr``), a model option (``model_options.width
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import json
 from dataclasses import dataclass, fields, replace
@@ -16,6 +15,7 @@ from typing import Any
 
 from ..data.augment import build_pipeline
 from ..errors import ConfigError, ImgclsError
+from ..options import did_you_mean
 from ..specs import ModelSpec
 from ..train.config import TrainConfig, normalize_keys, read_toml
 
@@ -152,8 +152,7 @@ def _model_params(tables: Any, spec: ModelSpec, source: str) -> list[Param]:
 def _known(name: str, allowed: list[str], source: str, where: str) -> str:
     if name in allowed:
         return name
-    close = difflib.get_close_matches(name, allowed, n=1)
-    hint = f"Did you mean {close[0]!r}?" if close else f"Choose from {where}."
+    hint = did_you_mean(name, allowed, n=1).rstrip() or f"Choose from {where}."
     if name in NOT_TUNABLE:
         hint = f"{name} is fixed for the whole study: set it with a flag or --config."
     raise ConfigError(f"{source}: {name!r} cannot be tuned.", hint)
@@ -175,8 +174,7 @@ def parse_param(name: str, value: Any, source: str) -> Param:
                           f"Choose {', '.join(KINDS)}.")
     unknown = sorted(set(value) - set(TABLE_KEYS[kind]))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], TABLE_KEYS[kind], n=1)
-        hint = f"Did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(unknown[0], TABLE_KEYS[kind], n=1)
         raise ConfigError(f"{source}: {name} has unknown key {unknown[0]!r} for type {kind}.",
                           f"{hint}A {kind} takes: {', '.join(TABLE_KEYS[kind])}.")
     if kind == "categorical":
