@@ -6,7 +6,6 @@ Loading never unpickles anything, so a checkpoint from a stranger cannot run cod
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
 import os
@@ -24,6 +23,7 @@ from torch import nn
 
 from .errors import CheckpointError, ManifestError
 from .manifest import FORMAT_VERSION, MANIFEST_KEY, read_manifest
+from .options import builder_options, unknown_options
 from .registry import get_model
 from .specs import Preprocess
 
@@ -83,13 +83,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def _model_options(spec: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest's model options, checked against the builder's signature."""
     options = dict(manifest["model"].get("options", {}))
-    accepted = inspect.signature(spec.build).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    # imgcls passes these two itself; an option of the same name would collide.
-    unknown = sorted(k for k in options if k in ("num_classes", "image_size")
-                     or (not takes_any and k not in accepted))
+    unknown = unknown_options(spec.build, options)
     if unknown:
-        names = [n for n in accepted if n not in ("num_classes", "image_size")]
+        names, _ = builder_options(spec.build)
         raise ManifestError(f"The manifest gives model {spec.name!r} options it does not take: "
                             f"{', '.join(unknown)}.",
                             f"Its options are: {', '.join(names) or 'none'}; the file is damaged "

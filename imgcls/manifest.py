@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .errors import CheckpointError, ManifestError
 from .specs import Preprocess
+from .version import __version__
 
 MANIFEST_KEY = "imgcls.manifest"
 FORMAT = "imgcls.checkpoint"

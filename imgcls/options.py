@@ -1,10 +1,12 @@
-"""What users type: option values given as text, and names that may be misspelt."""
+"""What users type: option values given as text, names that may be misspelt, and
+model options, checked against the builder that takes them."""
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import ConfigError
@@ -44,3 +46,22 @@ def did_you_mean(name: str, known: Iterable[str], n: int = 3) -> str:
     """``"Did you mean 'x' or 'y'? "`` for the names close to ``name``, else ``""``."""
     close = close_matches(name, known, n)
     return f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+
+
+# imgcls passes these to every model builder itself: an option of the same name collides.
+BUILDER_ARGUMENTS = ("num_classes", "image_size")
+
+
+def builder_options(build: Callable[..., Any]) -> tuple[list[str], bool]:
+    """The options a model builder takes by name, and whether it takes any (``**options``)."""
+    parameters = list(inspect.signature(build).parameters.values())
+    named = [p.name for p in parameters[1:]  # the first is the number of classes
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and p.name not in BUILDER_ARGUMENTS]
+    return named, any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def unknown_options(build: Callable[..., Any], given: Iterable[str]) -> list[str]:
+    """Those of ``given`` that ``build`` does not take (or that imgcls passes itself), sorted."""
+    named, takes_any = builder_options(build)
+    return sorted(k for k in given if k in BUILDER_ARGUMENTS or not (takes_any or k in named))

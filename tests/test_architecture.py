@@ -6,8 +6,8 @@ counts: at module level and inside functions or methods, ``import x`` as well as
 (the hookspecs name train's types that way).
 
     core        errors, specs, hookspecs, manifest, images, colour, system, lazy, io,
-                weights, options (option values typed as text, did-you-mean), and the
-                package root (hookimpl, __version__): what everything else stands on;
+                weights, version, options (option values typed as text, did-you-mean,
+                model options against the builder): what everything else stands on;
                 none of them builds a model or reads a data set
     registry    registry, plugins: discovery, never imports a plugin; checkpoint and
                 modelinfo (they rebuild a registered model); metrics and report,
@@ -18,7 +18,8 @@ counts: at module level and inside functions or methods, ``import x`` as well as
                 sits here, not with the applications, because every run's report.html
                 shows Grad-CAM overlays of its mistakes (train -> explain.gallery)
     apps        tune | audit: applications that train models (K of them for the audit)
-    cli         thin: parse, call, print (and __main__)
+    api         cli: thin, parse, call, print; __main__; and the package root, the
+                public API (hookimpl, __version__, fit, Classifier, explain ...)
     outside     default_plugins (and plugins/): register through hooks, may import anything
 
 Inside a layer, packages depend on each other one way only: the graph of packages
@@ -40,14 +41,15 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 50
 OUTSIDE = "outside"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("core", frozenset({"", "errors", "specs", "hookspecs", "manifest", "images", "colour",
-                        "system", "lazy", "io", "weights", "options"})),
+    ("core", frozenset({"errors", "specs", "hookspecs", "manifest", "images", "colour",
+                        "system", "lazy", "io", "weights", "version",
+                        "options"})),
     ("registry", frozenset({"registry", "plugins", "checkpoint", "modelinfo", "metrics",
                             "report"})),
     ("data", frozenset({"data"})),
     ("stages", frozenset({"train", "export", "infer", "explain", "evaluate"})),
     ("apps", frozenset({"tune", "audit"})),
-    ("cli", frozenset({"cli", "__main__"})),
+    ("api", frozenset({"cli", "__main__", ""})),
     (OUTSIDE, frozenset({"default_plugins"})),
 )
 
@@ -107,7 +109,8 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     """Module -> modules it imports; a package's re-exports of its own submodules left out."""
     found = modules(package)
     return {name: {t for t in imports(name, path, set(found))
-                   if not (path.name == "__init__.py" and t.startswith(name + "."))}
+                   if not (path.name == "__init__.py" and t.startswith(name + ".")
+                           and unit(t) == unit(name))}
             for name, path in found.items()}
 
 

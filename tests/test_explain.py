@@ -268,11 +268,28 @@ def test_explain_returns_model_sized_arrays_for_every_method(files):
                                                          Preprocess(size=(64, 64))))
 
 
-def test_imgcls_explain_is_callable_whichever_was_imported_first(files):
-    import imgcls.explain as package
+def test_imgcls_explain_is_the_function_and_the_package_stays_a_plain_package(files):
+    import sys
 
-    assert callable(imgcls.explain) and package.explain is imgcls.explain.explain
+    from imgcls import explain
+    from imgcls.explain import api
+
+    assert explain is imgcls.explain and type(sys.modules["imgcls.explain"]) is types.ModuleType
+    assert api.explain is sys.modules["imgcls.explain"].explain is not explain
     assert imgcls.explain(files["basic-cnn"], files["circle"], device="cpu")[0].layer == "4"
+
+
+@pytest.mark.parametrize("first", ["import imgcls.explain.cam", "from imgcls.explain import cam",
+                                   "import imgcls"])
+def test_imgcls_explain_is_the_function_whichever_was_imported_first(first):
+    import subprocess
+    import sys
+
+    code = f"{first}\nimport imgcls, sys\nassert callable(imgcls.explain)\n" \
+           "assert imgcls.explain.__module__ == 'imgcls'\nprint('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == ("False" if first == "import imgcls" else "True")
 
 
 def test_default_cam_layers_are_each_model_s_last_conv_block():

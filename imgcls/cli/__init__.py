@@ -10,8 +10,8 @@ import warnings
 import typer
 from rich.markup import escape
 
-from .. import __version__
 from ..errors import ImgclsError
+from ..version import __version__
 from . import augment as augment_command
 from . import data as data_command
 from . import eval as eval_command

@@ -1,27 +1,27 @@
-"""Explain a checkpoint: class-activation maps, feature maps, first-layer filters."""
+"""Explain a checkpoint: class-activation maps, feature maps, first-layer filters.
+
+``imgcls.explain`` itself is the function (:func:`imgcls.explain.api.explain`, bound by
+the package root); the names below come from ``from imgcls.explain import ...``.
+"""
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .api import Explainer, Explanation, checkpoint_path, explain
-from .cam import METHODS
-from .feature_maps import FeatureMap, feature_maps, first_conv_filters
-from .layers import map_layers
+from ..lazy import lazy_exports
 
 __all__ = ["METHODS", "Explainer", "Explanation", "FeatureMap", "checkpoint_path", "explain",
            "feature_maps", "first_conv_filters", "map_layers"]
 
+if TYPE_CHECKING:
+    from .api import Explainer, Explanation, checkpoint_path, explain
+    from .cam import METHODS
+    from .feature_maps import FeatureMap, feature_maps, first_conv_filters
+    from .layers import map_layers
 
-class _CallableModule(types.ModuleType):
-    """``imgcls.explain(...)`` is the function, but importing this package makes
-    ``imgcls.explain`` the package (Python sets the attribute): calling it calls
-    :func:`explain`, so both spellings work whichever was imported first."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return explain(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# Lazy: the package root imports this package (see imgcls/__init__.py) without torch.
+__getattr__ = lazy_exports(__name__, {
+    "Explainer": ".api", "Explanation": ".api", "checkpoint_path": ".api", "explain": ".api",
+    "METHODS": ".cam", "FeatureMap": ".feature_maps", "feature_maps": ".feature_maps",
+    "first_conv_filters": ".feature_maps", "map_layers": ".layers",
+})

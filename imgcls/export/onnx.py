@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from ..checkpoint import LoadedCheckpoint, atomic_write_bytes, load_checkpoint
 from ..data.loader import NormaliseLayer
 from ..errors import DataError, ExportError, ImgclsError
@@ -38,6 +37,7 @@ from ..infer.runners import check_tta
 from ..infer.sources import iter_paths
 from ..manifest import MANIFEST_KEY, onnx_opset
 from ..specs import Preprocess
+from ..version import __version__
 from .int8 import (
     CalibrationPlan,
     Int8Options,

@@ -7,7 +7,6 @@ outputs in run_folder.py.
 
 from __future__ import annotations
 
-import inspect
 import math
 import random
 import time
@@ -27,6 +26,7 @@ from ..data.loader import DeviceNormaliser
 from ..errors import ConfigError, ImgclsError, NonFiniteLossError
 from ..evaluate import batch_logits
 from ..metrics import MetricAccumulator
+from ..options import builder_options, unknown_options
 from ..plugins import call_hook
 from ..registry import get_model
 from ..specs import ModelSpec, Preprocess
@@ -352,11 +352,9 @@ def build_model(spec: ModelSpec, num_classes: int, preprocess: Preprocess,
     options = dict(config.model_options)
     if config.weights:
         options["weights"] = config.weights
-    accepted = inspect.signature(spec.build).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    unknown = sorted(set(options) - set(accepted)) if not takes_any else []
+    unknown = unknown_options(spec.build, options)
     if unknown:
-        names = [n for n in accepted if n not in ("num_classes", "image_size")]
+        names, _ = builder_options(spec.build)
         flag = "--weights" if unknown == ["weights"] else "--model-opt"
         raise ConfigError(f"Model {spec.name!r} does not take {', '.join(unknown)} ({flag}).",
                           f"Its options are: {', '.join(names) or 'none'}.")

@@ -7,7 +7,6 @@ A space maps a TrainConfig field (``lr``), a model option (``model_options.width
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from ..data.augment import build_pipeline
 from ..errors import ConfigError, ImgclsError
-from ..options import did_you_mean
+from ..options import builder_options, did_you_mean
 from ..specs import ModelSpec
 from ..train.config import TrainConfig, normalize_keys, read_toml
 
@@ -93,10 +92,8 @@ FAMILY_RANGES = {
 
 def model_option_names(spec: ModelSpec) -> list[str] | None:
     """The options ``spec.build`` accepts; None when it takes any (``**options``)."""
-    accepted = inspect.signature(spec.build).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        return None
-    return [n for n in list(accepted)[1:] if n != "image_size"]
+    names, takes_any = builder_options(spec.build)
+    return None if takes_any else names
 
 
 def default_space(spec: ModelSpec) -> list[Param]:
