@@ -7,40 +7,51 @@ it with ``imgcls.hookimpl``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
+
+from .specs import AugmentationSpec, DatasetSpec, EngineSpec, ModelSpec
+
+if TYPE_CHECKING:  # typing only: the hookspecs are core and import no stage (nor typer)
+    import typer
+
+    from .train.config import TrainConfig
+    from .train.loop import FitResult
 
 hookspec = pluggy.HookspecMarker("imgcls")
 
 
 @hookspec
-def register_models(register: Any) -> None:
+def register_models(register: Callable[[ModelSpec], None]) -> None:
     """Register model architectures: call ``register(ModelSpec(...))`` once per model."""
 
 
 @hookspec
-def register_augmentations(register: Any) -> None:
+def register_augmentations(register: Callable[[AugmentationSpec], None]) -> None:
     """Register augmentations: call ``register(AugmentationSpec(...))`` once per augmentation."""
 
 
 @hookspec
-def register_datasets(register: Any) -> None:
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register dataset loaders: call ``register(DatasetSpec(...))`` once per loader."""
 
 
 @hookspec
-def register_engines(register: Any) -> None:
+def register_engines(register: Callable[[EngineSpec], None]) -> None:
     """Register inference engines: call ``register(EngineSpec(...))`` once per engine."""
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: typer.Typer) -> None:
     """Add sub-commands to the ``imgcls`` typer app passed as ``cli``."""
 
 
 @hookspec
-def on_fit_start(config: Any, classes: list[str], run_dir: Any, history: list[dict]) -> None:
+def on_fit_start(config: TrainConfig, classes: list[str], run_dir: Path,
+                 history: list[dict]) -> None:
     """Called once before the first training epoch, on rank 0 only.
 
     ``config`` is the resolved ``TrainConfig``; ``history`` holds the records of
@@ -50,7 +61,7 @@ def on_fit_start(config: Any, classes: list[str], run_dir: Any, history: list[di
 
 
 @hookspec
-def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any,
+def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Path,
                  timing: dict[str, float]) -> None:
     """Called after each epoch's validation, on rank 0 only.
 
@@ -63,5 +74,5 @@ def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any,
 
 
 @hookspec
-def on_fit_end(result: Any) -> None:
+def on_fit_end(result: FitResult) -> None:
     """Called once when training ends (also after early stopping), with the ``FitResult``."""

@@ -13,6 +13,11 @@ from pathlib import Path
 import optuna
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from imgcls.cli import main
 from imgcls.errors import ConfigError
 from imgcls.registry import get_model
@@ -354,8 +359,9 @@ def test_tune_help_imports_neither_torch_nor_optuna():
 
 def test_print_space_shows_the_space_a_tune_would_search(data, files, capsys):
     assert main(["tune", "--model", "resnet-s", "--print-space"]) == 0
-    out = capsys.readouterr().out
-    assert "[model_options.depth]" in out and "choices = [8, 14, 20]" in out
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["model_options"]["depth"] == {"type": "categorical", "choices": [8, 14, 20]}
     assert main(["tune", "--space", str(files["space"]), "--print-space"]) == 0
-    out = capsys.readouterr().out
-    assert "[lr]" in out and 'choices = ["adamw", "sgd"]' in out and "weight_decay" not in out
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["optimizer"]["choices"] == ["adamw", "sgd"] and "lr" in printed
+    assert "weight_decay" not in printed

@@ -6,13 +6,14 @@ saved ``config.toml`` cannot disagree about names, types or defaults.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from ..data.cache import CACHE_MODES
 from ..errors import ConfigError
@@ -167,13 +168,8 @@ class TrainConfig:
         """The reproducible part of the config as TOML (run name and None values left out)."""
         values = {k: v for k, v in asdict(self).items()
                   if k not in RUN_IDENTITY and v is not None}
-        tables = {k: values.pop(k) for k in ("model_options", "data_options")}
-        lines = ["# imgcls train config. Reproduce this run: imgcls train --config <this file>"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-        for table, content in tables.items():
-            lines += ["", f"[{table}]"]
-            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in content.items()]
-        return "\n".join(lines) + "\n"
+        return dump_toml(values, "imgcls train config. Reproduce this run: "
+                                 "imgcls train --config <this file>")
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> tuple[bool, str, str]:
@@ -181,22 +177,14 @@ def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> tuple[bool, str,
             f"{flag} {allowed[0]}")
 
 
-def _toml_key(key: str) -> str:
-    bare = key.replace("_", "").replace("-", "").isalnum()
-    return key if bare else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"Cannot write {value!r} to a TOML config.",
-                      "Model and data options must be strings, numbers, booleans or lists.")
+def dump_toml(values: dict[str, Any], comment: str) -> str:
+    """``values`` as TOML (tomli-w: keys and strings quoted as TOML wants) under ``# comment``."""
+    try:
+        return f"# {comment}\n{tomli_w.dumps(values)}"
+    except TypeError as exc:  # e.g. None inside a list of model options
+        raise ConfigError(f"Cannot write the config as TOML: {exc}.",
+                          "Model and data options must be strings, numbers, booleans or "
+                          "lists.") from exc
 
 
 def field_types() -> dict[str, Any]:

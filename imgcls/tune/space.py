@@ -7,7 +7,6 @@ A space maps a TrainConfig field (``lr``), a model option (``model_options.width
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ..data.augment import build_pipeline
 from ..errors import ConfigError, ImgclsError
 from ..options import builder_options, did_you_mean
 from ..specs import ModelSpec
-from ..train.config import TrainConfig, normalize_keys, read_toml
+from ..train.config import TrainConfig, dump_toml, normalize_keys, read_toml
 
 KINDS = ("float", "int", "categorical")
 TABLE_KEYS = {"float": ("type", "low", "high", "log", "step"),
@@ -59,14 +58,13 @@ class Param:
         cast = int if self.kind == "int" else float
         return [cast(self.low), cast(self.high)]
 
-    def to_toml(self) -> str:
-        lines = [f"[{self.name}]", f'type = "{self.kind}"']
+    def table(self) -> dict[str, Any]:
+        """This dimension as the table :func:`parse_param` reads."""
         if self.kind == "categorical":
-            return "\n".join([*lines, f"choices = {json.dumps(list(self.choices))}"])
-        lines += [f"low = {self.low!r}", f"high = {self.high!r}"]
-        lines += ["log = true"] if self.log else []
-        lines += [f"step = {self.step!r}"] if self.step is not None else []
-        return "\n".join(lines)
+            return {"type": self.kind, "choices": list(self.choices)}
+        table = {"type": self.kind, "low": self.low, "high": self.high}
+        table |= {"log": True} if self.log else {}
+        return table | ({"step": self.step} if self.step is not None else {})
 
 
 COMMON = (
@@ -105,8 +103,15 @@ def default_space(spec: ModelSpec) -> list[Param]:
 
 def space_to_toml(space: list[Param]) -> str:
     """A space as a file that :func:`read_space` reads back."""
-    head = "# imgcls tune search space. Use it with: imgcls tune --space <this file>"
-    return "\n\n".join([head, *(param.to_toml() for param in space)]) + "\n"
+    tables: dict[str, Any] = {}
+    for param in space:  # model_options.depth is the table depth inside model_options
+        *parents, leaf = param.name.split(".")
+        node = tables
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = param.table()
+    return dump_toml(tables, "imgcls tune search space. Use it with: "
+                             "imgcls tune --space <this file>")
 
 
 def tunable_names() -> list[str]:
