@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+from rich.text import Text
 
 from ..errors import ConfigError
 from ..options import check_finite_option, parse_value
@@ -159,3 +161,14 @@ def progress(label: str) -> Callable[[int, int], None]:
         update[0](done)
 
     return on_progress
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                title: str | None = None, right: Sequence[str] = ()) -> None:
+    """One table for every listing; cells are plain text, never rich markup (they hold
+    file, class and plugin names), and the ``right`` columns are numbers."""
+    table = Table(*(Column(name, justify="right" if name in right else "left")
+                    for name in columns), title=title)
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    console.print(table)

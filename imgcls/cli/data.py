@@ -14,7 +14,6 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ..audit.duplicates import DEFAULT_MAX_DISTANCE
 from ..audit.quarantine import MANIFEST, quarantine, quarantine_root, split_by_root
@@ -22,7 +21,7 @@ from ..audit.run import DEFAULT_FOLDS
 from ..data import resolve_loader
 from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
 from ..errors import ConfigError
-from .console import console, err_console, parse_options, progress, say
+from .console import err_console, parse_options, print_table, progress, say
 
 DATA_HELP = "A folder of class sub-folders, a .csv/.tsv file, or a dataset name like shapes."
 # Every --workers help starts with this, so the option means one thing everywhere.
@@ -182,11 +181,11 @@ def _strs(item: Any) -> Any:
 
 
 def _counts(report: CheckReport) -> None:
-    table = Table("split", *report.classes, "total")
+    rows = []
     for split, counts in report.counts.items():
         values = [counts.get(name, 0) for name in report.classes]
-        table.add_row(split, *(str(v) for v in values), str(sum(values)))
-    console.print(table)
+        rows.append([split, *values, sum(values)])
+    print_table(("split", *report.classes, "total"), rows)
 
 
 def _section(title: str, lines: list[str], show: int) -> None:

@@ -7,9 +7,8 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from .console import console, parse_options, print_warning
+from .console import console, parse_options, print_table, print_warning
 from .data import data_option, output_is_a_file, pick_data, positional_data
 
 
@@ -52,13 +51,11 @@ def evaluate(
 
 def print_metrics(summary: dict[str, Any]) -> None:
     """Per-class table, then the headline metrics."""
-    table = Table("class")
-    for column in ("precision", "recall", "F1", "support"):
-        table.add_column(column, justify="right")
-    for row in summary["per_class"]:
-        table.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}",
-                      f"{row['f1']:.3f}", str(row["support"]))
-    console.print(table)
+    numbers = ("precision", "recall", "F1", "support")
+    print_table(("class", *numbers),
+                ((row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+                  f"{row['f1']:.3f}", row["support"]) for row in summary["per_class"]),
+                right=numbers)
     headline = [f"images {summary['images']}", f"accuracy {summary['accuracy']:.2%}"]
     headline += [f"{key.replace('_accuracy', '')} {value:.2%}" for key, value in summary.items()
                  if key.startswith("top") and key.endswith("_accuracy")]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from ..plugins import DEFAULT_PLUGINS, failed_plugins, load_plugins, plugin_version, skipped
 from ..registry import list_augmentations, list_datasets, list_engines, list_models
-from .console import console
+from .console import print_table
 
 
 def _human(count: int) -> str:
@@ -28,12 +26,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("model", "plugin", "input", "params", "MACs", "description")
-    for row in rows:
-        h, w = row["input_size"]
-        table.add_row(row["name"], row["plugin"], f"{h}x{w}", _human(row["parameters"]),
-                      _human(row["macs"]), row["description"])
-    console.print(table)
+    print_table(("model", "plugin", "input", "params", "MACs", "description"),
+                ((row["name"], row["plugin"], "x".join(map(str, row["input_size"])),
+                  _human(row["parameters"]), _human(row["macs"]), row["description"])
+                 for row in rows))
 
 
 def plugins(
@@ -94,7 +90,4 @@ def _print_rows(rows: list[dict], columns: tuple[str, ...], as_json: bool) -> No
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(escape(str(row[c])) for c in columns))
-    console.print(table)
+    print_table(columns, ([row[c] for c in columns] for row in rows))

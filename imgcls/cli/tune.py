@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from .console import console, err_console, parse_options, print_warning
+from .console import console, err_console, parse_options, print_table, print_warning
 from .data import data_option
 
 if TYPE_CHECKING:
@@ -138,13 +137,11 @@ def print_result(result: TuneResult) -> None:
                       "command again to continue, or widen --trials.")
         return
     names = sorted({name for row in result.rows for name in row["params"]})
-    table = Table("trial", result.metric, "epochs", "seconds", *names,
-                  title="best trials")
-    for row in result.rows[:SHOWN_TRIALS]:
-        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.1f}"
-        table.add_row(str(row["number"]), f"{row['value']:.4f}", str(row["epochs"]), seconds,
-                      *(escape(_fmt(row["params"].get(n, ""))) for n in names))
-    console.print(table)
+    print_table(("trial", result.metric, "epochs", "seconds", *names),
+                ((row["number"], f"{row['value']:.4f}", row["epochs"],
+                  "-" if row["seconds"] is None else f"{row['seconds']:.1f}",
+                  *(_fmt(row["params"].get(n, "")) for n in names))
+                 for row in result.rows[:SHOWN_TRIALS]), title="best trials")
     console.print(escape(f"best trial {result.best_number}: {result.metric} "
                          f"{result.best_value:.4f}"), highlight=False)
     console.print(escape(f"best config: {result.best_toml} (rerun: imgcls train --config "
