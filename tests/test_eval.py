@@ -104,3 +104,36 @@ def test_an_unknown_split_fails_before_any_work(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "none.onnx"), "--data", "shapes", "--split", "x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: Unknown split 'x'") and "auto, val, train, all" in err
+
+
+def test_training_validation_and_eval_share_one_loop():
+    """train's validate and evaluate.predict_decoded both run evaluate.batch_logits: the same
+    probabilities, in eval mode, leaving the caller's grad mode alone between batches."""
+    from pathlib import Path
+
+    import torch
+    import torch.nn.functional as F
+
+    from imgcls.data.cache import DecodedImages
+    from imgcls.data.loader import DeviceNormaliser, make_loader
+    from imgcls.evaluate import batch_logits, predict_decoded
+    from imgcls.registry import get_model
+    from imgcls.train.loop import validate
+    from imgcls.train.precision import Precision
+
+    spec = get_model("basic-cnn").spec
+    torch.manual_seed(0)
+    model = spec.build(3, image_size=(32, 32)).train()
+    rng = np.random.default_rng(0)
+    images = DecodedImages(rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
+                           np.arange(10) % 3, [Path(f"{i}.png") for i in range(10)])
+    cpu = torch.device("cpu")
+    normalize = DeviceNormaliser(spec.preprocess, cpu)
+    for _, _ in batch_logits(model, make_loader(images, 4), normalize):
+        assert torch.is_grad_enabled() and not model.training
+    probs = predict_decoded(model, images, spec.preprocess, cpu, batch_size=4)
+    metrics = validate(model, make_loader(images, 3), normalize, Precision("cpu"), 3, 1)
+    expected = F.nll_loss(torch.log(torch.from_numpy(probs)), torch.from_numpy(images.labels),
+                          reduction="sum").item()
+    assert probs.shape == (10, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert abs(metrics.loss_sum - expected) < 1e-3
