@@ -17,7 +17,7 @@ from .errors import PluginError
 from .options import did_you_mean
 
 # The built-in with the `local` engine, which `imgcls infer` runs without loading any
-# plugin (registry.get_engine): named here, with the others, so no core module imports it.
+# plugin (registry.get_engine): named here, with the others, so the registry imports none.
 BUILTIN_ENGINES = "imgcls.default_plugins.engines"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "imgcls.default_plugins.models",

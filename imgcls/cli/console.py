@@ -148,6 +148,7 @@ def print_class_histogram(classes: list[str], counts: dict[str, list[int]],
 
 
 def say(text: str) -> None:
+    """One line of plain output: file and class names are never read as markup."""
     console.print(text, highlight=False, markup=False)
 
 
