@@ -15,8 +15,9 @@ counts: at module level and inside functions or methods, ``import x`` as well as
     data        loaders, splits, decoded cache, augmentation
     stages      train | export | infer | explain | evaluate, evaluate_multilabel: fit
                 loop; onnx + int8; runners, engine, writers; CAMs and feature maps;
-                evaluation. explain sits here, not with the applications, because every run's report.html
-                shows Grad-CAM overlays of its mistakes (train -> explain.gallery)
+                evaluation. explain sits here, not with the applications, because
+                every run's report.html shows Grad-CAM overlays of its mistakes
+                (train -> explain.gallery)
     apps        tune | audit: applications that train models (K of them for the audit)
     api         cli: thin, parse, call, print; __main__; and the package root, the
                 public API (hookimpl, __version__, fit, Classifier, explain ...)
