@@ -177,6 +177,30 @@ def _numbers(value: Any, n: int, key: str, bound: float, least: float | None = N
 
 
 @dataclass(frozen=True)
+class WeightsSpec:
+    """Pretrained weights a model can start from.
+
+    imgcls applies them only when training starts (``imgcls.weights.apply_weights``);
+    building a model (eval, export, infer, explain, resume) never loads them.
+    ``url`` is a file that ``imgcls.weights.fetch`` downloads (http(s):// or file://),
+    checked against ``sha256`` (a full hex digest or a prefix of one); ``hub_id`` names
+    weights the plugin's own ``load`` fetches (the Hugging Face cache).
+    ``load(model, path)`` puts the weights into the built model, whose head is already
+    sized for the user's classes; None: ``imgcls.weights.load_state_dict_file``.
+    """
+
+    tag: str
+    preprocess: Preprocess
+    url: str | None = None
+    sha256: str | None = None
+    hub_id: str | None = None
+    file_name: str | None = None
+    categories: tuple[str, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    load: Callable[[Any, Path | None], None] | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A model architecture.
 
@@ -189,6 +213,10 @@ class ModelSpec:
     activations ``imgcls explain`` turns into class-activation maps, usually the last
     conv block; it may also be a function of the built model that returns the name (for
     architectures whose depth is an option). None: the model's last ``nn.Conv2d``.
+
+    ``weights`` are the pretrained weights it can start from, the first being the
+    default (``--weights imagenet`` or ``DEFAULT``); ``head`` names the classification
+    layer (dotted) that fine-tuning treats apart; None: the last ``nn.Linear``.
     """
 
     name: str
@@ -197,6 +225,8 @@ class ModelSpec:
     description: str = ""
     min_size: int = 16
     cam_layer: str | Callable[[Any], str] | None = None
+    weights: tuple[WeightsSpec, ...] = ()
+    head: str | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -67,6 +67,8 @@ class ConsoleReporter(Reporter):
             console.print(escape(f"  {note}"), highlight=False)
         if "class_counts" in info:
             print_class_histogram(classes, info["class_counts"], info.get("balanced", False))
+        if info.get("recipe"):
+            console.print(escape(info["recipe"]), highlight=False)
         console.print(escape(f"run folder: {info['run_dir']}"), highlight=False)
         if info.get("start_epoch", 1) > 1:
             console.print(f"resuming at epoch {info['start_epoch']} of {info['epochs']}")

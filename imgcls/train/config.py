@@ -38,6 +38,15 @@ AMP_DTYPES = ("auto", "bf16", "fp16")
 # Far above any classifier's input, far below a size that exhausts memory before
 # the first batch: a typo like --img-size 100000 gets a clear error instead.
 MAX_IMG_SIZE = 4096
+# Defaults of the options a recipe sets (TrainConfig's own default is None: "unset").
+SCRATCH_DEFAULTS: dict[str, float] = {"lr": 2e-3, "warmup_epochs": 1.0, "label_smoothing": 0.0,
+                                      "backbone_lr_scale": 1.0}
+# From pretrained weights: a lower peak rate, the backbone at a tenth of the head's
+# (discriminative rates), a short warm-up for the fresh head, label smoothing 0.1 (as
+# torchvision's and timm's ImageNet recipes), AdamW as from scratch. Stated in the run's
+# summary.
+FINETUNE_DEFAULTS: dict[str, float] = {"lr": 1e-3, "warmup_epochs": 0.5, "label_smoothing": 0.1,
+                                       "backbone_lr_scale": 0.1}
 # Where a run goes and how it is started, not what it trains: left out of config.toml.
 RUN_IDENTITY = ("name", "exist_ok")
 
@@ -56,26 +65,36 @@ class TrainConfig:
                      "-d")
     epochs: int = _opt(10, "Training epochs.", "-e")
     batch_size: int = _opt(64, "Images per batch (per process under torchrun).", "-b")
-    lr: float = _opt(2e-3, "Peak learning rate.")
+    lr: float | None = _opt(None, "Peak learning rate (default 2e-3; 1e-3 when fine-tuning "
+                                  "from --weights).")
     optimizer: str = _opt("adamw", "adamw, adam or sgd.")
     momentum: float = _opt(0.9, "SGD momentum (Adam's beta1 stays 0.9).")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD.")
     weight_decay: float = _opt(0.05, "Weight decay (decoupled for adamw); not on biases.")
     scheduler: str = _opt("cosine", "Learning-rate schedule: cosine, onecycle, step or none.")
-    warmup_epochs: float = _opt(1.0, "Linear warm-up epochs, at most half the run; for "
-                                     "onecycle, the epochs to the peak.")
+    warmup_epochs: float | None = _opt(None, "Linear warm-up epochs, at most half the run; for "
+                                             "onecycle, the epochs to the peak (default 1; "
+                                             "0.5 when fine-tuning).")
     step_size: int = _opt(0, "step: epochs between decays (0: a third of --epochs).")
     gamma: float = _opt(0.1, "step: factor applied at each decay.")
-    label_smoothing: float = _opt(0.0, "Label smoothing, e.g. 0.1.")
+    label_smoothing: float | None = _opt(None, "Label smoothing, e.g. 0.1 (default 0; 0.1 when "
+                                               "fine-tuning).")
     grad_clip: float = _opt(0.0, "Clip the gradient norm to this value (0: off).")
     skip_nonfinite: bool = _opt(False, "Skip steps whose loss is NaN or infinite instead of "
                                        "stopping with an error.")
-    weights: str | None = _opt(None, "Initial weights for models that take them (e.g. a "
-                                     "torchvision .pth file); never downloaded.")
+    weights: str | None = _opt(None, "Pretrained weights to fine-tune from: imagenet (the "
+                                     "model's default), a tag from `imgcls models --details "
+                                     "NAME`, or a local state-dict file. Fetched on first use "
+                                     "into the torch hub cache and verified.")
+    weights_mirror: str | None = _opt(None, "Base URL to download weights files from instead "
+                                            "of their own URL (default: "
+                                            "$IMGCLS_WEIGHTS_MIRROR).")
     freeze_backbone: bool = _opt(False, "Train only the classification head (the last "
                                         "linear layer).")
-    backbone_lr_scale: float = _opt(1.0, "Learning-rate multiplier for everything but the "
-                                         "head, e.g. 0.1 when fine-tuning.")
+    freeze_backbone_epochs: int = _opt(0, "Train only the head for this many epochs, then "
+                                          "everything.")
+    backbone_lr_scale: float | None = _opt(None, "Learning-rate multiplier for everything but "
+                                                 "the head (default 1; 0.1 when fine-tuning).")
     ema: bool = _opt(False, "Keep an exponential moving average of the weights; "
                             "evaluate and save it.")
     ema_decay: float = _opt(0.998, "EMA decay per step.")
@@ -109,6 +128,14 @@ class TrainConfig:
     data_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Dataset options (--data-opt key=value)."})
 
+    def __post_init__(self) -> None:
+        # Unset optimisation options take the defaults of the recipe: from scratch, or
+        # fine-tuning when training starts from --weights.
+        recipe = FINETUNE_DEFAULTS if self.weights else SCRATCH_DEFAULTS
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
     def validate(self, spec: ModelSpec) -> None:
         """Raise ConfigError for the first invalid option, with an example that works."""
         # Finite first: inf and nan pass every comparison below (or fail it confusingly).
@@ -121,8 +148,9 @@ class TrainConfig:
         for name, value in asdict(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 flag = "--" + name.replace("_", "-")
+                example = SCRATCH_DEFAULTS.get(name, getattr(TrainConfig, name))
                 raise ConfigError(f"{flag} must be a finite number, got {value}.",
-                                  f"For example: {flag} {getattr(TrainConfig, name)}.")
+                                  f"For example: {flag} {example}.")
         for flag, options in (("--model-opt", self.model_options),
                               ("--data-opt", self.data_options)):
             for key, value in options.items():
@@ -159,6 +187,8 @@ class TrainConfig:
             (self.backbone_lr_scale > 0, "--backbone-lr-scale must be positive.",
              "--backbone-lr-scale 0.1"),
             (0 < self.ema_decay < 1, "--ema-decay must be between 0 and 1.", "--ema-decay 0.998"),
+            (self.freeze_backbone_epochs >= 0, "--freeze-backbone-epochs must be 0 or more.",
+             "--freeze-backbone-epochs 1"),
             (self.patience >= 0, "--patience must be 0 (off) or more.", "--patience 5"),
             (self.top_k >= 1, "--top-k must be at least 1.", "--top-k 5"),
             (self.step_size >= 0, "--step-size must be 0 or more.", "--step-size 3"),

@@ -26,17 +26,16 @@ from ..data.loader import DeviceNormaliser
 from ..errors import ConfigError, ImgclsError, NonFiniteLossError
 from ..evaluate import batch_logits
 from ..metrics import MetricAccumulator
-from ..options import builder_options, unknown_options
 from ..plugins import call_hook
 from ..registry import get_model
-from ..specs import ModelSpec, Preprocess
 from ..system import reuse_freed_memory
 from . import distributed
 from .config import TrainConfig
 from .distributed import DistEnv
 from .feed import OnDevice, decode_split, loader_workers, make_loaders, place_model
+from .finetune import build_model, frozen_at, load_pretrained, run_preprocess
 from .nonfinite import LossWatch
-from .optim import Stepper, TrainLoss, freeze_backbone
+from .optim import Stepper, TrainLoss, freeze_backbone, train_mode
 from .precision import Precision, resolve_precision
 from .progress import Reporter
 from .run_folder import RunFolder, check_optimizer_state, restoring, resumed_config, set_rng_state
@@ -123,7 +122,8 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
     device: reading them every step (``.item()``) would make the host wait for the
     GPU on every batch; the loss is watched by :class:`LossWatch` for the same reason.
     """
-    s.model.train()
+    train_mode(s.model.module if s.env.enabled else s.model, frozen_at(s.config, epoch),
+               s.outputs.spec.head)
     device = s.normalize.device
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     s.reporter.epoch_start(epoch, len(s.train_loader))
@@ -222,7 +222,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     seed_everything(config.seed)
     reuse_freed_memory()
     precision = resolve_precision(config.amp, config.amp_dtype, device, reporter.warn)
-    preprocess = spec.preprocess.with_size(config.img_size) if config.img_size else spec.preprocess
+    preprocess = run_preprocess(spec, config)
     augment = build_pipeline(config.augment)
 
     # data: list files, decode each once at the model's input size
@@ -233,17 +233,18 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
 
     # model, optimisation, and the state of a resumed run
     model = build_model(spec, num_classes, preprocess, config)
+    weights = load_pretrained(spec, model, config, env, state)
     on_device = place_model(model, device, augment, loader_workers(config, train_images),
                             config.batch_size * math.prod(preprocess.size))
     train_loader, val_loader = make_loaders(train_images, val_images, augment, on_device,
                                             config, env, num_classes)
-    stepper = Stepper(model, config, len(train_loader), precision)
+    stepper = Stepper(model, config, len(train_loader), precision, spec.head)
     loss_fn = TrainLoss.build(config, train_images.labels, num_classes, device)
     tracker = BestTracker(config.select_metric, config.patience)
     history: list[dict[str, float]] = []
     start = _restore(state, model, stepper, tracker, history) if state else 1
     outputs = RunFolder.create(config, env, resume_dir, spec, dataset, preprocess,
-                                (train_images, val_images))
+                               (train_images, val_images), weights)
     info = outputs.start_info(model, device, precision, env, start)
     reporter.start(info)
     if env.is_main:
@@ -292,6 +293,9 @@ def run_epochs(s: Session, start: int) -> bool:
     for epoch in range(start, s.config.epochs + 1):
         seed_epoch(s.config.seed, epoch, s.env.rank)
         s.train_loader.sampler.set_epoch(epoch)
+        if s.config.freeze_backbone_epochs:
+            freeze_backbone(s.model.module if s.env.enabled else s.model,
+                            s.outputs.spec.head, frozen=frozen_at(s.config, epoch))
         started, clock = time.perf_counter(), StageClock()
         totals = train_one_epoch(s, epoch, clock)
         if totals[3] > 0:
@@ -344,25 +348,3 @@ def _restore(state: dict[str, Any], model: nn.Module, stepper: Stepper, tracker:
     with restoring("random number generator state"):
         set_rng_state(state["rng"])
     return int(state["epoch"]) + 1
-
-
-def build_model(spec: ModelSpec, num_classes: int, preprocess: Preprocess,
-                config: TrainConfig) -> nn.Module:
-    """Build with --model-opt options (checked against the builder) and fine-tuning flags."""
-    options = dict(config.model_options)
-    if config.weights:
-        options["weights"] = config.weights
-    unknown = unknown_options(spec.build, options)
-    if unknown:
-        names, _ = builder_options(spec.build)
-        flag = "--weights" if unknown == ["weights"] else "--model-opt"
-        raise ConfigError(f"Model {spec.name!r} does not take {', '.join(unknown)} ({flag}).",
-                          f"Its options are: {', '.join(names) or 'none'}.")
-    try:
-        model = spec.build(num_classes, image_size=preprocess.size, **options)
-    except ValueError as exc:  # builders reject bad option values with ValueError
-        raise ConfigError(f"Model {spec.name!r} rejected its options: {exc}",
-                          "Check the --model-opt values against `imgcls models`.") from exc
-    if config.freeze_backbone:
-        freeze_backbone(model)
-    return model

@@ -15,42 +15,58 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..weights import find_head
 from .config import TrainConfig
 from .precision import Precision
 
 # --------------------------------------------------------------------------- optimiser
 
 
-def head_name(model: nn.Module) -> str:
-    """The classification head: the model's last ``nn.Linear`` (fine-tuning acts on it)."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not names:
-        raise ConfigError("This model has no nn.Linear head to fine-tune.",
-                          "Drop --freeze-backbone and --backbone-lr-scale for this model.")
-    return names[-1]
+def head_name(model: nn.Module, head: str | None = None) -> str:
+    """The classification head: ``head`` (the spec's) or the model's last ``nn.Linear``."""
+    return find_head(model, head)
 
 
-def freeze_backbone(model: nn.Module) -> None:
-    """Train only the head: every parameter outside it stops receiving gradients."""
-    head = head_name(model) + "."
+def freeze_backbone(model: nn.Module, head: str | None = None, frozen: bool = True) -> None:
+    """Train only the head (``frozen``), or everything again: sets ``requires_grad``.
+
+    A frozen parameter's gradient stays None, so the optimiser (built once, over every
+    parameter) skips it: no step, no weight decay, no moment until it thaws.
+    """
+    prefix = head_name(model, head) + "."
     for name, param in model.named_parameters():
-        param.requires_grad = name.startswith(head)
+        param.requires_grad = not frozen or name.startswith(prefix)
+
+
+def train_mode(model: nn.Module, frozen: bool, head: str | None = None) -> None:
+    """``model.train()``, with the backbone's BatchNorm layers kept in eval mode while frozen.
+
+    A frozen backbone must also keep its running statistics: in train mode BatchNorm
+    would normalise with (and average in) the new data's few-batch statistics.
+    """
+    model.train()
+    if not frozen:
+        return
+    prefix = head_name(model, head) + "."
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(prefix):
+            module.eval()
 
 
 def param_groups(model: nn.Module, weight_decay: float, lr: float,
-                 backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+                 backbone_lr_scale: float = 1.0, head: str | None = None
+                 ) -> list[dict[str, Any]]:
     """Decay weight matrices and kernels, never biases or norm scales (1-D parameters);
     with ``backbone_lr_scale`` != 1, everything but the head learns at ``lr * scale``.
 
     The head's groups come first, so group 0 always carries the peak learning rate.
     """
-    head = head_name(model) + "." if backbone_lr_scale != 1.0 else ""
+    prefix = head_name(model, head) + "." if backbone_lr_scale != 1.0 else ""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {
         key: [] for key in ((True, True), (True, False), (False, True), (False, False))}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            in_head = not head or name.startswith(head)
+            in_head = not prefix or name.startswith(prefix)
             groups[(in_head, param.ndim > 1)].append(param)
     return [{"params": params, "weight_decay": weight_decay if decays else 0.0,
              "lr": lr if in_head else lr * backbone_lr_scale}
@@ -68,8 +84,9 @@ def fused_kernels(model: nn.Module) -> dict[str, bool]:
     return {"fused": True} if params and usable else {}
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, config.weight_decay, config.lr, config.backbone_lr_scale)
+def build_optimizer(model: nn.Module, config: TrainConfig, head: str | None = None
+                    ) -> torch.optim.Optimizer:
+    groups = param_groups(model, config.weight_decay, config.lr, config.backbone_lr_scale, head)
     fused = fused_kernels(model)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
@@ -204,9 +221,9 @@ class Stepper:
     """One optimisation step: backward (scaled for fp16), clip, step, schedule, EMA."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int,
-                 precision: Precision) -> None:
+                 precision: Precision, head: str | None = None) -> None:
         self.model = model
-        self.optimizer = build_optimizer(model, config)
+        self.optimizer = build_optimizer(model, config, head)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_factor(config, steps_per_epoch))
         self.scaler = precision.grad_scaler()

@@ -128,6 +128,20 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                     raise ValueError("optimizer state shape mismatch")
 
 
+def recipe_note(config: TrainConfig, weights: dict[str, Any] | None) -> str:
+    """The run summary's line on fine-tuning: the weights and the settings used with them."""
+    if not config.weights:
+        return ""
+    settings = (f"lr {config.lr:g}, {config.optimizer}, warm-up {config.warmup_epochs:g} "
+                f"epochs, label smoothing {config.label_smoothing:g}")
+    source = (weights or {}).get("tag") or (weights or {}).get("file") or config.weights
+    frozen = ("head only" if config.freeze_backbone else
+              f"head only for {config.freeze_backbone_epochs} epochs, then everything"
+              if config.freeze_backbone_epochs else "everything trains")
+    return (f"fine-tuning from {source}: {settings}, backbone lr x{config.backbone_lr_scale:g}, "
+            f"{frozen}")
+
+
 @dataclass
 class RunFolder:
     run_dir: Path
@@ -137,11 +151,13 @@ class RunFolder:
     preprocess: Preprocess
     images: tuple[DecodedImages, DecodedImages]
     started: float
+    weights: dict[str, Any] | None = None  # where --weights came from (manifest, state)
 
     @classmethod
     def create(cls, config: TrainConfig, env: DistEnv, resume_dir: Path | None, spec: ModelSpec,
                dataset: LoadedDataset, preprocess: Preprocess,
-               images: tuple[DecodedImages, DecodedImages]) -> RunFolder:
+               images: tuple[DecodedImages, DecodedImages],
+               weights: dict[str, Any] | None = None) -> RunFolder:
         run_dir = resume_dir
         if env.is_main and run_dir is None:
             run_dir = make_run_dir(config.out, config.name or config.model, config.exist_ok,
@@ -149,7 +165,8 @@ class RunFolder:
         elif env.is_main:  # a run killed mid-write left temp files nobody else will remove
             clean_stale_temp_files(run_dir)
         run_dir = Path(str(distributed.broadcast_object(str(run_dir), env)))
-        return cls(run_dir, config, spec, dataset, preprocess, images, time.perf_counter())
+        return cls(run_dir, config, spec, dataset, preprocess, images, time.perf_counter(),
+                   weights)
 
     @property
     def best_path(self) -> Path:
@@ -174,7 +191,8 @@ class RunFolder:
                 "notes": self.dataset.notes, "class_counts": self.class_counts(),
                 "precision": precision.name, "world_size": env.world_size,
                 "start_epoch": start_epoch, "epochs": config.epochs,
-                "balanced": config.class_weights != "none" or config.sampler != "shuffle"}
+                "balanced": config.class_weights != "none" or config.sampler != "shuffle",
+                "recipe": recipe_note(config, self.weights)}
 
     # ----------------------------------------------------------------------- events
 
@@ -212,7 +230,7 @@ class RunFolder:
             "epoch": epoch, "config": asdict(self.config), "classes": self.dataset.classes,
             "model": stepper.model.state_dict(), "stepper": stepper.state_dict(),
             "best": dict(tracker.best), "history": [dict(r) for r in history],
-            "rng": rng_state()})
+            "rng": rng_state(), "weights": self.weights})
 
     def manifest(self, best: dict[str, float]) -> dict[str, Any]:
         config, (train, val) = self.config, self.images
@@ -224,6 +242,8 @@ class RunFolder:
         training = {"best": best, "epochs": config.epochs, "augment": config.augment,
                     "seed": config.seed, "optimizer": config.optimizer,
                     "scheduler": config.scheduler, "ema": config.ema}
+        if self.weights:
+            training["weights"] = self.weights
         return make_manifest(self.spec.name, config.model_options, self.dataset.classes,
                              self.preprocess, training=training, dataset=data_info)
 
