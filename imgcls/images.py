@@ -376,7 +376,9 @@ def _cover_size(size: Size, preprocess: Preprocess) -> Size:
     cover_h = max(height, math.floor(height / fraction + 1e-6))
     cover_w = max(width, math.floor(width / fraction + 1e-6))
     scale = max(cover_w / size[0], cover_h / size[1])
-    return (max(cover_w, round(size[0] * scale)), max(cover_h, round(size[1] * scale)))
+    # The long side is truncated, as torchvision's Resize does: pretrained weights saw
+    # exactly these pixels (the epsilon keeps an exact product from losing a pixel).
+    return (max(cover_w, int(size[0] * scale + 1e-6)), max(cover_h, int(size[1] * scale + 1e-6)))
 
 
 def _needed_size(size: Size, preprocess: Preprocess) -> Size:

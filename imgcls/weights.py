@@ -253,12 +253,19 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
 
 def load_state_dict_file(model: Any, path: Path, head: str | None = None,
                          architecture: str | None = None) -> None:
-    """Load a state-dict file; head keys of another shape are dropped (the new head stays).
+    """Load a state-dict file into ``model`` as :func:`load_state_dict` does."""
+    load_state_dict(model, read_state_dict(path), head, source=str(path),
+                    architecture=architecture)
 
-    Every other key must match the model, else one ConfigError naming the file and the
-    architecture.
+
+def load_state_dict(model: Any, state: Mapping[str, Any], head: str | None = None, *,
+                    source: str = "the weights", architecture: str | None = None) -> None:
+    """Load ``state``; head keys of another shape are dropped (the new head stays).
+
+    Every other key must match the model, else one ConfigError naming ``source`` and
+    the architecture.
     """
-    state = dict(read_state_dict(path))
+    state = dict(state)
     own = model.state_dict()
     prefix = find_head(model, head) + "."
     for key in [k for k in state if k.startswith(prefix)]:
@@ -267,8 +274,8 @@ def load_state_dict_file(model: Any, path: Path, head: str | None = None,
     problems = _mismatches(state, own, prefix)
     if problems:
         name = architecture or type(model).__name__
-        raise ConfigError(f"{path} does not fit {name}: {'; '.join(problems)}.",
-                          "Use a weights file saved from this exact architecture.")
+        raise ConfigError(f"{source} does not fit {name}: {'; '.join(problems)}.",
+                          "Use weights saved from this exact architecture.")
     model.load_state_dict(state, strict=False)
 
 

@@ -1,107 +1,169 @@
-"""torchvision architectures as imgcls models, with offline fine-tuning from local weights.
+"""The torchvision zoo as imgcls models, each with its weights and their preprocessing.
 
-imgcls never downloads anything: ``weights=PATH`` loads a torchvision state-dict file
-the user already has; ``weights=imagenet`` looks for torchvision's own file name in the
-torch hub cache and says where to put it when it is missing.
+Every classification model ``torchvision.models.list_models`` lists is registered under its
+kebab-case name (``resnet18``, ``convnext-tiny``, ``efficientnet-v2-s``). Each names its
+torchvision weights (tag = the enum member's name, the default first) with the URL, the
+sha256 prefix in the file name, the categories and ImageNet accuracy, and the
+preprocessing derived from the weights' own ``transforms()``. imgcls fetches and applies
+them only when training starts (``--weights imagenet``); building never loads them.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import torch
 import torchvision
 from torch import nn
 
 from imgcls import hookimpl
-from imgcls.errors import ConfigError
-from imgcls.specs import ModelSpec, Preprocess
+from imgcls.specs import ModelSpec, Preprocess, WeightsSpec
+from imgcls.weights import HASH_IN_NAME, load_state_dict, read_state_dict
 
-IMAGENET = Preprocess(size=(224, 224), resize="shorter", crop_fraction=0.875,
-                      interpolation="bilinear", mean=(0.485, 0.456, 0.406),
-                      std=(0.229, 0.224, 0.225))
+# imgcls name -> torchvision builder name: the whole classification zoo.
+ARCHITECTURES: dict[str, str] = {
+    name.replace("_", "-"): name
+    for name in torchvision.models.list_models(module=torchvision.models)}
 
-# imgcls name -> (torchvision builder name, dotted path of the classification layer)
-ARCHITECTURES: dict[str, tuple[str, str]] = {
-    "resnet18": ("resnet18", "fc"),
-    "resnet50": ("resnet50", "fc"),
-    "mobilenet-v3-small": ("mobilenet_v3_small", "classifier.3"),
-    "mobilenet-v3-large": ("mobilenet_v3_large", "classifier.3"),
-    "efficientnet-b0": ("efficientnet_b0", "classifier.1"),
-    "convnext-tiny": ("convnext_tiny", "classifier.2"),
-}
-
-# The last conv block, whose activations class-activation maps (imgcls explain) are
-# computed on: ResNet's last stage, the others' whole feature extractor.
-CAM_LAYERS: dict[str, str] = {name: "layer4" if tv.startswith("resnet") else "features"
-                              for name, (tv, _) in ARCHITECTURES.items()}
+# Auxiliary classifiers (GoogLeNet, Inception v3) help only their own ImageNet training:
+# imgcls builds without them and drops their weights.
+AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")
+IMAGENET_CLASSES = 1000
 
 
-def hub_weights_path(tv_name: str) -> Path:
-    """Where torchvision itself would cache the default ImageNet weights file."""
-    url = torchvision.models.get_model_weights(tv_name).DEFAULT.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+def preprocess_of(weights: Any) -> Preprocess:
+    """imgcls's Preprocess for a torchvision weights entry, from its own ``transforms()``.
+
+    ``ImageClassification`` resizes the shorter side to ``resize_size``, centre-crops
+    ``crop_size`` and normalises: imgcls's ``shorter`` mode with crop = crop / resize.
+    """
+    transform = weights.transforms()
+    crop, resize = transform.crop_size[0], transform.resize_size[0]
+    return Preprocess(size=(crop, crop), resize="shorter", crop_fraction=crop / max(crop, resize),
+                      interpolation=transform.interpolation.value,
+                      mean=tuple(float(v) for v in transform.mean),
+                      std=tuple(float(v) for v in transform.std))
 
 
-def _resolve_weights(tv_name: str, weights: str) -> Path:
-    path = hub_weights_path(tv_name) if weights == "imagenet" else Path(weights).expanduser()
-    if not path.is_file():
-        url = torchvision.models.get_model_weights(tv_name).DEFAULT.url
-        raise ConfigError(
-            f"Weights file not found: {path}",
-            f"imgcls does not download weights. Fetch {url} on a machine with internet access "
-            f"and pass its path with --weights PATH (or place it at "
-            f"{hub_weights_path(tv_name)} and use weights=imagenet).",
-        )
-    return path
+def weights_of(tv_name: str) -> tuple[WeightsSpec, ...]:
+    """Every weights entry of a torchvision model, its DEFAULT first."""
+    enum = torchvision.models.get_model_weights(tv_name)
+    members = [enum.DEFAULT, *(m for m in enum if m is not enum.DEFAULT)]
+    return tuple(_weights_spec(tv_name, member) for member in members)
 
 
-def _load_state_dict(model: nn.Module, path: Path) -> None:
-    # weights_only refuses pickled code: a weights file from the internet cannot run anything.
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types for a bad file
-        raise ConfigError(f"Cannot read weights file {path}: {exc}",
-                          "Pass a torchvision state-dict (.pth) file.") from exc
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ConfigError(f"{path} does not match this architecture: {exc}",
-                          "Use the weights file made for this exact model.") from exc
+def _weights_spec(tv_name: str, member: Any) -> WeightsSpec:
+    meta = member.meta
+    name = member.url.rsplit("/", 1)[-1]
+    match = HASH_IN_NAME.search(name)
+    metrics = {f"{dataset.lower()}-{key.replace('acc@', 'top')}": float(value)
+               for dataset, values in meta.get("_metrics", {}).items()
+               for key, value in values.items()}
+    return WeightsSpec(member.name, preprocess_of(member), url=member.url,
+                       sha256=match.group(1) if match else None,
+                       categories=tuple(meta.get("categories") or ()), metrics=metrics,
+                       load=functools.partial(load_weights, tv_name))
 
 
-def _replace_head(model: nn.Module, head_path: str, num_classes: int) -> None:
-    parent_path, _, attr = head_path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    old = getattr(parent, attr) if not attr.isdigit() else parent[int(attr)]
-    head = nn.Linear(old.in_features, num_classes)
+def load_weights(tv_name: str, model: nn.Module, path: Path | None) -> None:
+    """Load a torchvision weights file into a model built by :func:`make_builder`."""
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(AUX_PREFIXES)}
+    if tv_name.startswith("vit_"):
+        state = _resize_position_embedding(model, state)
+    load_state_dict(model, state, head_of(tv_name), source=str(path),
+                    architecture=tv_name.replace("_", "-"))
+
+
+def _resize_position_embedding(model: nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """A ViT built for another input size: interpolate the weights' position embedding."""
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    key = "encoder.pos_embedding"
+    if key in state and state[key].shape != model.state_dict()[key].shape:
+        state = interpolate_embeddings(model.image_size, model.patch_size, state)
+    return state
+
+
+def build_options(tv_name: str, image_size: tuple[int, int]) -> dict[str, Any]:
+    """torchvision keyword arguments that depend on the architecture or the input size."""
+    if tv_name.startswith("vit_"):
+        return {"image_size": image_size[0]}
+    if tv_name == "maxvit_t":
+        return {"input_size": tuple(image_size)}
+    if tv_name in ("googlenet", "inception_v3"):
+        # transform_input: these weights expect it (torchvision sets it when it loads them).
+        return {"aux_logits": False, "init_weights": False, "transform_input": True}
+    return {}
+
+
+def replace_head(model: nn.Module, num_classes: int) -> str:
+    """A new classification layer for ``num_classes``; returns its dotted name.
+
+    The head is the last nn.Linear; SqueezeNet, which has none, classifies with a 1x1
+    convolution of 1,000 channels.
+    """
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    convs = [n for n, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and m.out_channels == IMAGENET_CLASSES]
+    name = linears[-1] if linears else convs[-1]
+    old = model.get_submodule(name)
+    new = (nn.Linear(old.in_features, num_classes) if isinstance(old, nn.Linear)
+           else nn.Conv2d(old.in_channels, num_classes, kernel_size=1))
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
     if attr.isdigit():
-        parent[int(attr)] = head
+        parent[int(attr)] = new
     else:
-        setattr(parent, attr, head)
+        setattr(parent, attr, new)
+    return name
 
 
-def make_builder(tv_name: str, head_path: str) -> Callable[..., nn.Module]:
-    def build(num_classes: int, image_size: tuple[int, int] = (224, 224),
-              weights: str | None = None) -> nn.Module:
-        model = torchvision.models.get_model(tv_name, weights=None)
-        if weights:
-            _load_state_dict(model, _resolve_weights(tv_name, str(weights)))
-        # The new head is the model's last nn.Linear, which imgcls's --freeze-backbone
-        # and --backbone-lr-scale act on.
-        _replace_head(model, head_path, num_classes)
+def make_builder(tv_name: str) -> Callable[..., nn.Module]:
+    def build(num_classes: int, image_size: tuple[int, int] = (224, 224)) -> nn.Module:
+        model = torchvision.models.get_model(tv_name, weights=None,
+                                             **build_options(tv_name, image_size))
+        replace_head(model, num_classes)
         return model
 
-    build.__doc__ = f"torchvision {tv_name} with a new {head_path} head for num_classes."
+    build.__doc__ = f"torchvision {tv_name} with a new head for num_classes (no weights)."
     return build
+
+
+def cam_layer(tv_name: str, model: nn.Module) -> str:
+    """The last conv block, for class-activation maps: ResNet's layer4, else ``features``
+    (RegNet's ``trunk_output``), else the last convolution.
+
+    Swin's ``features`` are channels-last, so it takes its last convolution too.
+    """
+    names = dict(model.named_children())
+    blocks = () if tv_name.startswith("swin") else ("layer4", "features", "trunk_output")
+    found = next((n for n in blocks if n in names), None)
+    return found or [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)][-1]
+
+
+def head_of(tv_name: str) -> str | None:
+    """The head's name where it is not the last nn.Linear (SqueezeNet's conv)."""
+    return "classifier.1" if tv_name.startswith("squeezenet") else None
+
+
+def model_spec(name: str, tv_name: str) -> ModelSpec:
+    weights = weights_of(tv_name)
+    default = weights[0]
+    top1 = default.metrics.get("imagenet-1k-top1")
+    accuracy = f", ImageNet top-1 {top1:.1f}%" if top1 else ""
+    # ViTs are built for the input size (their position embedding is interpolated).
+    min_size = (32,) if tv_name.startswith("vit_") else \
+        torchvision.models.get_model_weights(tv_name).DEFAULT.meta.get("min_size", (32,))
+    return ModelSpec(name, make_builder(tv_name), default.preprocess,
+                     f"torchvision {tv_name} ({default.tag}{accuracy}); --weights imagenet to "
+                     "fine-tune.", min_size=max(16, int(min_size[0])),
+                     cam_layer=functools.partial(cam_layer, tv_name), weights=weights,
+                     head=head_of(tv_name))
 
 
 @hookimpl
 def register_models(register: Callable[[ModelSpec], None]) -> None:
-    for name, (tv_name, head_path) in ARCHITECTURES.items():
-        register(ModelSpec(
-            name, make_builder(tv_name, head_path), IMAGENET,
-            f"torchvision {tv_name}; --weights PATH|imagenet to fine-tune.", min_size=32,
-            cam_layer=CAM_LAYERS[name]))
+    for name, tv_name in ARCHITECTURES.items():
+        register(model_spec(name, tv_name))
