@@ -9,6 +9,7 @@ Nothing here unpickles: files are read with safetensors or ``torch.load(weights_
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import tempfile
@@ -123,7 +124,7 @@ def _copy(url: str, out: Any, label: str, progress: bool) -> str:
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise DownloadError(f"Cannot download {url}: {exc}",
                             "Check the network, or set IMGCLS_WEIGHTS_MIRROR to a reachable "
                             "mirror, or download the file yourself.") from exc

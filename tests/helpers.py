@@ -88,3 +88,58 @@ def recording(stop_after: int | None = None) -> Iterator[_Recorder]:
         yield recorder
     finally:
         pm.unregister(name="test-recorder")
+
+
+class FileServer:
+    """A real HTTP server on 127.0.0.1 serving in-memory files; it counts requests.
+
+    A path in ``truncate`` is answered with its full Content-Length but only half its
+    bytes before the connection closes, as a server dying mid-file would.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.truncate: set[str] = set()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                cut = self.path in server.truncate
+                self.wfile.write(body[: len(body) // 2] if cut else body)
+                self.close_connection = cut
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@contextlib.contextmanager
+def file_server() -> Iterator[FileServer]:
+    server = FileServer()
+    try:
+        yield server
+    finally:
+        server.close()
