@@ -15,8 +15,7 @@ from imgcls.errors import ConfigError
 from imgcls.plugins import load_plugins, pm
 from imgcls.registry import get_model
 from imgcls.specs import ModelSpec, Preprocess, WeightsSpec
-from imgcls.weights import (DownloadError, apply_weights, expected_hash, fetch,
-                            resolve_weights)
+from imgcls.weights import DownloadError, apply_weights, expected_hash, fetch, resolve_weights
 
 from .helpers import colour_data, file_server, tiny_config
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import torchvision
 from torch import nn
 
@@ -122,8 +123,15 @@ def replace_head(model: nn.Module, num_classes: int) -> str:
 
 def make_builder(tv_name: str) -> Callable[..., nn.Module]:
     def build(num_classes: int, image_size: tuple[int, int] = (224, 224)) -> nn.Module:
-        model = torchvision.models.get_model(tv_name, weights=None,
-                                             **build_options(tv_name, image_size))
+        options = build_options(tv_name, image_size)
+        if tv_name.startswith("regnet") and torch.empty(0).device.type == "meta":
+            # RegNet computes its block widths with tensors (.tolist()), which a meta
+            # device cannot do: build on the CPU, then hand back a meta skeleton.
+            with torch.device("cpu"):
+                model = torchvision.models.get_model(tv_name, weights=None, **options)
+            model = model.to("meta")
+        else:
+            model = torchvision.models.get_model(tv_name, weights=None, **options)
         replace_head(model, num_classes)
         return model
 
