@@ -40,18 +40,86 @@ def test_without_scaling_the_groups_are_decay_and_no_decay():
     assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
 
 
-def test_unknown_model_options_and_weights_are_clear_errors():
+def test_unknown_model_options_are_clear_errors_and_weights_never_reach_the_builder():
     spec, _ = basic_cnn()
-    with pytest.raises(ConfigError, match="does not take weights") as info:
-        build_model(spec, 2, spec.preprocess, TrainConfig(weights="x.pth"))
-    assert "hidden" in info.value.hint
-    with pytest.raises(ConfigError, match="does not take depth"):
+    # --weights is applied by training, not passed to the builder: any model takes a file.
+    assert build_model(spec, 2, spec.preprocess, TrainConfig(weights="x.pth"))
+    with pytest.raises(ConfigError, match="does not take depth") as info:
         build_model(spec, 2, spec.preprocess, TrainConfig(model_options={"depth": 3}))
+    assert "hidden" in info.value.hint
     resnet = get_model("resnet-s").spec
     with pytest.raises(ConfigError, match="rejected its options: resnet-s depth must be 6n"):
         build_model(resnet, 2, resnet.preprocess, TrainConfig(model_options={"depth": 9}))
     model = build_model(spec, 2, spec.preprocess, TrainConfig(model_options={"hidden": 16}))
     assert model[7].out_features == 16
+
+
+def test_fine_tuning_from_weights_gets_its_own_defaults_and_explicit_values_win():
+    scratch, tuned = TrainConfig(), TrainConfig(weights="imagenet")
+    assert (scratch.lr, scratch.warmup_epochs, scratch.label_smoothing,
+            scratch.backbone_lr_scale) == (2e-3, 1.0, 0.0, 1.0)
+    assert (tuned.lr, tuned.warmup_epochs, tuned.label_smoothing,
+            tuned.backbone_lr_scale, tuned.optimizer) == (1e-3, 0.5, 0.1, 0.1, "adamw")
+    mine = TrainConfig(weights="imagenet", lr=0.01, label_smoothing=0.0)
+    assert (mine.lr, mine.label_smoothing, mine.backbone_lr_scale) == (0.01, 0.0, 0.1)
+    assert "lr = 0.001" in tuned.to_toml()  # config.toml records what the run used
+
+
+def test_the_run_summary_states_the_fine_tuning_settings():
+    from imgcls.train.run_folder import recipe_note
+
+    note = recipe_note(TrainConfig(weights="imagenet", freeze_backbone_epochs=2),
+                       {"tag": "IMAGENET1K_V1"})
+    assert note == ("fine-tuning from IMAGENET1K_V1: lr 0.001, adamw, warm-up 0.5 epochs, "
+                    "label smoothing 0.1, backbone lr x0.1, head only for 2 epochs, then "
+                    "everything")
+    assert recipe_note(TrainConfig(), None) == ""
+
+
+def test_batchnorm_keeps_its_statistics_while_the_backbone_is_frozen():
+    import torch
+
+    from imgcls.train.optim import train_mode
+
+    spec = get_model("resnet-s").spec
+    model = spec.build(2, image_size=(16, 16), depth=8)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    train_mode(model, frozen=True)
+    assert norms and not any(m.training for m in norms) and model.training
+    before = norms[0].running_mean.clone()
+    model(torch.rand(4, 3, 16, 16))
+    assert torch.equal(norms[0].running_mean, before)
+    train_mode(model, frozen=False)
+    assert all(m.training for m in norms)
+
+
+def test_head_first_epochs_then_everything_from_a_weights_file(colour_folder, tmp_path):
+    import torch
+
+    from imgcls.checkpoint import load_checkpoint
+    from imgcls.train import fit
+
+    spec = get_model("resnet-s").spec
+    torch.manual_seed(1)
+    source = spec.build(2, image_size=(16, 16), depth=8)
+    path = tmp_path / "pretrained.pth"
+    torch.save(source.state_dict(), path)
+    config = TrainConfig(model="resnet-s", model_options={"depth": 8}, data=str(colour_folder),
+                         epochs=1, batch_size=8, img_size=16, out=str(tmp_path / "runs"),
+                         augment="none", report=False, weights=str(path),
+                         freeze_backbone_epochs=1)
+    first = fit(config)
+    after_head_only = load_checkpoint(first.run_dir / "best.safetensors").model.state_dict()
+    head = head_name(source) + "."
+    backbone = [k for k in source.state_dict() if not k.startswith(head)
+                and k in after_head_only and after_head_only[k].is_floating_point()]
+    assert backbone and all(torch.equal(after_head_only[k], source.state_dict()[k])
+                            for k in backbone)  # weights and BatchNorm statistics
+    last = torch.load(first.run_dir / "last.pt", weights_only=True)
+    resumed = fit(resume=first.run_dir, epochs=3)
+    assert resumed.history[-1]["epoch"] == 3
+    state = torch.load(first.run_dir / "last.pt", weights_only=True)["model"]
+    assert any(not torch.equal(state[k], last["model"][k]) for k in backbone)
 
 
 def test_frozen_training_run_leaves_the_backbone_untouched(colour_folder, tmp_path):
