@@ -121,6 +121,27 @@ def test_default_space_follows_each_model_family():
         check_space(default_space(spec), TrainConfig(model=name), spec, "default")
 
 
+def test_the_default_space_from_pretrained_weights_is_the_fine_tuning_one(tmp_path, capsys):
+    spec = get_model("resnet-s").spec
+    base = TrainConfig(model="resnet-s", weights="pretrained.pth", epochs=4)
+    space = {p.name: p for p in default_space(spec, base)}
+    assert list(space)[:3] == ["lr", "backbone_lr_scale", "weight_decay"]
+    assert (space["lr"].low, space["lr"].high) == (1e-4, 3e-3)  # around the default 1e-3
+    assert space["backbone_lr_scale"].high == 1.0 and space["backbone_lr_scale"].log
+    assert (space["freeze_backbone_epochs"].low, space["freeze_backbone_epochs"].high) == (0, 2)
+    assert "model_options.depth" in space
+    check_space(list(space.values()), base, spec, "default")
+    one_epoch = default_space(spec, TrainConfig(weights="x.pth", epochs=1))
+    assert "freeze_backbone_epochs" not in [p.name for p in one_epoch]
+    assert "backbone_lr_scale" not in [p.name for p in default_space(spec)]
+    path = tmp_path / "space.toml"
+    path.write_text(space_to_toml(list(space.values())))
+    assert read_space(path, spec) == list(space.values())
+    capsys.readouterr()
+    assert main(["tune", "--model", "resnet-s", "--weights", "w.pth", "--print-space"]) == 0
+    assert "[freeze_backbone_epochs]" in capsys.readouterr().out
+
+
 def test_a_printed_space_reads_back_the_same(tmp_path):
     spec = get_model("vgg-bn").spec
     path = tmp_path / "space.toml"

@@ -45,6 +45,9 @@ OUT_DIR = typer.Option(None, "--out-dir", show_default=False,
                        help="Folder that holds run folders. Default: runs.")
 MODEL_OPT = typer.Option([], "--model-opt", help="Fixed model option key=value (repeatable).")
 DATA_OPT = typer.Option([], "--data-opt", help="Dataset option key=value (repeatable).")
+WEIGHTS = typer.Option(None, "--weights", help="Pretrained weights every trial starts from "
+                       "(imagenet, a tag or a file): the default space becomes the "
+                       "fine-tuning one.")
 PRINT_SPACE = typer.Option(False, "--print-space", help="Print the search space as TOML and "
                            "exit.")
 
@@ -56,6 +59,7 @@ def tune(
     pruner: str = PRUNER, seed: int | None = SEED, config: str | None = CONFIG,
     out_dir: str | None = OUT_DIR, model_opt: list[str] = MODEL_OPT,
     data_opt: list[str] = DATA_OPT, print_space: bool = PRINT_SPACE,
+    weights: str | None = WEIGHTS,
 ) -> None:
     """Tune training options with optuna; write best.toml, best.safetensors, tune-report.html."""
     import optuna  # imported here: `imgcls --help` must not load optuna or torch
@@ -65,7 +69,7 @@ def tune(
     from ..tune.run import tune as run_tune
 
     base = base_config(config, {"model": model, "data": data, "epochs": epochs,
-                                "out": out_dir}, model_opt, data_opt)
+                                "out": out_dir, "weights": weights}, model_opt, data_opt)
     settings = TuneConfig(base=base, trials=trials, space=space, metric=metric, study=study,
                           storage=storage, timeout=parse_duration(timeout), pruner=pruner,
                           seed=seed)

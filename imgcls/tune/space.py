@@ -75,6 +75,15 @@ COMMON = (
     Param("label_smoothing", "float", 0.0, 0.2),
     Param(AUGMENT_STRENGTH, "float", 0.0, 1.0),
 )
+FINETUNE = (
+    Param("lr", "float", 1e-4, 3e-3, log=True),
+    Param("backbone_lr_scale", "float", 0.01, 1.0, log=True),
+    Param("weight_decay", "float", 1e-5, 0.1, log=True),
+    Param("optimizer", "categorical", choices=("adamw", "sgd")),
+    Param("batch_size", "categorical", choices=(16, 32, 64)),
+    Param("label_smoothing", "float", 0.0, 0.2),
+    Param(AUGMENT_STRENGTH, "float", 0.0, 1.0),
+)
 # Model options tuned wherever a builder takes them, by option name ...
 OPTION_RANGES = {
     "hidden": Param("model_options.hidden", "int", 32, 256, log=True),
@@ -94,11 +103,25 @@ def model_option_names(spec: ModelSpec) -> list[str] | None:
     return None if takes_any else names
 
 
-def default_space(spec: ModelSpec) -> list[Param]:
-    """Optimiser, regularisation and augmentation ranges, plus the model's own options."""
+def default_space(spec: ModelSpec, base: TrainConfig | None = None) -> list[Param]:
+    """Optimiser, regularisation and augmentation ranges, plus the model's own options.
+
+    When the base config starts from pretrained weights, the fine-tuning space instead:
+    lower learning rates, the backbone's rate scale and head-only epochs.
+    """
     ranges = OPTION_RANGES | FAMILY_RANGES.get(spec.name, {})
     names = model_option_names(spec) or []
-    return [*COMMON, *(ranges[name] for name in names if name in ranges)]
+    common = finetune_space(base) if base is not None and base.weights else COMMON
+    return [*common, *(ranges[name] for name in names if name in ranges)]
+
+
+def finetune_space(base: TrainConfig) -> tuple[Param, ...]:
+    """Around the fine-tuning defaults (lr 1e-3, backbone x0.1): pretrained features need
+    smaller steps than training from scratch; the head may train alone for an epoch or two
+    (never the whole run)."""
+    freeze = min(2, base.epochs - 1)
+    return (*FINETUNE,
+            *((Param("freeze_backbone_epochs", "int", 0, freeze),) if freeze >= 1 else ()))
 
 
 def space_to_toml(space: list[Param]) -> str:

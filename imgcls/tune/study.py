@@ -80,7 +80,7 @@ class PruningReporter(Reporter):
 
 def load_space(config: TuneConfig, spec: ModelSpec) -> list[Param]:
     """--space, or the model family's default space; checked against TrainConfig."""
-    space = read_space(config.space, spec) if config.space else default_space(spec)
+    space = read_space(config.space, spec) if config.space else default_space(spec, config.base)
     check_space(space, config.base, spec, config.space or f"the default space of {spec.name}")
     return space
 
