@@ -22,12 +22,17 @@ def count_macs(model: torch.nn.Module, image_size: tuple[int, int]) -> int:
 def describe(entry: Entry[ModelSpec], num_classes: int = 2) -> dict[str, Any]:
     """One row of `imgcls models`: name, plugin, input size, parameters, MACs, description."""
     spec = entry.spec
-    model = spec.build(num_classes, image_size=spec.input_size)
+    # Shapes are all that is counted: on the meta device nothing is allocated or
+    # initialised, so listing a zoo of ImageNet networks takes no memory.
+    with torch.device("meta"):
+        model = spec.build(num_classes, image_size=spec.input_size)
+        parameters = sum(p.numel() for p in model.parameters())
+        macs = count_macs(model, spec.input_size)
     return {
         "name": spec.name,
         "plugin": entry.plugin,
         "input_size": list(spec.input_size),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "macs": count_macs(model, spec.input_size),
+        "parameters": parameters,
+        "macs": macs,
         "description": spec.description,
     }

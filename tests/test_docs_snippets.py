@@ -22,6 +22,11 @@ nothing else (the docs must use only these):
                                                  pages in PRETRAINED, which start from them
     path/to/mobilenet_v3_small-047dcff4.pth      torchvision's file name, random weights
                                                  (models.md only)
+    torch-home/hub/checkpoints/resnet18-*.pth    the same for resnet18's default weights, in
+                                                 the torch hub cache (WEIGHTS_PAGES only)
+
+Every page runs with IMGCLS_OFFLINE=1 and TORCH_HOME in the sandbox: nothing is downloaded,
+and ``--weights imagenet`` finds the stand-in above in the cache.
 
 How commands run:
 
@@ -95,7 +100,9 @@ SKIP = {
 }
 # Words that make a command need a plugin, and the module that plugin installs: without
 # it the command is shown but not run (CI installs every plugin, so it runs there).
-NEEDS_PLUGIN = {"--engine ray": "imgcls_ray"}
+NEEDS_PLUGIN = {"--engine ray": "imgcls_ray", "--model resnet18": "imgcls_torchvision"}
+# Pages that fine-tune resnet18 from its ImageNet weights (a stand-in file in the cache).
+WEIGHTS_PAGES = {"README.md", "docs/finetuning.md"}
 SHELL_SYNTAX = re.compile(r"[|<>;&$*?`~]")  # outside quotes: bash must run the command
 QUOTED = re.compile(r"'[^']*'|\"[^\"$`]*\"")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)(?P<attrs>[^\n]*)\n(?P<body>.*?)"
@@ -256,6 +263,15 @@ def sandbox_for(page: str, base: Path, tmp_path: Path) -> Path:
 
         weights = torchvision.models.mobilenet_v3_small().state_dict()
         torch.save(weights, work / "path/to/mobilenet_v3_small-047dcff4.pth")
+    if page in WEIGHTS_PAGES and importlib.util.find_spec("imgcls_torchvision") is not None:
+        import torch
+        import torchvision
+
+        # Cached files are used as they are (only downloads are hash-checked).
+        url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+        cache = work / "torch-home" / "hub" / "checkpoints"
+        cache.mkdir(parents=True)
+        torch.save(torchvision.models.resnet18().state_dict(), cache / url.rsplit("/", 1)[-1])
     return work
 
 
@@ -419,10 +435,13 @@ SLOW = {"docs/distributed.md", "docs/writing-a-plugin.md"}
 
 @pytest.mark.parametrize("page", [pytest.param(page, marks=pytest.mark.slow) if page in SLOW
                                   else page for page in PAGES])
-def test_every_command_on_the_page_runs(page, base_sandbox, tmp_path):
-    if page == "docs/models.md":
+def test_every_command_on_the_page_runs(page, base_sandbox, tmp_path, monkeypatch):
+    if page in ("docs/models.md", "docs/finetuning.md"):
         pytest.importorskip("imgcls_torchvision", reason="the torchvision plugin is not installed")
-    runner = run_page(page, sandbox_for(page, base_sandbox, tmp_path))
+    work = sandbox_for(page, base_sandbox, tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(work / "torch-home"))
+    monkeypatch.setenv("IMGCLS_OFFLINE", "1")
+    runner = run_page(page, work)
     for command, seconds in runner.ran:
         print(f"{seconds:6.1f} s  {command}")
     for command, reason in runner.skipped:

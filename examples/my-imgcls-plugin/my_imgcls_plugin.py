@@ -11,7 +11,14 @@ from torch import nn
 from imgcls import hookimpl
 from imgcls.errors import DataError
 from imgcls.images import is_image_file
-from imgcls.specs import AugmentationSpec, DatasetSpec, LoadedDataset, ModelSpec, Preprocess
+from imgcls.specs import (
+    AugmentationSpec,
+    DatasetSpec,
+    LoadedDataset,
+    ModelSpec,
+    Preprocess,
+    WeightsSpec,
+)
 
 # --- a model: --model convmixer (options: --model-opt dim=128 --model-opt depth=8 ...)
 
@@ -43,14 +50,28 @@ def build_convmixer(num_classes: int, image_size: tuple[int, int] = (64, 64),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(dim, num_classes))
 
 
+CONVMIXER_PREPROCESS = Preprocess(size=(64, 64), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+# Pretrained weights: --model convmixer --weights imagenet (or --weights in1k) downloads
+# this file on first use, checks its sha256 and loads it before training starts.
+CONVMIXER_IN1K = WeightsSpec(
+    tag="in1k",
+    preprocess=CONVMIXER_PREPROCESS,  # what the weights were trained with
+    url="https://example.org/my-plugin/convmixer-64-4-in1k.safetensors",
+    sha256="9f2c4e0b7d1a3c5e8f60b2d4a6c8e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3",
+    metrics={"imagenet-top1": 61.0},
+)
+
+
 @hookimpl
 def register_models(register):
     register(ModelSpec(
         name="convmixer",
         build=build_convmixer,
-        preprocess=Preprocess(size=(64, 64), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        preprocess=CONVMIXER_PREPROCESS,
         description="ConvMixer: patches, then depthwise/pointwise conv blocks (64x64).",
         min_size=16,
+        weights=(CONVMIXER_IN1K,),
     ))
 
 

@@ -10,8 +10,9 @@ them only when training starts (``--weights imagenet``); building never loads th
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +122,32 @@ def replace_head(model: nn.Module, num_classes: int) -> str:
     return name
 
 
+@contextlib.contextmanager
+def block_widths_on_cpu(tv_name: str) -> Iterator[None]:
+    """RegNet computes its block widths with tensors (``.tolist()``), which the meta device
+    (imgcls's shape checks and listing) cannot do: compute them on the CPU meanwhile."""
+    from torchvision.models.regnet import BlockParams
+
+    if not tv_name.startswith("regnet") or torch.empty(0).device.type != "meta":
+        yield
+        return
+    original = BlockParams.__dict__["from_init_params"]
+
+    def on_cpu(cls: type, *args: Any, **kwargs: Any) -> Any:
+        with torch.device("cpu"):
+            return original.__func__(cls, *args, **kwargs)
+
+    BlockParams.from_init_params = classmethod(on_cpu)
+    try:
+        yield
+    finally:
+        BlockParams.from_init_params = original
+
+
 def make_builder(tv_name: str) -> Callable[..., nn.Module]:
     def build(num_classes: int, image_size: tuple[int, int] = (224, 224)) -> nn.Module:
         options = build_options(tv_name, image_size)
-        if tv_name.startswith("regnet") and torch.empty(0).device.type == "meta":
-            # RegNet computes its block widths with tensors (.tolist()), which a meta
-            # device cannot do: build on the CPU, then hand back a meta skeleton.
-            with torch.device("cpu"):
-                model = torchvision.models.get_model(tv_name, weights=None, **options)
-            model = model.to("meta")
-        else:
+        with block_widths_on_cpu(tv_name):
             model = torchvision.models.get_model(tv_name, weights=None, **options)
         replace_head(model, num_classes)
         return model
