@@ -252,7 +252,6 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
                       stepper, loss_fn, DeviceNormaliser(preprocess, device), augment,
                       on_device, train_loader, val_loader, num_classes, tracker, history, outputs)
-
     stopped_early = _run_loop(session, start)
 
     # outputs: reports from the best weights on rank 0; the result everywhere
