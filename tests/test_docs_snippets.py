@@ -430,7 +430,8 @@ def test_pages_are_found():
 
 
 # Pages whose commands start several interpreters (torchrun, an installed plugin): ~30 s each.
-SLOW = {"docs/distributed.md", "docs/writing-a-plugin.md"}
+# finetuning.md trains resnet18 at 224 px four times (~2 minutes on 2 busy cores).
+SLOW = {"docs/distributed.md", "docs/writing-a-plugin.md", "docs/finetuning.md"}
 
 
 @pytest.mark.parametrize("page", [pytest.param(page, marks=pytest.mark.slow) if page in SLOW
