@@ -39,13 +39,14 @@ def load_pretrained(spec: ModelSpec, model: nn.Module, config: TrainConfig, env:
     A resumed run's weights are in its state already: nothing is fetched or loaded.
     Under torchrun rank 0 fetches first, so the others find the file in the cache.
     """
+    if env.enabled and config.freeze_backbone_epochs:
+        # DDP fixes the parameters it synchronises when it wraps the model.
+        raise ConfigError("--freeze-backbone-epochs is not supported under torchrun.",
+                          "Use --freeze-backbone for a head-only run, or train on one process.")
     if state is not None:
         return state.get("weights")
     if not config.weights:
         return None
-    if env.enabled and config.freeze_backbone_epochs:
-        raise ConfigError("--freeze-backbone-epochs is not supported under torchrun.",
-                          "Use --freeze-backbone for a head-only run, or train on one process.")
     record = None
     if env.is_main:
         record = apply_weights(spec, model, config.weights, mirror=config.weights_mirror)
