@@ -21,7 +21,11 @@ from .plugins import (
 from .specs import AugmentationSpec, DatasetSpec, EngineSpec, ModelSpec
 
 T = TypeVar("T")
-NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+_WORD = r"[a-z0-9]+(?:[-_][a-z0-9]+)*"
+# kebab-case (snake_case too), optionally in a plugin's namespace and with a weights tag:
+# `basic-cnn`, `timm/convnext_nano`, `timm/convnext_nano.in12k_ft_in1k`. Never a `/` beyond
+# the namespace's, nor `..`, so a name cannot climb out of a folder it is joined to.
+NAME_PATTERN = re.compile(rf"^(?:{_WORD}/)?{_WORD}(?:\.{_WORD})?$")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ def _check_spec(kind: _Kind, spec: Any, owner: str) -> None:
     if not isinstance(spec, kind.spec_type):
         raise TypeError(f"expected a {kind.spec_type.__name__}, got {type(spec).__name__}")
     if not NAME_PATTERN.match(spec.name):
-        raise ValueError(f"{kind.label} name {spec.name!r} is not kebab-case")
+        raise ValueError(f"{kind.label} name {spec.name!r} is not kebab-case (optionally "
+                         "namespace/name.tag)")
 
 
 def _get(kind: _Kind, name: str) -> Entry[Any]:

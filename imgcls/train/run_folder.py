@@ -44,6 +44,14 @@ from .optim import class_counts
 from .precision import Precision
 
 
+def folder_name(model: str) -> str:
+    """A model name as one folder name: `timm/convnext_nano.in12k` -> `timm-convnext_nano.in12k`.
+
+    Registered names have at most the namespace's `/` (imgcls.registry.NAME_PATTERN).
+    """
+    return model.replace("/", "-").replace("\\", "-")
+
+
 def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
     """runs/<name>, or runs/<name>-2, -3 ... when the name was not given explicitly."""
     base = Path(out)
@@ -160,7 +168,8 @@ class RunFolder:
                weights: dict[str, Any] | None = None) -> RunFolder:
         run_dir = resume_dir
         if env.is_main and run_dir is None:
-            run_dir = make_run_dir(config.out, config.name or config.model, config.exist_ok,
+            run_dir = make_run_dir(config.out, config.name or folder_name(config.model),
+                                   config.exist_ok,
                                    explicit=config.name is not None)
         elif env.is_main:  # a run killed mid-write left temp files nobody else will remove
             clean_stale_temp_files(run_dir)
