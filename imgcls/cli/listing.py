@@ -7,7 +7,7 @@ import json
 import typer
 
 from ..plugins import DEFAULT_PLUGINS, failed_plugins, load_plugins, plugin_version, skipped
-from ..registry import list_augmentations, list_datasets, list_engines, list_models
+from ..registry import get_model, list_augmentations, list_datasets, list_engines, list_models
 from .console import print_table
 
 
@@ -18,18 +18,93 @@ def _human(count: int) -> str:
     return str(count)
 
 
-def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the registered models: plugin, input size, parameters and MACs (2 classes)."""
-    from ..modelinfo import describe  # imports torch
+# Counting parameters and MACs builds each model: only for a listing this short.
+SIZED_AT_MOST = 20
 
-    rows = [describe(entry) for entry in list_models()]
+
+def models(
+    search: str | None = typer.Option(
+        None, "--search", "-s", metavar="TEXT",
+        help="Only models whose name, plugin or description holds every word of TEXT, "
+             "or whose name matches a glob (e.g. 'timm/convnext*')."),
+    pretrained: bool = typer.Option(False, "--pretrained",
+                                    help="Only models with pretrained weights."),
+    details: str | None = typer.Option(
+        None, "--details", metavar="NAME",
+        help="One model in full: preprocessing, head, size, and each of its pretrained "
+             "weights (tag, source, categories, ImageNet accuracy, preprocessing)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the registered models: plugin, input size, weights, parameters and MACs (2 classes).
+
+    Parameters and MACs are counted when at most 20 models are listed; narrow a long
+    list with --search, or see one model with --details.
+    """
+    from ..modelinfo import describe, matches
+
+    if details:
+        _print_details(details, as_json)
+        return
+    entries = [e for e in list_models() if matches(e, search, pretrained)]
+    rows = [describe(entry, sized=len(entries) <= SIZED_AT_MOST) for entry in entries]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    print_table(("model", "plugin", "input", "params", "MACs", "description"),
+    if len(rows) > SIZED_AT_MOST:
+        _print_plain(rows)
+        typer.echo(f"{len(rows)} models; params and MACs are counted for at most "
+                   f"{SIZED_AT_MOST}: narrow with --search, or use --details NAME.")
+        return
+    print_table(("model", "plugin", "input", "weights", "params", "MACs", "description"),
                 ((row["name"], row["plugin"], "x".join(map(str, row["input_size"])),
-                  _human(row["parameters"]), _human(row["macs"]), row["description"])
-                 for row in rows))
+                  _weights_cell(row["weights"]), _size(row["parameters"]), _size(row["macs"]),
+                  row["description"]) for row in rows), right=("params", "MACs"))
+    if not rows:
+        typer.echo("No model matches; `imgcls models` lists them all.")
+
+
+def _print_plain(rows: list[dict]) -> None:
+    """Thousands of rows as aligned plain text: a rich table of a whole zoo takes seconds."""
+    cells = [("model", "plugin", "input", "weights", "description")] + [
+        (r["name"], r["plugin"], "x".join(map(str, r["input_size"])), _weights_cell(r["weights"]),
+         r["description"]) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    typer.echo("\n".join("  ".join([*(c[i].ljust(widths[i]) for i in range(4)), c[4]])
+                         for c in cells))
+
+
+def _weights_cell(tags: list[str]) -> str:
+    if not tags:
+        return "-"
+    return tags[0] if len(tags) == 1 else f"{tags[0]} +{len(tags) - 1}"
+
+
+def _size(count: int | None) -> str:
+    return "-" if count is None else _human(count)
+
+
+def _print_details(name: str, as_json: bool) -> None:
+    from ..modelinfo import details
+
+    info = details(get_model(name))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in (("model", info["name"]), ("plugin", info["plugin"]),
+                       ("description", info["description"]),
+                       ("preprocessing", info["preprocess_text"]),
+                       ("parameters", f"{_human(info['parameters'])} (2 classes)"),
+                       ("MACs", _human(info["macs"])), ("head", info["head"] or "last Linear"),
+                       ("CAM layer", info["cam_layer"] or "last conv")):
+        typer.echo(f"{key}: {value}")
+    if not info["weights"]:
+        typer.echo("No pretrained weights: --weights PATH loads a state-dict file.")
+        return
+    print_table(("weights", "source", "categories", "accuracy", "preprocessing"),
+                ((row["tag"] + (" (default)" if row["default"] else ""), row["source"],
+                  row["categories"] or "-",
+                  ", ".join(f"{k} {v:g}" for k, v in row["metrics"].items()) or "-",
+                  row["preprocess_text"]) for row in info["weights"]))
 
 
 def plugins(
