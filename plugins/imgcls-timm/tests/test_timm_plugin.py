@@ -90,7 +90,7 @@ def test_builds_a_new_head_and_names_its_cam_layer():
 
 
 def test_an_option_the_architecture_does_not_take_is_a_value_error():
-    with torch.device("meta"), pytest.raises(ValueError, match="vgg11.*drop_path_rate"):
+    with torch.device("meta"), pytest.raises(ValueError, match=r"vgg11.*drop_path_rate"):
         get_model("timm/vgg11").spec.build(2, image_size=(64, 64), drop_path_rate=0.1)
 
 
