@@ -22,6 +22,8 @@ nothing else (the docs must use only these):
                                                  pages in PRETRAINED, which start from them
     path/to/mobilenet_v3_small-047dcff4.pth      torchvision's file name, random weights
                                                  (models.md only)
+    path/to/resnet10t.safetensors                a timm state dict, random weights (models.md,
+                                                 when imgcls-timm is installed)
     torch-home/hub/checkpoints/resnet18-*.pth    the same for resnet18's default weights, in
                                                  the torch hub cache (WEIGHTS_PAGES only)
 
@@ -94,13 +96,17 @@ SKIP = {
                                                 "same page runs the same code with gloo",
     "ray start": "starts a Ray cluster that outlives the command; the page's local-cluster "
                  "runs go through the same pipeline",
+    "imgcls train --model timm/convnext_nano.in12k_ft_in1k --weights imagenet":
+        "downloads from the Hugging Face Hub; plugins/imgcls-timm/tests load Hub weights "
+        "from a prepared cache",
     "imgcls infer model.onnx s3://my-bucket/photos": "needs a bucket, its credentials and a "
                                                      "cluster; plugins/imgcls-ray/tests runs "
                                                      "file:// URIs and a joined cluster",
 }
 # Words that make a command need a plugin, and the module that plugin installs: without
 # it the command is shown but not run (CI installs every plugin, so it runs there).
-NEEDS_PLUGIN = {"--engine ray": "imgcls_ray", "--model resnet18": "imgcls_torchvision"}
+NEEDS_PLUGIN = {"--engine ray": "imgcls_ray", "--model resnet18": "imgcls_torchvision",
+                "timm/": "imgcls_timm"}
 # Pages that fine-tune resnet18 from its ImageNet weights (a stand-in file in the cache).
 WEIGHTS_PAGES = {"README.md", "docs/finetuning.md"}
 SHELL_SYNTAX = re.compile(r"[|<>;&$*?`~]")  # outside quotes: bash must run the command
@@ -263,6 +269,12 @@ def sandbox_for(page: str, base: Path, tmp_path: Path) -> Path:
 
         weights = torchvision.models.mobilenet_v3_small().state_dict()
         torch.save(weights, work / "path/to/mobilenet_v3_small-047dcff4.pth")
+        if importlib.util.find_spec("imgcls_timm"):  # a timm state dict, random weights
+            import timm
+            from safetensors.torch import save_file
+
+            save_file(timm.create_model("resnet10t").state_dict(),
+                      str(work / "path/to/resnet10t.safetensors"))
     if page in WEIGHTS_PAGES and importlib.util.find_spec("imgcls_torchvision") is not None:
         import torch
         import torchvision

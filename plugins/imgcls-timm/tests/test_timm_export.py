@@ -33,7 +33,7 @@ REPRESENTATIVE = [
 
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
-    return class_folders(tmp_path_factory.mktemp("calibration"), per_class=16, size=80)
+    return class_folders(tmp_path_factory.mktemp("calibration"), per_class=24, size=80)
 
 
 @pytest.mark.slow
@@ -52,7 +52,8 @@ def test_exports_through_the_parity_gate(name, tmp_path, calibration):
     assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (2, 3)
     int8_path = tmp_path / "m.int8.onnx"
     try:
-        quantised = export_onnx(checkpoint, int8_path, int8=True, calibrate=str(calibration))
+        quantised = export_onnx(checkpoint, int8_path, int8=True, calibrate=str(calibration),
+                                calib_images=16)
     except ExportError as exc:
         assert "int8 gate failed" in exc.message and not int8_path.exists()
         print(f"{name}: float parity {result.parity.max_abs_diff:.2e}; int8 refused: "
