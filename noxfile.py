@@ -7,8 +7,8 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLUGINS = ["plugins/imgcls-example", "plugins/imgcls-torchvision", "plugins/imgcls-tensorboard",
-           "plugins/imgcls-ray"]
+PLUGINS = ["plugins/imgcls-example", "plugins/imgcls-torchvision", "plugins/imgcls-timm",
+           "plugins/imgcls-tensorboard", "plugins/imgcls-ray"]
 
 
 @nox.session
