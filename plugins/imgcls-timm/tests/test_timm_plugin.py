@@ -181,3 +181,86 @@ def test_models_search_and_details_list_the_zoo(capsys):
 def test_every_registered_timm_name_is_listed_once():
     names = [e.spec.name for e in list_models() if e.plugin == "timm"]
     assert len(names) == len(set(names)) > 2000
+
+
+class _Hub:
+    """A Hugging Face Hub stand-in on 127.0.0.1 serving one file, counting requests."""
+
+    def __init__(self, path: str, body: bytes) -> None:
+        import hashlib
+        import http.server
+        import threading
+
+        hub, digest = self, hashlib.sha256(body).hexdigest()
+        self.requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, with_body: bool) -> None:
+                hub.requests.append(f"{self.command} {self.path}")
+                if self.path != path:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", "1" * 40)
+                self.send_header("ETag", f'"{digest}"')
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                self._answer(False)
+
+            def do_GET(self) -> None:
+                self._answer(True)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+LOAD_SCRIPT = """
+import sys, torch
+from safetensors.torch import load_file
+from imgcls.registry import get_model
+from imgcls.weights import apply_weights
+spec = get_model("timm/resnet10t").spec
+model = spec.build(2, image_size=(64, 64))
+print(apply_weights(spec, model, "imagenet", progress=False))
+assert torch.equal(model.conv1[0].weight, load_file(sys.argv[1])["conv1.0.weight"])
+"""
+
+
+@pytest.mark.slow  # two fresh interpreters: HF_ENDPOINT is read when huggingface_hub loads
+def test_hub_weights_download_from_hf_endpoint_then_come_from_the_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.safetensors"
+    save_file(timm.create_model("resnet10t", num_classes=1000).state_dict(), str(path))
+    hub = _Hub("/timm/resnet10t.c3_in1k/resolve/main/model.safetensors", path.read_bytes())
+    try:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
+               "HF_HUB_DISABLE_XET": "1"}
+        env.pop("HF_HUB_OFFLINE", None)
+        env.pop("IMGCLS_OFFLINE", None)
+        first = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(path)], env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert "GET /timm/resnet10t.c3_in1k/resolve/main/model.safetensors" in hub.requests
+        assert list((tmp_path / "hf").rglob("model.safetensors"))
+        seen = len(hub.requests)
+        second = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(path)],
+                                env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True,
+                                text=True, timeout=300)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert len(hub.requests) == seen  # offline: the cached file, no request at all
+    finally:
+        hub.server.shutdown()
