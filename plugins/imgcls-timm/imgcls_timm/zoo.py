@@ -44,11 +44,13 @@ def is_exact(cfg: Any) -> bool:
 
 def cam_layer(model: Any) -> str:
     """The module of the model's last feature level (timm's ``feature_info``), else its last
-    conv: the deepest spatial features, as class-activation maps want."""
+    conv: the deepest spatial features, as class-activation maps want. A ViT's blocks give
+    tokens, not a feature map, so its CAM layer is its last conv (the patch embedding)."""
     from torch import nn
 
     modules = dict(model.named_modules())
-    info = getattr(model, "feature_info", None) or []
+    tokens = getattr(model, "pos_embed", None) is not None
+    info = [] if tokens else getattr(model, "feature_info", None) or []
     last = info[-1] if isinstance(info, list) and info else {}
     if isinstance(last, dict) and last.get("module") in modules:
         return last["module"]

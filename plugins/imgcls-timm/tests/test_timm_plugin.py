@@ -85,8 +85,12 @@ def test_builds_a_new_head_and_names_its_cam_layer():
     assert model.get_submodule(spec.head).out_features == 3
     assert spec.cam_layer(model) == "layer4"
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
-    vit = get_model("timm/deit_tiny_patch16_224").spec.build(2, image_size=(64, 64))
+    assert get_model("timm/convnext_atto").spec.cam_layer(
+        get_model("timm/convnext_atto").spec.build(2, image_size=(64, 64))) == "stages.3"
+    deit = get_model("timm/deit_tiny_patch16_224").spec
+    vit = deit.build(2, image_size=(64, 64))
     assert vit(torch.zeros(2, 3, 64, 64)).shape == (2, 2)  # position embeddings for 64 px
+    assert deit.cam_layer(vit) == "patch_embed.proj"  # its blocks give tokens, not maps
 
 
 def test_an_option_the_architecture_does_not_take_is_a_value_error():

@@ -36,6 +36,11 @@ def test_trains_exports_through_the_parity_gate_and_infers(tmp_path, capsys):
     assert main(["infer", str(onnx), str(data), "-o", str(predictions), "--workers", "0"]) == 0
     rows = list(csv.DictReader(predictions.open()))
     assert len(rows) == 12 and {row["label"] for row in rows} <= {"red", "green"}
+    # Grad-CAM on the layer the plugin names from timm's feature_info (layer4).
+    out = tmp_path / "explain"
+    assert main(["explain", str(result.best_path), str(next(data.glob("red/*.png"))),
+                 "--out-dir", str(out)]) == 0
+    assert list(out.rglob("*.png"))
 
 
 def test_fine_tunes_from_a_local_weights_file(tmp_path):
