@@ -6,6 +6,7 @@ Loading never unpickles anything, so a checkpoint from a stranger cannot run cod
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -13,18 +14,21 @@ import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, TypeAdapter, with_config
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
+from typing_extensions import TypedDict
 
 from .errors import CheckpointError, ManifestError
 from .manifest import FORMAT_VERSION, MANIFEST_KEY, read_manifest
 from .options import builder_options, unknown_options
 from .registry import get_model
+from .schema import validate
 from .specs import Preprocess
 
 # mkstemp creates files readable by the owner only; written files get the usual
@@ -192,46 +196,57 @@ def load_resume_state(run: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path} is not an imgcls resume state.",
                               "Pass the run folder that holds last.pt.")
-    version = state.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _unreadable(path)
-    if version > FORMAT_VERSION:
+    version = state.get("format_version")
+    if type(version) is int and version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer imgcls.",
                               "Upgrade imgcls: pip install -U imgcls.")
-    check_resume_fields(state, path)
+    check_resume_state(state, path)
     return state
 
 
-def _is_records(value: Any) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, int | float) for k, v in value.items())
+# --------------------------------------------------------------------------- its schema
+# Everything fit() reads back, with the type it expects; torch.load has already refused
+# anything but tensors and plain values. Tensor shapes are checked when restored.
+_RESUME = ConfigDict(strict=True, extra="allow", arbitrary_types_allowed=True)
+Tensor = InstanceOf[torch.Tensor]
+Figures = dict[str, float]  # one epoch's metrics; a float field takes ints, refuses bools
 
 
-_RESUME_FIELDS = {
-    "epoch": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-    "config": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
-    "classes": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
-    "model": lambda v: isinstance(v, dict) and all(
-        isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items()),
-    "stepper": lambda v: isinstance(v, dict),
-    "best": _is_records,
-    "history": lambda v: isinstance(v, list) and all(
-        _is_records(r) and "epoch" in r for r in v),
-    "rng": lambda v: isinstance(v, dict) and isinstance(v.get("python"), list)
-    and isinstance(v.get("numpy"), list) and isinstance(v.get("torch"), torch.Tensor)
-    and isinstance(v.get("cuda"), list),
-}
-RESUME_FIELDS = tuple(_RESUME_FIELDS)
+class EpochRecord(BaseModel):
+    model_config = _RESUME
+    __pydantic_extra__: Figures
+    epoch: Annotated[int, Field(ge=0)]
 
 
-def check_resume_fields(state: dict[str, Any], path: str | os.PathLike,
-                        required: tuple[str, ...] = ()) -> None:
-    """Each field of a resume state has the type fit() expects; ``required`` ones exist."""
-    missing = [key for key in required if key not in state]
-    wrong = [key for key, ok in _RESUME_FIELDS.items() if key in state and not ok(state[key])]
-    if missing or wrong:
-        why = "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                      wrong and f"invalid {', '.join(wrong)}"]))
-        raise CheckpointError(f"{path} is not a usable imgcls resume state ({why}).",
-                              "The file is damaged or from another imgcls version; "
-                              "start a new run.")
+@with_config(_RESUME)
+class RngState(TypedDict):
+    python: list[Any]
+    numpy: list[Any]
+    torch: Tensor
+    cuda: list[Any]
+
+
+@with_config(_RESUME)
+class ResumeState(TypedDict):
+    format: Literal["imgcls.resume"]
+    format_version: Annotated[int, Field(ge=1, le=FORMAT_VERSION)]
+    epoch: Annotated[int, Field(ge=0)]
+    config: dict[str, Any]  # checked as a TrainConfig when the run resumes
+    classes: list[str]
+    model: dict[str, Tensor]
+    stepper: dict[str, Any]
+    best: Figures
+    history: list[EpochRecord]
+    rng: RngState
+
+
+@functools.cache
+def _resume_schema() -> TypeAdapter:
+    return TypeAdapter(ResumeState)
+
+
+def check_resume_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Each field of a resume state exists and has the type fit() expects."""
+    validate(_resume_schema(), state, CheckpointError,
+             f"{path} is not a usable imgcls resume state: ",
+             "The file is damaged or from another imgcls version; start a new run.")

@@ -6,18 +6,24 @@ file start without it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, with_config
+from typing_extensions import NotRequired, TypedDict
 
 from .errors import CheckpointError, ManifestError
+from .schema import MAX_DEPTH, STRICT, Number, validate
 from .specs import Preprocess
 from .version import __version__
 
 MANIFEST_KEY = "imgcls.manifest"
 FORMAT = "imgcls.checkpoint"
 FORMAT_VERSION = 1
+_REDO = "Re-export or re-train the model with imgcls."
 
 
 def make_manifest(
@@ -40,15 +46,96 @@ def make_manifest(
     }
 
 
-# A manifest nests a few levels (parity inside export); far deeper means a hostile file,
-# and printing or re-encoding it would hit Python's recursion limit.
-MAX_DEPTH = 32
-_REAL = (int, float)
+# --------------------------------------------------------------------------- schema
+# One class per section. Sections keep keys they do not declare (a newer writer's
+# additions); a declared key, when present, must have its type.
+
+
+@with_config(STRICT)
+class ModelSection(TypedDict):
+    name: str
+    options: NotRequired[dict[str, Any]]
+
+
+@with_config(STRICT)
+class Parity(TypedDict):
+    """How the exported graph agreed with PyTorch before it was written."""
+
+    source: str
+    images: Number
+    max_abs_diff: Number
+    top1_agreement: Number
+
+
+@with_config(STRICT)
+class Calibration(TypedDict):
+    images: Number
+    source: str
+    fingerprint: str
+
+
+@with_config(STRICT)
+class Gate(TypedDict):
+    images: Number
+    top1_agreement: Number
+    min_agreement: Number
+
+
+@with_config(STRICT)
+class Quantization(TypedDict):
+    """int8 exports only; a file without it is simply not quantised."""
+
+    method: str
+    calibration: Calibration
+    gate: Gate
+    weight_bits: NotRequired[Annotated[int, Field(ge=7, le=8)]]  # absent before 7-bit
+
+
+@with_config(STRICT)
+class Export(TypedDict):
+    """Written by ``imgcls export onnx``; absent from checkpoints."""
+
+    preprocessing: NotRequired[Annotated[str, Field(
+        description="external: the graph takes float32 NCHW input normalised as "
+                    "preprocess says; embedded: it takes uint8 NHWC RGB pixels")]]
+    outputs: NotRequired[str]
+    precision: NotRequired[str]
+    input_name: NotRequired[str]
+    output_name: NotRequired[str]
+    tta: NotRequired[str]
+    parity: NotRequired[Parity]
+    quantization: NotRequired[Quantization]
+
+
+@with_config(STRICT | {"title": "imgcls manifest"})
+class Manifest(TypedDict):
+    """The JSON in a checkpoint's ``imgcls.manifest`` metadata and an ONNX metadata_props."""
+
+    format: NotRequired[Literal["imgcls.checkpoint"]]
+    format_version: NotRequired[Annotated[int, Field(ge=1, le=FORMAT_VERSION)]]
+    imgcls_version: NotRequired[str]
+    model: ModelSection
+    classes: Annotated[list[str], Field(min_length=2, description="Class names in the "
+                                        "order of the model's outputs; unique.")]
+    preprocess: Preprocess
+    training: NotRequired[dict[str, Any]]
+    dataset: NotRequired[dict[str, Any]]
+    export: NotRequired[Export]
+    versions: NotRequired[dict[str, str]]
+
+
+@functools.cache
+def _schema() -> TypeAdapter:
+    return TypeAdapter(Manifest)
+
+
+def json_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (published in docs/deployment.md)."""
+    return _schema().json_schema()
 
 
 def _fail(source: str, why: str) -> ManifestError:
-    return ManifestError(f"{source} has an invalid imgcls manifest: {why}.",
-                         "Re-export or re-train the model with imgcls.")
+    return ManifestError(f"{source} has an invalid imgcls manifest: {why}.", _REDO)
 
 
 def _depth(value: Any) -> int:
@@ -65,85 +152,21 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, _REAL) and not isinstance(value, bool)
-
-
-def _check_version(manifest: dict[str, Any], source: str) -> None:
-    version = manifest.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise _fail(source, f"format_version must be an integer, got {version!r}")
-    if version < 1:
-        raise _fail(source, f"format_version must be at least 1, got {version}")
-    if version > FORMAT_VERSION:
-        raise ManifestError(f"{source} uses manifest format {version}, newer than this imgcls "
-                            f"(which reads up to {FORMAT_VERSION}).",
-                            "Upgrade imgcls: pip install -U imgcls.")
-    if manifest.get("format", FORMAT) != FORMAT:
-        raise _fail(source, f"format is {manifest.get('format')!r}, not {FORMAT!r}")
-
-
-def _check_sections(manifest: dict[str, Any], source: str) -> None:
-    """The optional sections that inspect, export and infer read field by field."""
-    for key in ("export", "versions", "dataset"):
-        if key in manifest and not isinstance(manifest[key], dict):
-            raise _fail(source, f"{key} must be an object")
-    export = manifest.get("export", {})
-    for key in ("preprocessing", "outputs", "precision", "input_name", "output_name", "tta"):
-        if key in export and not isinstance(export[key], str):
-            raise _fail(source, f"export.{key} must be a string")
-    if "parity" in export:
-        parity = export["parity"]
-        if not isinstance(parity, dict) or not isinstance(parity.get("source"), str) or not all(
-                _is_real(parity.get(k)) for k in ("max_abs_diff", "top1_agreement", "images")):
-            raise _fail(source, "export.parity must hold max_abs_diff, top1_agreement and "
-                                "images as numbers and source as text")
-    if "quantization" in export:
-        _check_quantization(export["quantization"], source)
-
-
-def _check_quantization(section: Any, source: str) -> None:
-    """export.quantization (int8 exports only; files without it are simply not quantised)."""
-    section = section if isinstance(section, dict) else {}
-    calibration, gate = section.get("calibration"), section.get("gate")
-    if not (isinstance(section.get("method"), str) and isinstance(calibration, dict)
-            and isinstance(gate, dict) and _is_real(calibration.get("images"))
-            and all(isinstance(calibration.get(k), str) for k in ("source", "fingerprint"))
-            and all(_is_real(gate.get(k)) for k in ("images", "top1_agreement",
-                                                     "min_agreement"))
-            and type(section.get("weight_bits", 8)) is int  # absent before 7-bit weights
-            and section.get("weight_bits", 8) in (7, 8)):
-        raise _fail(source, "export.quantization must hold method as text, calibration "
-                            "images (a number), source and fingerprint (text), the gate's "
-                            "images, top1_agreement and min_agreement as numbers, and "
-                            "weight_bits 7 or 8")
-
-
 def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
     """Check a manifest's shape, types and limits; raise ManifestError naming ``source``."""
     if not isinstance(manifest, dict):
         raise _fail(source, "not a JSON object")
     if _depth(manifest) > MAX_DEPTH:
         raise _fail(source, f"nested more than {MAX_DEPTH} levels deep")
-    _check_version(manifest, source)
-    model = manifest.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-        raise _fail(source, "missing model name")
-    if not isinstance(model.get("options", {}), dict):
-        raise _fail(source, "model options are not an object")
-    classes = manifest.get("classes")
-    if (not isinstance(classes, list) or len(classes) < 2
-            or not all(isinstance(c, str) for c in classes)):
-        raise _fail(source, "classes must be a list of at least two names")
-    if len(set(classes)) != len(classes):
+    version = manifest.get("format_version")
+    if type(version) is int and version > FORMAT_VERSION:  # its other fields may be new too
+        raise ManifestError(f"{source} uses manifest format {version}, newer than this imgcls "
+                            f"(which reads up to {FORMAT_VERSION}).",
+                            "Upgrade imgcls: pip install -U imgcls.")
+    validate(_schema(), manifest, ManifestError,
+             f"{source} has an invalid imgcls manifest: ", _REDO)
+    if len(set(manifest["classes"])) != len(manifest["classes"]):
         raise _fail(source, "class names are not unique")
-    if not isinstance(manifest.get("preprocess"), dict):
-        raise _fail(source, "missing preprocessing")
-    try:
-        Preprocess.from_dict(manifest["preprocess"])
-    except ManifestError as exc:
-        raise ManifestError(f"{source}: {exc.message}", exc.hint) from exc
-    _check_sections(manifest, source)
     return manifest
 
 

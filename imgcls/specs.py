@@ -6,23 +6,32 @@ export checks and inference alike, so the four cannot drift apart.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError, ManifestError
+from .schema import MAX_MEAN, MIN_STD, Side, ValidationError, fixed, schema_error
 
 ResizeMode = Literal["stretch", "shorter"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
 
 
-@dataclass(frozen=True)
-class Preprocess:
+# Preprocessing constants in value_range's units (see imgcls.schema for the bounds).
+Mean = Annotated[float, Field(ge=-MAX_MEAN, le=MAX_MEAN, allow_inf_nan=False)]
+Std = Annotated[float, Field(ge=MIN_STD, le=MAX_MEAN, allow_inf_nan=False)]
+CropFraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Size, Means, Stds, Range = fixed(Side, Side), fixed(Mean, Mean, Mean), fixed(Std, Std, Std), \
+    fixed(Mean, Mean)
+_PREPROCESS_HINT = "Fix the Preprocess given by the model's plugin."
+_DAMAGED_HINT = "The model file is damaged or was not written by imgcls."
+
+
+class Preprocess(BaseModel):
     """How raw pixels become a model input.
 
     The image is resized to ``size`` (height, width): ``stretch`` ignores the
@@ -31,38 +40,34 @@ class Preprocess:
     linearly onto ``value_range`` and are normalised with ``mean``/``std``.
     """
 
-    size: tuple[int, int] = (64, 64)
-    resize: ResizeMode = "stretch"
-    crop_fraction: float = 1.0
-    interpolation: Interpolation = "bilinear"
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    channel_order: Literal["RGB", "BGR"] = "RGB"
-    value_range: tuple[float, float] = (0.0, 1.0)
+    # Frozen (hashable, shared safely); unknown fields refused: a reader that ignored
+    # a preprocessing step it does not know would feed the model the wrong pixels.
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
-        problems = []
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 < v <= 65536
-                   for v in self.size):
-            problems.append(f"size must be two positive integers, got {self.size!r}")
-        if self.resize not in ("stretch", "shorter"):
-            problems.append(f"unknown resize mode {self.resize!r} (use stretch or shorter)")
-        if self.interpolation not in ("nearest", "bilinear", "bicubic", "lanczos"):
-            problems.append(f"unknown interpolation {self.interpolation!r}")
-        if not 0.0 < self.crop_fraction <= 1.0:
-            problems.append(f"crop_fraction must be in (0, 1], got {self.crop_fraction!r}")
-        if self.channel_order not in ("RGB", "BGR"):
-            problems.append(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
-        values = (*self.mean, *self.std, *self.value_range)
-        if not all(np.isfinite(v) for v in values) or not all(v > 0 for v in self.std):
-            problems.append("mean, std and value_range must be finite, std positive")
-        if problems:
-            raise ConfigError(f"Invalid preprocessing: {'; '.join(problems)}.",
-                              "Fix the Preprocess given by the model's plugin.")
+    size: Size = (64, 64)
+    resize: ResizeMode = "stretch"
+    crop_fraction: CropFraction = 1.0
+    interpolation: Interpolation = "bilinear"
+    mean: Means = (0.0, 0.0, 0.0)
+    std: Stds = (1.0, 1.0, 1.0)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    value_range: Range = (0.0, 1.0)
+
+    def __init__(self, **values: Any) -> None:
+        """A Preprocess from a plugin: a bad value is a ConfigError naming the field."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise schema_error(exc, ConfigError, "Invalid preprocessing: ",
+                               _PREPROCESS_HINT) from exc
+
+    # Only a direct call comes here: validation (from_dict, a manifest) must not, or its
+    # errors would be ConfigErrors. pydantic marks its own __init__ the same way.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     def with_size(self, size: int | tuple[int, int]) -> Preprocess:
         hw = (size, size) if isinstance(size, int) else tuple(size)
-        return replace(self, size=(int(hw[0]), int(hw[1])))
+        return Preprocess(**{**self.to_dict(), "size": (int(hw[0]), int(hw[1]))})
 
     @property
     def flip_channels(self) -> bool:
@@ -101,79 +106,16 @@ class Preprocess:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocess:
         """A Preprocess from a manifest, whose values are checked as untrusted input."""
         try:
-            if not isinstance(data, Mapping):
-                raise ValueError("not an object")
-            return cls(
-                size=_size(data["size"]),
-                resize=_text(data, "resize", "stretch"),
-                crop_fraction=_number(data.get("crop_fraction", 1.0), "crop_fraction"),
-                interpolation=_text(data, "interpolation", "bilinear"),
-                mean=_numbers(data.get("mean", (0.0, 0.0, 0.0)), 3, "mean", MAX_MEAN),
-                std=_numbers(data.get("std", (1.0, 1.0, 1.0)), 3, "std", MAX_MEAN, MIN_STD),
-                channel_order=_text(data, "channel_order", "RGB"),
-                value_range=_numbers(data.get("value_range", (0.0, 1.0)), 2, "value_range",
-                                     MAX_MEAN),
-            )
-        except KeyError as exc:
-            raise ManifestError(f"Invalid preprocessing description: missing {exc}.",
-                                "The model file is damaged or was not written by imgcls."
-                                ) from exc
-        except (TypeError, ValueError, ConfigError) as exc:
-            raise ManifestError(
-                f"Invalid preprocessing description: {exc}",
-                "The model file is damaged or was not written by imgcls.",
-            ) from exc
-
-
-# Limits on a manifest's preprocessing: wide enough for any real model, narrow enough
-# that an input buffer cannot exhaust memory and normalisation cannot overflow float32.
-MIN_SIDE, MAX_SIDE = 8, 4096
-MAX_MEAN = 1e4  # |mean|, std and |value_range| in the value_range's units
-MIN_STD = 1e-4
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _size(value: Any) -> tuple[int, int]:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ValueError(f"size must be [height, width], got {value!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"size must be two integers, got {value!r}")
-    if not all(MIN_SIDE <= v <= MAX_SIDE for v in value):
-        raise ValueError(f"size sides must be in {MIN_SIDE}..{MAX_SIDE}, got {value!r}")
-    return (value[0], value[1])
-
-
-def _text(data: Mapping[str, Any], key: str, default: str) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string, got {value!r}")
-    return value
-
-
-def _number(value: Any, key: str) -> float:
-    if not _is_number(value) or not math.isfinite(value):
-        raise ValueError(f"{key} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _numbers(value: Any, n: int, key: str, bound: float, least: float | None = None) -> tuple:
-    if not isinstance(value, list | tuple) or len(value) != n:
-        raise ValueError(f"{key} must be a list of {n} numbers, got {value!r}")
-    numbers_ = tuple(_number(v, key) for v in value)
-    if not all(abs(v) <= bound for v in numbers_):
-        raise ValueError(f"{key} values must be within ±{bound:g}, got {value!r}")
-    if least is not None and not all(v >= least for v in numbers_):
-        raise ValueError(f"{key} values must be at least {least:g}, got {value!r}")
-    return numbers_
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise schema_error(exc, ManifestError, "Invalid preprocessing: ",
+                               _DAMAGED_HINT) from exc
 
 
 @dataclass(frozen=True)

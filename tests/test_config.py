@@ -38,14 +38,14 @@ def test_config_files_accept_kebab_case_and_reject_unknown_or_mistyped_keys(tmp_
         read_config_file(path)
     assert "epochs" in caught.value.hint
     path.write_text('epochs = "ten"\n')
-    with pytest.raises(ConfigError, match="epochs should be int"):
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
         read_config_file(path)
     path.write_text("epochs = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         read_config_file(path)
     with pytest.raises(ConfigError, match="not found"):
         read_config_file(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match="ema should be bool"):
+    with pytest.raises(ConfigError, match="ema must be true or false"):
         config_from_dict({"ema": 1})
 
 

@@ -89,7 +89,7 @@ BAD_PREPROCESS = [
 def test_bad_preprocess_values_are_checkpoint_errors():
     for bad in BAD_PREPROCESS:
         text = json.dumps({**VALID, "preprocess": bad})
-        with pytest.raises(CheckpointError, match="preprocessing"):
+        with pytest.raises(CheckpointError, match="preprocess"):
             parse_manifest(text, "fuzz")
 
 

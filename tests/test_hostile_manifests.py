@@ -19,6 +19,7 @@ from imgcls.cli import main
 from imgcls.errors import CheckpointError, ImgclsError, ManifestError
 from imgcls.infer import Classifier
 from imgcls.manifest import MANIFEST_KEY, make_manifest, parse_manifest, read_manifest
+from imgcls.schema import MAX_SIDE, MIN_SIDE
 from imgcls.specs import Preprocess
 
 FUZZ = settings(max_examples=100, deadline=None, database=None,
@@ -83,11 +84,11 @@ def test_format_version_must_be_a_known_integer(version, says):
 
 
 bad_sides = (st.floats(allow_nan=True) | st.text(max_size=4) | st.booleans() | st.none()
-             | st.integers(max_value=7) | st.integers(min_value=4097))
+             | st.integers(max_value=MIN_SIDE - 1) | st.integers(min_value=MAX_SIDE + 1))
 
 
 @FUZZ
-@given(side=bad_sides, good=st.integers(8, 4096), first=st.booleans())
+@given(side=bad_sides, good=st.integers(MIN_SIDE, MAX_SIDE), first=st.booleans())
 def test_sizes_must_be_integers_within_limits(side, good, first):
     size = [side, good] if first else [good, side]
     with pytest.raises(ManifestError, match="size"):
@@ -95,7 +96,7 @@ def test_sizes_must_be_integers_within_limits(side, good, first):
 
 
 @FUZZ
-@given(st.integers(8, 4096), st.integers(8, 4096))
+@given(st.integers(MIN_SIDE, MAX_SIDE), st.integers(MIN_SIDE, MAX_SIDE))
 def test_sizes_within_limits_are_accepted(h, w):
     assert parse_manifest(_preprocess(size=[h, w]), "s")["preprocess"]["size"] == [h, w]
 
@@ -123,7 +124,7 @@ def test_a_tiny_std_is_refused(std):
 def test_crop_fraction_and_names_are_not_coerced():
     for changes in ({"crop_fraction": "0.5"}, {"crop_fraction": True},
                     {"resize": 1}, {"interpolation": None}):
-        with pytest.raises(ManifestError, match="preprocessing"):
+        with pytest.raises(ManifestError, match="preprocess"):
             parse_manifest(_preprocess(**changes), "c")
 
 

@@ -463,7 +463,7 @@ def test_bad_crop_fraction():
 def test_bad_geometry_names():
     with pytest.raises(ConfigError, match="interpolation"):
         resize_to(noise(4, 4), Preprocess(interpolation="cubic"))  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="resize mode"):
+    with pytest.raises(ConfigError, match="resize must be 'stretch' or 'shorter'"):
         resize_to(noise(4, 4), Preprocess(resize="fit"))  # type: ignore[arg-type]
 
 

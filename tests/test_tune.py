@@ -178,7 +178,7 @@ def test_space_file_mistakes_are_clear_errors(tmp_path, text, message, hint):
 @pytest.mark.parametrize(("text", "message"), [
     ('optimizer = ["adamw", "adamx"]\n', "optimizer = 'adamx' is not usable: Unknown --optimizer"),
     ("[batch_size]\nlow = 0\nhigh = 8\n", "batch_size = 0 is not usable: --batch-size must be"),
-    ("batch_size = [8.5]\n", "batch_size should be int"),
+    ("batch_size = [8.5]\n", "batch_size must be an integer"),
     ('augment = ["seed", "fliip"]\n', "augment = 'fliip' is not usable: Unknown augmentation"),
     ("augment = [\"flip\"]\n[augment_strength]\nlow = 0.0\nhigh = 1.0\n", "searched twice"),
 ])
@@ -198,7 +198,7 @@ def test_trial_values_become_a_train_config():
     assert config.model_options == {"hidden": 16, "dropout": 0.2}
     assert config.augment == "flip,translate=0.05,zoom=0.1,color-jitter=0.15"
     assert augment_for(0.0) == "flip" and base.lr == 0.5  # the base is left as it was
-    with pytest.raises(ConfigError, match="batch_size should be int"):
+    with pytest.raises(ConfigError, match="batch_size must be an integer"):
         apply_params(base, {"batch_size": 8.5})
 
 

@@ -6,18 +6,20 @@ saved ``config.toml`` cannot disagree about names, types or defaults.
 
 from __future__ import annotations
 
-import math
+import functools
 import sys
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import tomli_w
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from ..data.cache import CACHE_MODES
 from ..errors import ConfigError
 from ..options import check_finite_option, did_you_mean
+from ..schema import MAX_SIDE, MIN_SIDE, Location, one_of, validate
 from ..specs import ModelSpec
 
 if sys.version_info >= (3, 11):
@@ -35,9 +37,7 @@ SELECT_METRICS = ("accuracy", "macro-f1", "loss")
 CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("shuffle", "balanced")
 AMP_DTYPES = ("auto", "bf16", "fp16")
-# Far above any classifier's input, far below a size that exhausts memory before
-# the first batch: a typo like --img-size 100000 gets a clear error instead.
-MAX_IMG_SIZE = 4096
+MAX_IMG_SIZE = MAX_SIDE  # a typo like --img-size 100000 gets a clear error
 # Defaults of the options a recipe sets (TrainConfig's own default is None: "unset").
 SCRATCH_DEFAULTS: dict[str, float] = {"lr": 2e-3, "warmup_epochs": 1.0, "label_smoothing": 0.0,
                                       "backbone_lr_scale": 1.0}
@@ -58,28 +58,41 @@ def _opt(default: Any, help: str, short: str | None = None) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Every option of ``imgcls train``; saved with each run as config.toml."""
+    """Every option of ``imgcls train``; saved with each run as config.toml.
+
+    The annotations are its schema (strict: no "3" for 3, every float finite); the
+    model-dependent limits are checked by :meth:`validate`.
+    """
+
+    # Instances are checked again whenever validated: fields may be set after creation.
+    __pydantic_config__ = ConfigDict(strict=True, allow_inf_nan=False,
+                                     revalidate_instances="always")
 
     model: str = _opt("basic-cnn", "Model name (imgcls models).", "-m")
     data: str = _opt("shapes", "A folder of class sub-folders, or a dataset name like shapes.",
                      "-d")
-    epochs: int = _opt(10, "Training epochs.", "-e")
-    batch_size: int = _opt(64, "Images per batch (per process under torchrun).", "-b")
-    lr: float | None = _opt(None, "Peak learning rate (default 2e-3; 1e-3 when fine-tuning "
-                                  "from --weights).")
-    optimizer: str = _opt("adamw", "adamw, adam or sgd.")
-    momentum: float = _opt(0.9, "SGD momentum (Adam's beta1 stays 0.9).")
+    epochs: Annotated[int, Field(ge=1)] = _opt(10, "Training epochs.", "-e")
+    batch_size: Annotated[int, Field(ge=1)] = _opt(
+        64, "Images per batch (per process under torchrun).", "-b")
+    lr: Annotated[float, Field(gt=0)] | None = _opt(
+        None, "Peak learning rate (default 2e-3; 1e-3 when fine-tuning from --weights).")
+    optimizer: Annotated[str, one_of(OPTIMIZERS)] = _opt("adamw", "adamw, adam or sgd.")
+    momentum: Annotated[float, Field(ge=0)] = _opt(0.9, "SGD momentum (Adam's beta1 stays 0.9).")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD.")
-    weight_decay: float = _opt(0.05, "Weight decay (decoupled for adamw); not on biases.")
-    scheduler: str = _opt("cosine", "Learning-rate schedule: cosine, onecycle, step or none.")
-    warmup_epochs: float | None = _opt(None, "Linear warm-up epochs, at most half the run; for "
-                                             "onecycle, the epochs to the peak (default 1; "
-                                             "0.5 when fine-tuning).")
-    step_size: int = _opt(0, "step: epochs between decays (0: a third of --epochs).")
+    weight_decay: Annotated[float, Field(ge=0)] = _opt(
+        0.05, "Weight decay (decoupled for adamw); not on biases.")
+    scheduler: Annotated[str, one_of(SCHEDULERS)] = _opt(
+        "cosine", "Learning-rate schedule: cosine, onecycle, step or none.")
+    warmup_epochs: Annotated[float, Field(ge=0)] | None = _opt(
+        None, "Linear warm-up epochs, at most half the run; for onecycle, the epochs to the "
+              "peak (default 1; 0.5 when fine-tuning).")
+    step_size: Annotated[int, Field(ge=0)] = _opt(
+        0, "step: epochs between decays (0: a third of --epochs).")
     gamma: float = _opt(0.1, "step: factor applied at each decay.")
-    label_smoothing: float | None = _opt(None, "Label smoothing, e.g. 0.1 (default 0; 0.1 when "
-                                               "fine-tuning).")
-    grad_clip: float = _opt(0.0, "Clip the gradient norm to this value (0: off).")
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] | None = _opt(
+        None, "Label smoothing, e.g. 0.1 (default 0; 0.1 when fine-tuning).")
+    grad_clip: Annotated[float, Field(ge=0)] = _opt(
+        0.0, "Clip the gradient norm to this value (0: off).")
     skip_nonfinite: bool = _opt(False, "Skip steps whose loss is NaN or infinite instead of "
                                        "stopping with an error.")
     weights: str | None = _opt(None, "Pretrained weights to fine-tune from: imagenet (the "
@@ -91,27 +104,32 @@ class TrainConfig:
                                             "$IMGCLS_WEIGHTS_MIRROR).")
     freeze_backbone: bool = _opt(False, "Train only the classification head (the last "
                                         "linear layer).")
-    freeze_backbone_epochs: int = _opt(0, "Train only the head for this many epochs, then "
-                                          "everything.")
-    backbone_lr_scale: float | None = _opt(None, "Learning-rate multiplier for everything but "
-                                                 "the head (default 1; 0.1 when fine-tuning).")
+    freeze_backbone_epochs: Annotated[int, Field(ge=0)] = _opt(
+        0, "Train only the head for this many epochs, then everything.")
+    backbone_lr_scale: Annotated[float, Field(gt=0)] | None = _opt(
+        None, "Learning-rate multiplier for everything but the head (default 1; 0.1 when "
+              "fine-tuning).")
     ema: bool = _opt(False, "Keep an exponential moving average of the weights; "
                             "evaluate and save it.")
-    ema_decay: float = _opt(0.998, "EMA decay per step.")
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] = _opt(0.998, "EMA decay per step.")
     amp: bool = _opt(False, "Mixed precision autocast (bf16/fp16 on CUDA, bf16 on CPU).")
-    amp_dtype: str = _opt("auto", "auto, bf16 or fp16 (fp16 only on CUDA).")
-    class_weights: str = _opt("none", "none, or auto: weight the loss by inverse class "
-                                      "frequency.")
-    sampler: str = _opt("shuffle", "shuffle, or balanced: draw each class equally often.")
-    select_metric: str = _opt("accuracy", "Metric that picks best.safetensors: accuracy, "
-                                          "macro-f1 or loss.")
-    patience: int = _opt(0, "Stop after this many epochs without improvement (0: never).")
-    top_k: int = _opt(5, "k of the top-k validation accuracy.")
+    amp_dtype: Annotated[str, one_of(AMP_DTYPES)] = _opt(
+        "auto", "auto, bf16 or fp16 (fp16 only on CUDA).")
+    class_weights: Annotated[str, one_of(CLASS_WEIGHTS)] = _opt(
+        "none", "none, or auto: weight the loss by inverse class frequency.")
+    sampler: Annotated[str, one_of(SAMPLERS)] = _opt(
+        "shuffle", "shuffle, or balanced: draw each class equally often.")
+    select_metric: Annotated[str, one_of(SELECT_METRICS)] = _opt(
+        "accuracy", "Metric that picks best.safetensors: accuracy, macro-f1 or loss.")
+    patience: Annotated[int, Field(ge=0)] = _opt(
+        0, "Stop after this many epochs without improvement (0: never).")
+    top_k: Annotated[int, Field(ge=1)] = _opt(5, "k of the top-k validation accuracy.")
     report: bool = _opt(True, "Write curves.png, confusion.png, per-class CSVs and "
                               "report.html at the end.")
     report_cams: bool = _opt(True, "Show a Grad-CAM overlay beside each of report.html's "
                                    "most confident mistakes.")
-    img_size: int | None = _opt(None, "Input size (default: the model's).")
+    img_size: Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)] | None = _opt(
+        None, "Input size (default: the model's).")
     augment: str = _opt(DEFAULT_AUGMENT, 'Augmentations, e.g. "flip,shear=0.2,zoom=0.2", '
                                          "or none.", "-a")
     seed: int = _opt(0, "Random seed.")
@@ -120,9 +138,11 @@ class TrainConfig:
     name: str | None = _opt(None, "Run folder name.")
     exist_ok: bool = _opt(False, "Reuse an existing run folder.")
     val_split: float = _opt(0.2, "Validation fraction when the data has no val folder.")
-    cache: str = _opt("memory", "Decoded-image cache: memory, disk or none.")
-    workers: int | None = _opt(None, "DataLoader worker processes (default: none for cached "
-                                     "pixels, some for --cache none).")
+    cache: Annotated[str, one_of(CACHE_MODES)] = _opt(
+        "memory", "Decoded-image cache: memory, disk or none.")
+    workers: Annotated[int, Field(ge=0)] | None = _opt(
+        None, "DataLoader worker processes (default: none for cached pixels, some for "
+              "--cache none).")
     model_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Model options (--model-opt key=value)."})
     data_options: dict[str, Any] = field(
@@ -138,61 +158,14 @@ class TrainConfig:
 
     def validate(self, spec: ModelSpec) -> None:
         """Raise ConfigError for the first invalid option, with an example that works."""
-        # Finite first: inf and nan pass every comparison below (or fail it confusingly).
-        self._check_finite()
-        for ok, message, example in self._checks(spec):
-            if not ok:
-                raise ConfigError(message, f"For example: {example}.")
-
-    def _check_finite(self) -> None:
-        for name, value in asdict(self).items():
-            if isinstance(value, float) and not math.isfinite(value):
-                flag = "--" + name.replace("_", "-")
-                example = SCRATCH_DEFAULTS.get(name, getattr(TrainConfig, name))
-                raise ConfigError(f"{flag} must be a finite number, got {value}.",
-                                  f"For example: {flag} {example}.")
+        validate(_schema(), self, ConfigError, hint=lambda loc: _example(loc, spec), name=_flag)
         for flag, options in (("--model-opt", self.model_options),
                               ("--data-opt", self.data_options)):
             for key, value in options.items():
                 check_finite_option(flag, key, value)
-
-    def _checks(self, spec: ModelSpec) -> list[tuple[bool, str, str]]:
-        return [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}.", "--epochs 10"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}.",
-             "--batch-size 64"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}.", "--lr 0.001"),
-            (self.workers is None or self.workers >= 0,
-             f"--workers must be 0 or more, got {self.workers}.", "--workers 0"),
-            (self.img_size is None or self.img_size >= spec.min_size,
-             f"--img-size {self.img_size} is below {spec.name}'s minimum of {spec.min_size}.",
-             f"--img-size {spec.input_size[0]}"),
-            (self.img_size is None or self.img_size <= MAX_IMG_SIZE,
-             f"--img-size {self.img_size} is above the limit of {MAX_IMG_SIZE}.",
-             f"--img-size {spec.input_size[0]}"),
-            (self.momentum >= 0, f"--momentum must be 0 or more, got {self.momentum}.",
-             "--momentum 0.9"),
-            _choice("--optimizer", self.optimizer, OPTIMIZERS),
-            _choice("--scheduler", self.scheduler, SCHEDULERS),
-            _choice("--select-metric", self.select_metric, SELECT_METRICS),
-            _choice("--class-weights", self.class_weights, CLASS_WEIGHTS),
-            _choice("--sampler", self.sampler, SAMPLERS),
-            _choice("--amp-dtype", self.amp_dtype, AMP_DTYPES),
-            _choice("--cache", self.cache, CACHE_MODES),
-            (self.weight_decay >= 0, "--weight-decay must be 0 or more.", "--weight-decay 0.05"),
-            (self.warmup_epochs >= 0, "--warmup-epochs must be 0 or more.", "--warmup-epochs 1"),
-            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1).",
-             "--label-smoothing 0.1"),
-            (self.grad_clip >= 0, "--grad-clip must be 0 (off) or positive.", "--grad-clip 1.0"),
-            (self.backbone_lr_scale > 0, "--backbone-lr-scale must be positive.",
-             "--backbone-lr-scale 0.1"),
-            (0 < self.ema_decay < 1, "--ema-decay must be between 0 and 1.", "--ema-decay 0.998"),
-            (self.freeze_backbone_epochs >= 0, "--freeze-backbone-epochs must be 0 or more.",
-             "--freeze-backbone-epochs 1"),
-            (self.patience >= 0, "--patience must be 0 (off) or more.", "--patience 5"),
-            (self.top_k >= 1, "--top-k must be at least 1.", "--top-k 5"),
-            (self.step_size >= 0, "--step-size must be 0 or more.", "--step-size 3"),
-        ]
+        if self.img_size is not None and self.img_size < spec.min_size:
+            raise ConfigError(f"--img-size {self.img_size} is below {spec.name}'s minimum of "
+                              f"{spec.min_size}.", f"For example: --img-size {spec.input_size[0]}.")
 
     def to_toml(self) -> str:
         """The reproducible part of the config as TOML (run name and None values left out)."""
@@ -202,9 +175,27 @@ class TrainConfig:
                                  "imgcls train --config <this file>")
 
 
-def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> tuple[bool, str, str]:
-    return (value in allowed, f"Unknown {flag} {value!r}; choose {', '.join(allowed)}.",
-            f"{flag} {allowed[0]}")
+@functools.cache
+def _schema() -> TypeAdapter:
+    return TypeAdapter(TrainConfig)
+
+
+@functools.cache
+def _field_schema(key: str) -> TypeAdapter:
+    """One field's type without its bounds: what a config file's value must be."""
+    return TypeAdapter(field_types()[key], config=ConfigDict(strict=True))
+
+
+def _flag(loc: Location) -> str:
+    return "--" + str(loc[0]).replace("_", "-")
+
+
+def _example(loc: Location, spec: ModelSpec) -> str:
+    """``For example: --lr 0.002`` (the from-scratch default) for the option at ``loc``."""
+    key = str(loc[0])
+    examples = {"img_size": spec.input_size[0], "workers": 0, **SCRATCH_DEFAULTS}
+    value = examples.get(key, getattr(TrainConfig, key, None))
+    return f"For example: {_flag(loc)} {value}." if value is not None else "See --help."
 
 
 def dump_toml(values: dict[str, Any], comment: str) -> str:
@@ -222,22 +213,6 @@ def field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
-def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
-    if typing.get_origin(annotation) is dict:
-        allowed: tuple = (dict,)
-    else:
-        allowed = typing.get_args(annotation) or (annotation,)
-    if value is None and type(None) in allowed:
-        return None
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    base = next(t for t in allowed if t is not type(None))
-    if isinstance(value, base) and not (base is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{source}: {key} should be {base.__name__}, got {value!r}.",
-                      f"Fix {key} in {source}.")
-
-
 def normalize_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
     """Accept kebab-case keys, reject unknown ones with a suggestion, check types."""
     types = field_types()
@@ -247,7 +222,8 @@ def normalize_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
         if key not in types:
             hint = did_you_mean(key, types, n=1).rstrip() or "See `imgcls train --help`."
             raise ConfigError(f"{source}: unknown option {raw_key!r}.", hint)
-        result[key] = _coerce(key, value, types[key], source)
+        result[key] = validate(_field_schema(key), value, ConfigError, f"{source}: ",
+                               f"Fix {key} in {source}.", name=lambda _, key=key: key)
     return result
 
 

@@ -19,10 +19,8 @@ import torch
 from torch import nn
 
 from ..checkpoint import (
-    RESUME_FIELDS,
     RESUME_FILE,
     atomic_write_bytes,
-    check_resume_fields,
     clean_stale_temp_files,
     load_checkpoint,
     save_checkpoint,
@@ -100,8 +98,10 @@ _DAMAGED = "The file is damaged or from another imgcls version; start a new run.
 
 
 def resumed_config(state: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """The saved config (checked as strictly as a config file) with the allowed overrides."""
-    check_resume_fields(state, RESUME_STATE, required=RESUME_FIELDS)
+    """The saved config (checked as strictly as a config file) with the allowed overrides.
+
+    ``state`` comes from ``load_resume_state``, which checked every other field.
+    """
     try:
         config = replace(config_from_dict(state["config"], f"{RESUME_STATE} config"),
                          **overrides)
