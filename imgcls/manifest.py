@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, with_config
+from pydantic.json_schema import GenerateJsonSchema
 from typing_extensions import NotRequired, TypedDict
 
 from .errors import CheckpointError, ManifestError
-from .schema import MAX_DEPTH, STRICT, Number, validate
+from .schema import MAX_DEPTH, STRICT, Number, UniqueNames, validate
 from .specs import Preprocess
 from .version import __version__
 
@@ -93,7 +94,7 @@ class Quantization(TypedDict):
 
 @with_config(STRICT)
 class Export(TypedDict):
-    """Written by ``imgcls export onnx``; absent from checkpoints."""
+    """Written by imgcls export onnx; absent from checkpoints."""
 
     preprocessing: NotRequired[Annotated[str, Field(
         description="external: the graph takes float32 NCHW input normalised as "
@@ -109,14 +110,14 @@ class Export(TypedDict):
 
 @with_config(STRICT | {"title": "imgcls manifest"})
 class Manifest(TypedDict):
-    """The JSON in a checkpoint's ``imgcls.manifest`` metadata and an ONNX metadata_props."""
+    """The JSON stored under imgcls.manifest in a checkpoint's or an ONNX file's metadata."""
 
     format: NotRequired[Literal["imgcls.checkpoint"]]
     format_version: NotRequired[Annotated[int, Field(ge=1, le=FORMAT_VERSION)]]
     imgcls_version: NotRequired[str]
     model: ModelSection
-    classes: Annotated[list[str], Field(min_length=2, description="Class names in the "
-                                        "order of the model's outputs; unique.")]
+    classes: Annotated[UniqueNames, Field(
+        min_length=2, description="Class names in the order of the model's outputs.")]
     preprocess: Preprocess
     training: NotRequired[dict[str, Any]]
     dataset: NotRequired[dict[str, Any]]
@@ -129,9 +130,15 @@ def _schema() -> TypeAdapter:
     return TypeAdapter(Manifest)
 
 
+class _Published(GenerateJsonSchema):
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False  # "Max Abs Diff" for max_abs_diff says nothing
+
+
 def json_schema() -> dict[str, Any]:
     """The manifest's JSON Schema (published in docs/deployment.md)."""
-    return _schema().json_schema()
+    schema = _schema().json_schema(schema_generator=_Published)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def _fail(source: str, why: str) -> ManifestError:
@@ -165,8 +172,6 @@ def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
                             "Upgrade imgcls: pip install -U imgcls.")
     validate(_schema(), manifest, ManifestError,
              f"{source} has an invalid imgcls manifest: ", _REDO)
-    if len(set(manifest["classes"])) != len(manifest["classes"]):
-        raise _fail(source, "class names are not unique")
     return manifest
 
 

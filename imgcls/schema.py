@@ -9,6 +9,7 @@ names the field path. Nothing here imports torch or numpy.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -50,7 +51,6 @@ def fixed(*items: Any) -> Any:
 
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
 Number = Annotated[float, Field(allow_inf_nan=False)]  # finite; int or float
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 def one_of(choices: Sequence[str]) -> AfterValidator:
@@ -64,6 +64,19 @@ def one_of(choices: Sequence[str]) -> AfterValidator:
 
     return AfterValidator(check)
 
+
+def _unique(values: list) -> list:
+    counts = Counter(values)
+    if len(counts) != len(values):
+        repeated = [v for v, n in counts.items() if n > 1]
+        raise PydanticCustomError("not_unique", "repeats {repeated}",
+                                  {"repeated": _shown(repeated)[1:-1]})
+    return values
+
+
+# Names without repeats, stated in the JSON Schema too (pydantic would not check it).
+UniqueNames = Annotated[list[str], Field(json_schema_extra={"uniqueItems": True}),
+                        AfterValidator(_unique)]
 
 # --------------------------------------------------------------------------- errors
 
@@ -90,6 +103,7 @@ _TEMPLATES = {
     "literal_error": "{name} must be {expected}, got {input}",
     "is_instance_of": "{name} must be a {class}, got {kind}",
     "unknown_choice": "Unknown {name} {input}; choose {choices}",
+    "not_unique": "{name} holds {repeated} more than once",
 }
 for _kind in ("dict_type", "model_type", "model_attributes_type", "dataclass_type"):
     _TEMPLATES[_kind] = "{name} must be an object, got {input}"

@@ -34,10 +34,10 @@ _DAMAGED_HINT = "The model file is damaged or was not written by imgcls."
 class Preprocess(BaseModel):
     """How raw pixels become a model input.
 
-    The image is resized to ``size`` (height, width): ``stretch`` ignores the
-    aspect ratio (as the Keras tutorial does); ``shorter`` scales the shorter
-    side to ``size / crop_fraction`` and centre-crops. uint8 pixels then map
-    linearly onto ``value_range`` and are normalised with ``mean``/``std``.
+    The image is resized to size (height, width): stretch ignores the aspect
+    ratio (as the Keras tutorial does); shorter scales the shorter side to
+    size / crop_fraction and centre-crops. uint8 pixels then map linearly onto
+    value_range and are normalised with (x - mean) / std per channel.
     """
 
     # Frozen (hashable, shared safely); unknown fields refused: a reader that ignored
