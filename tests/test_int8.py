@@ -235,5 +235,5 @@ def test_manifests_with_and_without_quantisation_validate(int8, exported):
                    quantization | {"weight_bits": 9}, quantization | {"weight_bits": True}):
         bad = json.loads(json.dumps(manifest))
         bad["export"]["quantization"] = broken
-        with pytest.raises(ManifestError, match=r"export\.quantization must hold"):
+        with pytest.raises(ManifestError, match=r"invalid imgcls manifest: export\.quantization"):
             validate_manifest(bad, "m")
