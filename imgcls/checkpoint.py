@@ -207,7 +207,7 @@ def load_resume_state(run: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- its schema
 # Everything fit() reads back, with the type it expects; torch.load has already refused
 # anything but tensors and plain values. Tensor shapes are checked when restored.
-_RESUME = ConfigDict(strict=True, extra="allow", arbitrary_types_allowed=True)
+_RESUME = ConfigDict(strict=True, extra="allow")
 Tensor = InstanceOf[torch.Tensor]
 Figures = dict[str, float]  # one epoch's metrics; a float field takes ints, refuses bools
 

@@ -25,8 +25,10 @@ Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
 Mean = Annotated[float, Field(ge=-MAX_MEAN, le=MAX_MEAN, allow_inf_nan=False)]
 Std = Annotated[float, Field(ge=MIN_STD, le=MAX_MEAN, allow_inf_nan=False)]
 CropFraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
-Size, Means, Stds, Range = fixed(Side, Side), fixed(Mean, Mean, Mean), fixed(Std, Std, Std), \
-    fixed(Mean, Mean)
+Size = fixed(Side, Side)
+Means = fixed(Mean, Mean, Mean)
+Stds = fixed(Std, Std, Std)
+Range = fixed(Mean, Mean)
 _PREPROCESS_HINT = "Fix the Preprocess given by the model's plugin."
 _DAMAGED_HINT = "The model file is damaged or was not written by imgcls."
 
