@@ -34,7 +34,10 @@ def make_manifest(
     preprocess: Preprocess,
     training: dict[str, Any] | None = None,
     dataset: dict[str, Any] | None = None,
+    task: str = "multiclass",
+    thresholds: list[float] | None = None,
 ) -> dict[str, Any]:
+    extra = {"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -44,6 +47,8 @@ def make_manifest(
         "preprocess": preprocess.to_dict(),
         "training": training or {},
         "dataset": dataset or {},
+        "task": task,
+        **extra,
     }
 
 
@@ -123,6 +128,12 @@ class Manifest(TypedDict):
     dataset: NotRequired[dict[str, Any]]
     export: NotRequired[Export]
     versions: NotRequired[dict[str, str]]
+    task: NotRequired[Annotated[Literal["multiclass", "multilabel"], Field(
+        description="multiclass (also when absent): softmax, one label per image; "
+                    "multilabel: a sigmoid probability per class, a set of labels per image")]]
+    thresholds: NotRequired[Annotated[list[Annotated[Number, Field(ge=0, le=1)]], Field(
+        description="multilabel: a class is predicted when its probability is at or above "
+                    "its threshold (one per class, in class order)")]]
 
 
 @functools.cache
@@ -139,6 +150,35 @@ def json_schema() -> dict[str, Any]:
     """The manifest's JSON Schema (published in docs/deployment.md)."""
     schema = _schema().json_schema(schema_generator=_Published)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+# --------------------------------------------------------------------------- task
+# "multiclass": softmax, one label per image (also when "task" is absent: older files).
+# "multilabel": sigmoid, a set of labels per image; "thresholds" holds one decision
+# threshold per class, in class order, chosen on the validation split.
+TASKS = ("multiclass", "multilabel")
+DEFAULT_THRESHOLD = 0.5
+
+
+def manifest_task(manifest: dict[str, Any]) -> str:
+    """The model's task; manifests written before tasks existed are multiclass."""
+    return manifest.get("task", "multiclass")
+
+
+def manifest_thresholds(manifest: dict[str, Any]) -> list[float]:
+    """Per-class decision thresholds of a multi-label model (0.5 where none are stored)."""
+    stored = manifest.get("thresholds")
+    return list(stored) if stored is not None else [DEFAULT_THRESHOLD] * len(manifest["classes"])
+
+
+def _check_task(manifest: dict[str, Any], source: str) -> None:
+    """What the schema cannot say: thresholds belong to a multi-label model, one a class."""
+    if "thresholds" not in manifest:
+        return
+    if manifest_task(manifest) != "multilabel":
+        raise _fail(source, "thresholds are only meaningful for a multilabel model")
+    if len(manifest["thresholds"]) != len(manifest["classes"]):
+        raise _fail(source, "thresholds must hold one number per class")
 
 
 def _fail(source: str, why: str) -> ManifestError:
@@ -172,6 +212,7 @@ def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
                             "Upgrade imgcls: pip install -U imgcls.")
     validate(_schema(), manifest, ManifestError,
              f"{source} has an invalid imgcls manifest: ", _REDO)
+    _check_task(manifest, source)
     return manifest
 
 

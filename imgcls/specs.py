@@ -194,18 +194,26 @@ class AugmentationSpec:
     level: Literal["sample", "batch"] = "sample"
 
 
+# A multiclass sample's label is a class index; a multilabel sample's is a sorted
+# tuple of class indices, possibly empty (an image of none of the classes).
 Sample = tuple[Path, int]
+MultiLabelSample = tuple[Path, tuple[int, ...]]
 
 
 @dataclass
 class LoadedDataset:
-    """What a dataset loader returns: class names in label order and samples."""
+    """What a dataset loader returns: class names in label order and samples.
+
+    ``task`` is ``"multiclass"`` (labels are ints) or ``"multilabel"`` (labels are
+    tuples of class indices).
+    """
 
     classes: list[str]
     train: list[Sample]
     val: list[Sample] | None = None
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    task: str = "multiclass"
 
 
 @dataclass(frozen=True)

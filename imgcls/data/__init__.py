@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,19 @@ def resolve_loader(data: str) -> tuple[str, str | None]:
 
 
 def load_dataset(
-    data: str, options: dict[str, Any] | None = None, val_split: float = 0.2, seed: int = 0
+    data: str, options: dict[str, Any] | None = None, val_split: float = 0.2, seed: int = 0,
+    task: str | None = None,
 ) -> LoadedDataset:
-    """Load ``data`` with its loader plugin; split off validation samples if it has none."""
+    """Load ``data`` with its loader plugin; split off validation samples if it has none.
+
+    ``task`` (multiclass or multilabel) overrides the task the loader detected.
+    """
     name, source = resolve_loader(data)
-    loaded = get_dataset(name).spec.load(source, **(options or {}))
+    load = get_dataset(name).spec.load
+    options = dict(options or {})
+    if task is not None and "task" in inspect.signature(load).parameters:
+        options["task"] = task
+    loaded = with_task(load(source, **options), task, data)
     if len(loaded.classes) < 2:
         raise DataError(
             f"Found {len(loaded.classes)} class in {data!r}: {loaded.classes}; "
@@ -55,6 +64,30 @@ def load_dataset(
     if not loaded.val:
         raise DataError(f"No validation images in {data!r}.",
                         "Add a val/ folder or use --val-split with more images per class.")
+    return loaded
+
+
+def with_task(loaded: LoadedDataset, task: str | None, data: str) -> LoadedDataset:
+    """``loaded`` as ``task``: one-label samples become one-element label sets, and
+    label sets become single labels when every image has exactly one."""
+    if task is None or task == loaded.task:
+        return loaded
+    splits = [loaded.train, *([loaded.val] if loaded.val is not None else [])]
+    if task == "multilabel":
+        for samples in splits:
+            samples[:] = [(path, (int(label),)) for path, label in samples]
+    elif task == "multiclass":
+        counts = {len(labels) for samples in splits for _, labels in samples}
+        if counts != {1}:
+            raise DataError(f"{data!r} has images with {min(counts)} or {max(counts)} labels, "
+                            "so it cannot be trained as multiclass.",
+                            "Use --task multilabel, or give every image exactly one label.")
+        for samples in splits:
+            samples[:] = [(path, labels[0]) for path, labels in samples]
+    else:
+        raise DataError(f"Unknown task {task!r}.", "Use multiclass or multilabel.")
+    loaded.task = task
+    loaded.notes.append(f"task: {task} (--task)")
     return loaded
 
 

@@ -5,6 +5,8 @@ an extension is resolved by trying the common image extensions. Rows whose
 file is missing are counted, reported with examples in the notes, and skipped.
 Splits come from a split column, a separate ``val_file``, or a sibling file
 (``train.csv`` -> ``val.csv``); otherwise the caller splits off validation.
+Multi-label files (``;``-separated labels, or one 0/1 column per class) are
+described in :mod:`imgcls.data.csv_multilabel`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from pathlib import Path
 from ..errors import DataError
 from ..images import IMAGE_EXTENSIONS
 from ..specs import LoadedDataset
+from .csv_multilabel import (
+    LabelFormat,
+    class_columns,
+    detect_format,
+    index_label_sets,
+    multilabel_classes,
+)
 from .folder import outside_note
 
 PATH_NAMES = ("path", "filepath", "file_path", "image_path", "img_path", "file", "filename",
@@ -48,11 +57,14 @@ class Rows:
 def load_csv(source: str | None, path_column: str | None = None,
              label_column: str | None = None, image_root: str | None = None,
              split_column: str | None = None, val_file: str | None = None,
-             delimiter: str | None = None, outside: str = "allow") -> LoadedDataset:
+             delimiter: str | None = None, outside: str = "allow", sep: str | None = None,
+             task: str | None = None, classes: str | None = None) -> LoadedDataset:
     """Read labelled image paths from a CSV/TSV file (see the module docstring).
 
     Rows that resolve outside the image root (``../x.jpg``, an absolute path, a
     symlink) are used and noted (``outside="allow"``) or refused (``"refuse"``).
+    ``sep`` separates the labels of a multi-label cell; ``task`` overrides the
+    detected task; ``classes`` (comma-separated) fixes a multi-label class list.
     """
     if not source:
         raise DataError("The csv loader needs a file.", "Use --data labels.csv.")
@@ -65,41 +77,62 @@ def load_csv(source: str | None, path_column: str | None = None,
                         "Pass the folder the CSV's paths are relative to.")
     options = dict(path_column=path_column, label_column=label_column, image_root=root,
                    split_column=split_column, delimiter=delimiter)
-    rows, notes = read_rows(csv_path, **options)
+    rows, notes, fmt = read_rows(csv_path, **options, sep=sep, task=task)
+    options |= {"sep": fmt.sep, "task": "multilabel" if fmt.multilabel else "multiclass"}
     train, val, split_notes = _split(rows.found)
     notes += split_notes
     val_path = _val_file(csv_path, val_file) if val_file or not val else None
     if val_path is not None:
-        val_rows, val_notes = read_rows(val_path, **options)
+        val_rows, val_notes, _ = read_rows(val_path, **options)
         val = [(path, label) for path, label, _ in val_rows.found]
         notes += [f"validation: {val_path.name}", *val_notes]
     if not train:
         raise DataError(f"No usable rows in {csv_path}.", _no_rows_hint(rows, root))
     notes += outside_note([path for path, _ in train + (val or [])], root or csv_path.parent,
                           outside, csv_path.name)
+    if fmt.multilabel:
+        return _multilabel(csv_path, train, val, fmt, classes, notes)
     classes = sorted({label for _, label in train}, key=_natural)
     return LoadedDataset(classes=classes, train=_index(train, classes, csv_path),
                          val=_index(val, classes, csv_path) if val is not None else None,
                          source=str(csv_path), notes=notes)
 
 
+def _multilabel(csv_path: Path, train: list[tuple[Path, str]],
+                val: list[tuple[Path, str]] | None, fmt: LabelFormat, given: str | None,
+                notes: list[str]) -> LoadedDataset:
+    classes = multilabel_classes(train, fmt, given, csv_path.name)
+    layout = "one 0/1 column per class" if fmt.class_columns else f"labels separated by " \
+        f"{fmt.sep!r}"
+    notes.append(f"task: multilabel ({layout})")
+    return LoadedDataset(
+        classes=classes, train=index_label_sets(train, classes, fmt.sep, csv_path.name),
+        val=index_label_sets(val, classes, fmt.sep, csv_path.name) if val is not None else None,
+        source=str(csv_path), notes=notes, task="multilabel")
+
+
 def read_rows(csv_path: Path, path_column: str | None, label_column: str | None,
-              image_root: Path | None, split_column: str | None, delimiter: str | None
-              ) -> tuple[Rows, list[str]]:
-    """Read one file; returns the resolved rows and notes about what was skipped."""
-    header, records = _read_table(csv_path, delimiter)
+              image_root: Path | None, split_column: str | None, delimiter: str | None,
+              sep: str | None = None, task: str | None = None
+              ) -> tuple[Rows, list[str], LabelFormat]:
+    """Read one file; returns the resolved rows, notes about what was skipped, and how
+    its rows name their labels (multi-label rows keep an empty label: no class)."""
+    header, records, delimiter = _read_table(csv_path, delimiter)
     path_key = _pick(header, path_column, "path", csv_path) if path_column \
         else _auto_path_column(header, records, csv_path)
     split_key = _pick(header, split_column, "split", csv_path) if split_column \
         else _auto_split_column(header, records, exclude={path_key})
     label_key = _pick(header, label_column, "label", csv_path) if label_column \
-        else _auto_label_column(header, exclude={path_key, split_key}, csv_path=csv_path)
+        else _auto_label_key(header, records, {path_key, split_key}, csv_path, task)
+    fmt = detect_format(header, records, label_key, {path_key, split_key}, sep, task,
+                        delimiter)
     base = image_root or csv_path.parent
     finder = _Finder()
     rows = Rows()
     for record in records:
-        value, label = record.get(path_key, "").strip(), record.get(label_key, "").strip()
-        if not value or not label:
+        value = record.get(path_key, "").strip()
+        label = fmt.label_of(record, label_key, f"{csv_path.name} ({value})")
+        if not value or not (label or fmt.multilabel):
             rows.unlabelled += 1
             continue
         found = finder.find(base / value)
@@ -108,7 +141,8 @@ def read_rows(csv_path: Path, path_column: str | None, label_column: str | None,
         else:
             split = record.get(split_key, "").strip().lower() if split_key else ""
             rows.found.append((found, label, split))
-    notes = [f"{csv_path.name}: columns path={path_key!r} label={label_key!r}"
+    notes = [f"{csv_path.name}: columns path={path_key!r} label="
+             f"{label_key or ','.join(fmt.class_columns)!r}"
              + (f" split={split_key!r}" if split_key else "")]
     if rows.missing:
         examples = ", ".join(rows.missing[:EXAMPLES]) + (" ..." if len(rows.missing) > EXAMPLES
@@ -117,13 +151,14 @@ def read_rows(csv_path: Path, path_column: str | None, label_column: str | None,
                      f"under {base} (e.g. {examples})")
     if rows.unlabelled:
         notes.append(f"{csv_path.name}: {rows.unlabelled} rows skipped, empty path or label")
-    return rows, notes
+    return rows, notes, fmt
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def _read_table(csv_path: Path, delimiter: str | None) -> tuple[list[str], list[dict[str, str]]]:
+def _read_table(csv_path: Path, delimiter: str | None
+                ) -> tuple[list[str], list[dict[str, str]], str]:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             text = handle.read()
@@ -142,7 +177,7 @@ def _read_table(csv_path: Path, delimiter: str | None) -> tuple[list[str], list[
     if len(set(header)) != len(header):
         raise DataError(f"{csv_path} has duplicate column names: {header}",
                         "Give every column a distinct name.")
-    return header, [dict(zip(header, row, strict=False)) for row in table[1:]]
+    return header, [dict(zip(header, row, strict=False)) for row in table[1:]], delimiter
 
 
 def _delimiter(csv_path: Path, text: str) -> str:
@@ -192,6 +227,15 @@ def _auto_split_column(header: list[str], records: list[dict[str, str]],
         if values and values <= _SPLIT_VALUES:
             return column
     return None
+
+
+def _auto_label_key(header: list[str], records: list[dict[str, str]],
+                    exclude: set[str | None], csv_path: Path, task: str | None) -> str | None:
+    """The label column, or None for a table with one 0/1 column per class."""
+    named = {_normal(c) for c in header if c not in exclude} & set(LABEL_NAMES)
+    if not named and task != "multiclass" and class_columns(header, records, exclude):
+        return None
+    return _auto_label_column(header, exclude, csv_path)
 
 
 def _auto_label_column(header: list[str], exclude: set[str | None], csv_path: Path) -> str:

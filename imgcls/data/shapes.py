@@ -121,6 +121,7 @@ class ShapesOptions:
     size: int = 96
     seed: int = 0
     scale: int = 100  # the shapes' radius in percent of the default (22-38% of size)
+    multilabel: int = 0  # 1: several shapes per image, none included (shapes_multilabel.py)
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -148,6 +149,7 @@ class ShapesOptions:
 
     def folder_name(self) -> str:
         scaled = f"-z{self.scale}" if self.scale != 100 else ""  # default names stay as they were
+        scaled += "-multilabel" if self.multilabel else ""
         return (f"v{FORMAT_VERSION}-c{self.classes}-n{self.train_per_class}"
                 f"-v{self.val_per_class}-s{self.size}-seed{self.seed}{scaled}")
 
@@ -161,7 +163,11 @@ def generate(root: Path, options: ShapesOptions | None = None) -> Path:
     # Build in a temporary sibling and rename, so an interrupted run never leaves half a set.
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        for split in _SPLITS:
+        if options.multilabel:
+            from .shapes_multilabel import write_multilabel
+
+            write_multilabel(tmp, options)
+        for split in _SPLITS if not options.multilabel else ():
             for name, image, _ in drawn(options, split):
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 image.save(tmp / name)
