@@ -106,11 +106,13 @@ def batch_logits(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
 
 def predict_decoded(model: nn.Module, images: DecodedImages, preprocess: Preprocess,
                     device: torch.device, batch_size: int = 256,
-                    precision: Precision | None = None) -> np.ndarray:
-    """Class probabilities (N x classes) for already-decoded pixels."""
+                    precision: Precision | None = None, multilabel: bool = False) -> np.ndarray:
+    """Class probabilities (N x classes) for already-decoded pixels (``multilabel``: one
+    sigmoid per class)."""
     batches = batch_logits(model, make_loader(images, batch_size),
                            DeviceNormaliser(preprocess, device), precision)
-    chunks = [torch.softmax(logits, dim=1).cpu().numpy() for logits, _ in batches]
+    chunks = [(torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu().numpy()
+              for logits, _ in batches]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 

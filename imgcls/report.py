@@ -163,11 +163,19 @@ def _gallery(mistakes: list[dict[str, Any]], cams: dict[str, bytes] | None = Non
 def render_report(title: str, headline: dict[str, str], curves_png: bytes,
                   confusion_png: bytes, per_class: list[dict[str, Any]],
                   mistakes: list[dict[str, Any]], config: dict[str, Any],
-                  cams: dict[str, bytes] | None = None, cam_note: str | None = None) -> str:
+                  cams: dict[str, bytes] | None = None, cam_note: str | None = None,
+                  titles: dict[str, str] | None = None,
+                  tables: list[tuple[str, list[str], list[list[Any]]]] | None = None) -> str:
     """The whole report as one HTML string; nothing in it points outside the file.
 
     ``cams`` maps a mistake's path to a PNG of its class-activation map overlay.
+    ``titles`` renames the ``confusion`` and ``mistakes`` sections; ``tables`` adds
+    (title, header, rows) sections after the per-class metrics (multi-label reports).
     """
+    titles = {"confusion": "Confusion matrix", "mistakes": "Most confident mistakes"} | (
+        titles or {})
+    more = "".join(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}"
+                   for title, header, rows in tables or [])
     summary = "".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
                       for k, v in headline.items())
     class_rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
@@ -179,11 +187,12 @@ def render_report(title: str, headline: dict[str, str], curves_png: bytes,
 <h1>{html.escape(title)}</h1><p class="summary">{summary}</p>
 <h2>Training curves</h2><img class="plot" id="curves" alt="training curves"
  src="{data_uri(curves_png, 'image/png')}">
-<h2>Confusion matrix</h2><img class="plot" id="confusion" alt="confusion matrix"
+<h2>{html.escape(titles["confusion"])}</h2><img class="plot" id="confusion"
+ alt="{html.escape(titles["confusion"].lower(), quote=True)}"
  src="{data_uri(confusion_png, 'image/png')}">
 <h2>Per-class metrics</h2>
-{_table(["class", "precision", "recall", "F1", "support"], class_rows)}
-<h2>Most confident mistakes</h2>{_gallery(mistakes, cams, cam_note)}
+{_table(["class", "precision", "recall", "F1", "support"], class_rows)}{more}
+<h2>{html.escape(titles["mistakes"])}</h2>{_gallery(mistakes, cams, cam_note)}
 <h2>Configuration</h2><details><summary>options</summary>
 {_table(["option", "value"], config_rows)}</details>
 </body></html>

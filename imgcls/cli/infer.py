@@ -54,10 +54,14 @@ def infer(
                                              help="Also write the run summary as JSON."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
                             "(average each image's logits with its mirror image's)."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Multi-label models: one decision threshold for every "
+                                  "class instead of the per-class ones in the model."),
     engine: str = typer.Option(LOCAL_ENGINE, "--engine", help=ENGINE_HELP),
     engine_opt: list[str] = typer.Option([], "--engine-opt", help=ENGINE_OPT_HELP),
 ) -> None:
-    """Classify images with a model; writes path, label, confidence (and top-k) per image."""
+    """Classify images with a model; writes path, label, confidence (and top-k) per image,
+    or for a multi-label model path, labels (;-joined) and each class's probability."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}.",
                           "Leave --threads out for the default (the cores the workers leave).")
@@ -67,7 +71,7 @@ def infer(
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
                            device=device, workers=check_workers(workers), backend=decode,
                            threads=threads, resume=resume, shard=shard, strict=strict,
-                           errors_path=errors, tta=tta)
+                           errors_path=errors, tta=tta, threshold=threshold)
     summary = spec.run(model, inputs, options, **engine_options)
     _report(summary, output)
     if summary_json is not None:

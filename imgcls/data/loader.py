@@ -23,7 +23,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class PixelDataset(Dataset):
-    """Items are (uint8 CHW tensor, label); batches (uint8 NCHW, int64 labels).
+    """Items are (uint8 CHW tensor, label); batches (uint8 NCHW, int64 labels, or float32
+    multi-hot rows for a multi-label set).
 
     ``transform`` augments: a Pipeline, a callable marked ``batched``, or any
     callable on one CHW image (see :func:`~imgcls.data.augment.apply_to_batch`).
@@ -41,7 +42,8 @@ class PixelDataset(Dataset):
         image = torch.from_numpy(pixels[0]).permute(2, 0, 1).contiguous()
         if self.transform is not None:
             image = self.transform(image)
-        return image, int(labels[0])
+        return image, (int(labels[0]) if np.asarray(labels).dtype != np.float32
+                       else torch.from_numpy(np.asarray(labels[0])))
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         pixels, labels = self.images.take(indices)
@@ -49,7 +51,13 @@ class PixelDataset(Dataset):
         # channels-last convolutions (train/feed.py) take the batch as it is.
         images = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
         augmented = images if self.transform is None else apply_to_batch(self.transform, images)
-        return augmented, torch.from_numpy(np.asarray(labels, np.int64))
+        return augmented, label_tensor(labels)
+
+
+def label_tensor(labels: np.ndarray) -> torch.Tensor:
+    """int64 class indices, or (multi-label) the float32 multi-hot rows as they are."""
+    labels = np.asarray(labels)
+    return torch.from_numpy(labels if labels.dtype == np.float32 else labels.astype(np.int64))
 
 
 def collate_batch(batch: Any) -> Any:

@@ -20,7 +20,7 @@ import json
 import os
 import platform
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from ..images import load_pixels
 from ..infer.providers import make_session
 from ..infer.runners import check_tta
 from ..infer.sources import iter_paths
-from ..manifest import MANIFEST_KEY, onnx_opset
+from ..manifest import MANIFEST_KEY, manifest_task, manifest_thresholds, onnx_opset
 from ..specs import Preprocess
 from ..version import __version__
 from .int8 import (
@@ -66,6 +66,7 @@ class ExportOptions:
     softmax: bool = False
     int8: bool = False
     tta: str = "none"  # "flip": the graph averages each image's logits with its mirror's
+    multilabel: bool = False  # a sigmoid per class; flip then averages probabilities
 
     @property
     def precision(self) -> str:
@@ -73,7 +74,7 @@ class ExportOptions:
 
     @property
     def outputs(self) -> str:
-        return "probabilities" if self.softmax else "logits"
+        return "probabilities" if self.softmax or self.multilabel else "logits"
 
 
 class Deployable(torch.nn.Module):
@@ -85,6 +86,7 @@ class Deployable(torch.nn.Module):
         self.model = copy.deepcopy(model).half() if options.fp16 else model
         self.fp16, self.softmax = options.fp16, options.softmax
         self.flip = options.tta == "flip"
+        self.multilabel = options.multilabel
         # Embedded, the graph normalises with the very module training used.
         self.normalise = NormaliseLayer(preprocess) if options.embed_preprocessing else None
 
@@ -92,6 +94,9 @@ class Deployable(torch.nn.Module):
         if self.normalise is not None:  # uint8 NHWC pixels in
             x = self.normalise(x.permute(0, 3, 1, 2))
         y = self._logits(x)
+        if self.multilabel:  # probabilities per class; the mirror's averaged with them
+            y = torch.sigmoid(y)
+            return (y + torch.sigmoid(self._logits(x.flip(-1)))) / 2 if self.flip else y
         if self.flip:  # NCHW: mirror the width
             y = (y + self._logits(x.flip(-1))) / 2
         return torch.softmax(y, dim=1) if self.softmax else y
@@ -275,7 +280,8 @@ def _gate(loaded: LoadedCheckpoint, options: ExportOptions, candidate: Path,
           pixels: np.ndarray, source: str, tolerance: float) -> ParityReport:
     """The float32 PyTorch model (plain preprocessing) against the candidate file."""
     reference = Deployable(loaded.model, loaded.preprocess,
-                           ExportOptions(softmax=options.softmax, tta=options.tta)).eval()
+                           ExportOptions(softmax=options.softmax, tta=options.tta,
+                                         multilabel=options.multilabel)).eval()
     return check_parity(reference, candidate, loaded.preprocess.apply(pixels), source,
                         tolerance, onnx_inputs=pixels if options.embed_preprocessing else None,
                         min_top1=FP16_MIN_TOP1 if options.fp16 else 1.0,
@@ -357,6 +363,10 @@ def export_onnx(
                             check_tta(tta))
     loaded = load_checkpoint(checkpoint)
     loaded.model.float().eval()
+    # A multi-label graph always outputs per-class sigmoid probabilities.
+    options = replace(options, multilabel=manifest_task(loaded.manifest) == "multilabel")
+    if quant and options.multilabel:  # the int8 gate compares label sets
+        quant = replace(quant, thresholds=tuple(manifest_thresholds(loaded.manifest)))
     output = Path(output)
     if tolerance is None:
         tolerance = FP16_TOLERANCE if fp16 else DEFAULT_TOLERANCE

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..manifest import manifest_task
 from ..system import default_workers, usable_cores
 from .engine import DEFAULT_BACKEND, EngineStats, Failure, Prediction, predict_stream
 from .providers import CPU, choose_providers
@@ -37,6 +38,7 @@ class InferOptions:
     strict: bool = False
     errors_path: Path | None = None
     tta: str = "none"  # "flip": average each image's logits with its mirror image's
+    threshold: float | None = None  # multi-label: replaces every per-class threshold
 
     def validate(self, formats: Sequence[str] | None = None) -> None:
         """Check the options every engine shares; ``formats``: what the engine writes."""
@@ -138,22 +140,30 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
         runner = open_model(model, options.device, options.threads or _ort_threads(workers),
                             options.tta)
         k = min(options.top_k, len(runner.manifest["classes"]))
+        classes = label_set_columns(runner.manifest)
         stream = _Stream(shard, options.strict)
         paths = in_shard(iter_paths(inputs, stream.unreadable), *shard)
         skipped = [0]
         if options.resume and options.output is not None:
-            paths = _count_skipped(paths, paths_done(options.output, options.fmt, k), skipped)
+            paths = _count_skipped(paths, paths_done(options.output, options.fmt, k, classes),
+                                   skipped)
         stats = EngineStats()
         results = stream.results(predict_stream(runner, stream.paths(paths), options.batch_size,
-                                                k, stats=stats, pool=pool))
+                                                k, stats=stats, pool=pool,
+                                                threshold=options.threshold))
         summary = write_predictions(results, options.output, options.fmt, k,
                                     append=options.resume, errors_path=errors_path,
-                                    strict=options.strict, stats=stats)
+                                    strict=options.strict, stats=stats, classes=classes)
     summary.skipped = skipped[0]
     summary.provider = runner.providers[0]
     if summary.failed == 0:
         summary.errors_path = None
     return summary
+
+
+def label_set_columns(manifest: dict[str, Any]) -> list[str] | None:
+    """A multi-label model's classes (its rows list label sets), else None (top-k rows)."""
+    return list(manifest["classes"]) if manifest_task(manifest) == "multilabel" else None
 
 
 def _ort_threads(workers: int) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..images import item_pixels
 from ..specs import Preprocess
-from .engine import Failure, Prediction, predict_stream, ranked_labels
+from .engine import Failure, LabelSets, Prediction, predict_stream, predictions
 from .runners import Runner, open_model
 
 
@@ -19,6 +19,10 @@ class Classifier:
 
     >>> clf = Classifier.load("model.onnx")
     >>> clf.predict(["a.jpg", "b.jpg"], top_k=2)[0].label
+
+    A multi-label model's predictions carry ``label_set`` (the classes at or above
+    their thresholds, possibly none) and ``class_probs``; ``threshold`` replaces the
+    model's per-class thresholds.
     """
 
     def __init__(self, runner: Runner) -> None:
@@ -33,27 +37,31 @@ class Classifier:
         """``tta="flip"`` averages each image's logits with its mirror image's."""
         return cls(open_model(path, device, tta=tta))
 
-    def predict(self, items: Any, top_k: int = 1, batch_size: int = 64) -> list[Prediction]:
+    def predict(self, items: Any, top_k: int = 1, batch_size: int = 64,
+                threshold: float | None = None) -> list[Prediction]:
         """Classify one item or a list of items (paths, PIL images, HxWxC arrays).
 
         An NxHxWxC array is a batch of N images. Unreadable files raise DecodeError.
         """
         items = _as_list(items)
         k = max(1, min(top_k, len(self.classes)))
+        decider = LabelSets.of(self.manifest, threshold)
         results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
             pixels = np.stack([self._pixels(item) for item in chunk])
-            ranked = ranked_labels(self.runner.probabilities(pixels), self.classes, k)
-            for item, (labels, scores) in zip(chunk, ranked, strict=True):
-                name = os.fspath(item) if isinstance(item, str | os.PathLike) else ""
-                results.append(Prediction(name, labels, scores))
+            names = [os.fspath(item) if isinstance(item, str | os.PathLike) else ""
+                     for item in chunk]
+            results.extend(predictions(names, self.runner.probabilities(pixels), self.classes,
+                                       k, decider))
         return results
 
     def stream(self, paths: Iterable[str | os.PathLike], top_k: int = 1, batch_size: int = 64,
-               workers: int | None = None) -> Iterator[Prediction | Failure]:
+               workers: int | None = None, threshold: float | None = None
+               ) -> Iterator[Prediction | Failure]:
         """Classify many files with the streaming engine; failures are yielded, not raised."""
-        return predict_stream(self.runner, paths, batch_size, top_k, workers)
+        return predict_stream(self.runner, paths, batch_size, top_k, workers,
+                              threshold=threshold)
 
     def _pixels(self, item: Any) -> np.ndarray:
         return item_pixels(item, self.preprocess)

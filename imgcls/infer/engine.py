@@ -23,6 +23,8 @@ import numpy as np
 
 from ..errors import ConfigError, DecodeError
 from ..images import load_pixels
+from ..manifest import manifest_task
+from ..multilabel import decide, label_names, thresholds_for
 from ..specs import Preprocess
 from ..system import default_workers
 
@@ -37,9 +39,15 @@ CHUNK = 16  # images per decode task: amortises IPC without starving workers
 
 @dataclass
 class Prediction:
+    """``labels``/``scores``: the top-k classes, best first. A multi-label model also
+    gives ``label_set``, the classes at or above their thresholds (in class order,
+    possibly empty), and ``class_probs``, every class's probability in class order."""
+
     path: str
     labels: list[str]
     scores: list[float]
+    label_set: tuple[str, ...] | None = None
+    class_probs: list[float] | None = None
 
     @property
     def label(self) -> str:
@@ -248,16 +256,19 @@ def predict_stream(
     backend: str = DEFAULT_BACKEND,
     stats: EngineStats | None = None,
     pool: DecodePool | None = None,
+    threshold: float | None = None,
 ) -> Iterator[Prediction | Failure]:
     """Classify ``paths`` while the next batches decode; yields results as they finish.
 
     Batches always hold ``batch_size`` images (the last may hold fewer), also when
     some files fail to decode. Failures are yielded as soon as they are found.
     ``pool`` reuses running decode workers (else ``workers``/``backend`` start some).
+    ``threshold`` replaces a multi-label model's per-class thresholds.
     """
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1.", "For example: -b 64.")
     classes: list[str] = runner.manifest["classes"]
+    decider = LabelSets.of(runner.manifest, threshold)
     preprocess = Preprocess.from_dict(runner.manifest["preprocess"])
     k = max(1, min(top_k, len(classes)))
     stats = stats if stats is not None else EngineStats()
@@ -272,9 +283,9 @@ def predict_stream(
             yield from chunk.failures
             batcher.add(chunk)
             while batcher.full():
-                yield from _classify(runner, *batcher.take(), classes, k, stats)
+                yield from _classify(runner, *batcher.take(), classes, k, stats, decider)
         if batcher.count:
-            yield from _classify(runner, *batcher.take(), classes, k, stats)
+            yield from _classify(runner, *batcher.take(), classes, k, stats, decider)
     finally:
         if own_pool:
             pool.close()
@@ -310,9 +321,40 @@ class _Batcher:
 
 
 def _classify(runner: PixelModel, paths: list[str], pixels: np.ndarray, classes: list[str],
-              k: int, stats: EngineStats) -> Iterator[Prediction]:
+              k: int, stats: EngineStats, decider: LabelSets | None = None
+              ) -> Iterator[Prediction]:
     started = time.perf_counter()
-    ranked = ranked_labels(runner.probabilities(pixels), classes, k)
+    probs = runner.probabilities(pixels)
     stats.add_batch(len(paths), time.perf_counter() - started)
-    for path, (labels, scores) in zip(paths, ranked, strict=True):
-        yield Prediction(path, labels, scores)
+    yield from predictions(paths, probs, classes, k, decider)
+
+
+def predictions(paths: list[str], probs: np.ndarray, classes: list[str], k: int,
+                decider: LabelSets | None = None) -> Iterator[Prediction]:
+    """One Prediction per row of ``probs`` (shared by the engines and the Classifier)."""
+    ranked = ranked_labels(probs, classes, k)
+    if decider is None:
+        for path, (labels, scores) in zip(paths, ranked, strict=True):
+            yield Prediction(path, labels, scores)
+        return
+    chosen = decide(probs, decider.thresholds)
+    for path, (labels, scores), row, p in zip(paths, ranked, chosen, probs, strict=True):
+        yield Prediction(path, labels, scores, label_names(row, classes),
+                         [float(v) for v in p])
+
+
+@dataclass(frozen=True)
+class LabelSets:
+    """How a multi-label model's probabilities become label sets."""
+
+    thresholds: np.ndarray
+
+    @classmethod
+    def of(cls, manifest: dict, threshold: float | None = None) -> LabelSets | None:
+        """None for a multi-class model (a ``threshold`` is then an error)."""
+        if manifest_task(manifest) != "multilabel":
+            if threshold is not None:
+                raise ConfigError("--threshold is for multi-label models; this model gives "
+                                  "one label per image.", "Leave out --threshold.")
+            return None
+        return cls(thresholds_for(manifest, threshold))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, ManifestError
-from ..manifest import manifest_from_props
+from ..manifest import manifest_from_props, manifest_task
 from ..specs import Preprocess
 from .providers import make_session, uses_cuda
 
@@ -21,6 +21,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # no overflow for large |logits|
+
+
+def to_probabilities(outputs: np.ndarray, manifest: dict[str, Any],
+                     already: bool = False) -> np.ndarray:
+    """A model's outputs as probabilities: softmax, or one sigmoid per class (multi-label)."""
+    if already:
+        return outputs
+    return sigmoid(outputs) if manifest_task(manifest) == "multilabel" else softmax(outputs)
 
 
 def export_info(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +150,7 @@ class OnnxRunner:
         """uint8 NHWC pixels from the shared decoder -> class probabilities."""
         outputs = self(pixels if self.embedded else self.preprocess.apply(pixels))
         outputs = outputs.astype(np.float64)
-        return finite(outputs if self.outputs_probabilities else softmax(outputs))
+        return finite(to_probabilities(outputs, self.manifest, self.outputs_probabilities))
 
 
 class TorchRunner:
@@ -164,7 +176,8 @@ class TorchRunner:
             return self.model(x).float().cpu().numpy()
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return finite(softmax(self(self.preprocess.apply(pixels)).astype(np.float64)))
+        return finite(to_probabilities(self(self.preprocess.apply(pixels)).astype(np.float64),
+                                       self.manifest))
 
 
 TTA_MODES = ("none", "flip")
@@ -185,6 +198,9 @@ class FlipAveraged:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         mirrored = np.ascontiguousarray(pixels[:, :, ::-1])  # NHWC: flip the width
+        if manifest_task(self.manifest) == "multilabel":  # each class on its own: the mean
+            return finite((self.runner.probabilities(pixels)
+                           + self.runner.probabilities(mirrored)) / 2)
         tiny = np.finfo(np.float64).tiny  # a probability that underflowed to 0
         both = sum(np.log(np.clip(self.runner.probabilities(view), tiny, None))
                    for view in (pixels, mirrored))

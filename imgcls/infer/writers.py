@@ -28,6 +28,8 @@ ERRORS_HEADER = ["path", "error"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
+LABEL_SEP = ";"  # joins a multi-label prediction's labels in the labels column
+
 
 def spreadsheet_safe(cell: object) -> object:
     """``cell`` with a ``'`` in front when a spreadsheet would read it as a formula.
@@ -49,7 +51,11 @@ def safe_row(cells: Iterable[object]) -> list[object]:
     return [spreadsheet_safe(cell) for cell in cells]
 
 
-def csv_header(top_k: int) -> list[str]:
+def csv_header(top_k: int, classes: list[str] | None = None) -> list[str]:
+    """The columns for ``top_k`` ranked labels; with ``classes`` (a multi-label model),
+    ``labels`` (the ``;``-joined label set) and one ``prob_<class>`` column per class."""
+    if classes is not None:
+        return ["path", "labels", *(f"prob_{name}" for name in classes)]
     header = ["path", "label", "confidence"]
     for rank in range(2, top_k + 1):
         header += [f"label_{rank}", f"confidence_{rank}"]
@@ -57,13 +63,22 @@ def csv_header(top_k: int) -> list[str]:
 
 
 def csv_row(prediction: Prediction) -> list[str]:
+    if prediction.label_set is not None:
+        row = [prediction.path, LABEL_SEP.join(prediction.label_set),
+               *(f"{p:.6f}" for p in prediction.class_probs or [])]
+        return [str(cell) for cell in safe_row(row)]
     row = [prediction.path]
     for label, score in zip(prediction.labels, prediction.scores, strict=True):
         row += [label, f"{score:.6f}"]
     return [str(cell) for cell in safe_row(row)]
 
 
-def jsonl_record(prediction: Prediction) -> str:
+def jsonl_record(prediction: Prediction, classes: list[str] | None = None) -> str:
+    if prediction.label_set is not None and classes is not None:
+        return json.dumps({"path": prediction.path, "labels": list(prediction.label_set),
+                           "probabilities": {name: round(p, 6) for name, p in zip(
+                               classes, prediction.class_probs or [], strict=True)}},
+                          ensure_ascii=False)
     return json.dumps({
         "path": prediction.path, "label": prediction.label,
         "confidence": round(prediction.confidence, 6),
@@ -128,12 +143,13 @@ def _drop_partial_line(path: Path) -> None:
         handle.truncate(0)
 
 
-def _written_paths(path: Path, fmt: str, top_k: int) -> Iterator[str]:
+def _written_paths(path: Path, fmt: str, top_k: int,
+                   classes: list[str] | None = None) -> Iterator[str]:
     with open(path, encoding="utf-8", newline="") as handle:
         if fmt == "csv":
             rows = csv.reader(handle)
             header = next(rows, None)
-            if header is not None and header != csv_header(top_k):
+            if header is not None and header != csv_header(top_k, classes):
                 raise ConfigError(
                     f"{path} has columns {','.join(header)}, not those of --top-k {top_k}.",
                     "Resume with the --top-k and --format of the first run.")
@@ -147,12 +163,13 @@ def _written_paths(path: Path, fmt: str, top_k: int) -> Iterator[str]:
                                   "Resume with the --format of the first run.") from exc
 
 
-def paths_done(output: Path, fmt: str, top_k: int) -> PathSet:
+def paths_done(output: Path, fmt: str, top_k: int, classes: list[str] | None = None
+               ) -> PathSet:
     """The paths already in ``output`` (empty when it does not exist yet)."""
     if not output.is_file():
         return PathSet()
     _drop_partial_line(output)
-    return PathSet(_written_paths(output, fmt, top_k))
+    return PathSet(_written_paths(output, fmt, top_k, classes))
 
 
 # --------------------------------------------------------------------------- writing
@@ -203,8 +220,11 @@ def write_predictions(
     errors_path: Path | None = None,
     strict: bool = False,
     stats: EngineStats | None = None,
+    classes: list[str] | None = None,
 ) -> Summary:
     """Stream results to ``output`` (stdout if None) and failures to ``errors_path``.
+
+    ``classes`` (a multi-label model's) selects the label-set columns of :func:`csv_header`.
 
     ``append`` continues an existing file (no second header). ``strict`` raises
     DecodeError at the first failure in ``results``, after every prediction before
@@ -222,7 +242,7 @@ def write_predictions(
     try:
         writer = csv.writer(handle) if fmt == "csv" else None
         if writer and not appending:
-            writer.writerow(csv_header(top_k))
+            writer.writerow(csv_header(top_k, classes))
         for result in results:
             if isinstance(result, Failure):
                 _record_failure(result, summary, errors, max_failures_kept, strict)
@@ -231,7 +251,7 @@ def write_predictions(
             if writer:
                 writer.writerow(csv_row(result))
             else:
-                handle.write(jsonl_record(result) + "\n")
+                handle.write(jsonl_record(result, classes) + "\n")
     finally:
         errors.close()
         _finish(handle)

@@ -33,7 +33,9 @@ DEFAULT_AUGMENT = "seed"
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")
-SELECT_METRICS = ("accuracy", "macro-f1", "loss")
+SELECT_METRICS = ("accuracy", "macro-f1", "loss", "map")  # map: multi-label only
+TASKS = ("multiclass", "multilabel")
+MULTILABEL_LOSSES = ("bce", "asl")
 CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("shuffle", "balanced")
 AMP_DTYPES = ("auto", "bf16", "fp16")
@@ -116,11 +118,18 @@ class TrainConfig:
     amp_dtype: Annotated[str, one_of(AMP_DTYPES)] = _opt(
         "auto", "auto, bf16 or fp16 (fp16 only on CUDA).")
     class_weights: Annotated[str, one_of(CLASS_WEIGHTS)] = _opt(
-        "none", "none, or auto: weight the loss by inverse class frequency.")
+        "none", "none, or auto: weight the loss by inverse class frequency (multi-label: "
+                "each class's positives by its negatives/positives ratio).")
     sampler: Annotated[str, one_of(SAMPLERS)] = _opt(
         "shuffle", "shuffle, or balanced: draw each class equally often.")
     select_metric: Annotated[str, one_of(SELECT_METRICS)] = _opt(
-        "accuracy", "Metric that picks best.safetensors: accuracy, macro-f1 or loss.")
+        "accuracy", "Metric that picks best.safetensors: accuracy, macro-f1, loss, or map "
+                    "(multi-label).")
+    task: Annotated[str, one_of(TASKS)] | None = _opt(
+        None, "multiclass or multilabel (default: detected from the data).")
+    multilabel_loss: Annotated[str, one_of(MULTILABEL_LOSSES)] = _opt(
+        "bce", "Multi-label loss: bce, or asl (asymmetric loss, for label sets with many "
+               "absent classes).")
     patience: Annotated[int, Field(ge=0)] = _opt(
         0, "Stop after this many epochs without improvement (0: never).")
     top_k: Annotated[int, Field(ge=1)] = _opt(5, "k of the top-k validation accuracy.")

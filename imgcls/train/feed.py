@@ -11,12 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data import load_dataset
 from ..data.augment import Pipeline
 from ..data.cache import DecodedImages, decode_samples
 from ..data.loader import auto_workers, make_loader
+from ..errors import ConfigError
 from ..specs import Preprocess
 from .config import TrainConfig
 from .distributed import DistEnv, EpochSampler, ShardSampler, with_sampler
+from .multilabel import check_multilabel_config, decode_label_sets
 from .optim import class_counts
 from .progress import Reporter
 from .timing import StageClock
@@ -129,3 +132,25 @@ def decode_split(samples: list, preprocess: Preprocess, config: TrainConfig, rep
     for path, reason in images.skipped:
         reporter.warn(f"skipped unreadable image {path}: {reason}")
     return images
+
+
+def load_data(config: TrainConfig, preprocess: Preprocess, reporter: Reporter, env: DistEnv
+               ) -> tuple[Any, Any, Any]:
+    """List the files and decode each once at the model's input size; multi-label
+    label sets become multi-hot rows."""
+    dataset = load_dataset(config.data, config.data_options, config.val_split, config.seed,
+                           task=config.task)
+    if dataset.task == "multilabel":
+        check_multilabel_config(config, env.enabled)
+        train_images, val_images = (decode_label_sets(
+            samples, len(dataset.classes),
+            lambda indexed, split=split: decode_split(indexed, preprocess, config, reporter,
+                                                      split))
+            for samples, split in ((dataset.train, "train"), (dataset.val or [], "val")))
+    else:
+        if config.select_metric == "map":
+            raise ConfigError("--select-metric map is for multi-label data.",
+                              "Use accuracy, macro-f1 or loss, or pass --task multilabel.")
+        train_images = decode_split(dataset.train, preprocess, config, reporter, "train")
+        val_images = decode_split(dataset.val or [], preprocess, config, reporter, "val")
+    return dataset, train_images, val_images

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_resume_state, resume_path
-from ..data import load_dataset
 from ..data.augment import Pipeline, build_pipeline
 from ..data.loader import DeviceNormaliser
 from ..errors import ConfigError, ImgclsError, NonFiniteLossError
@@ -32,8 +31,9 @@ from ..system import reuse_freed_memory
 from . import distributed
 from .config import TrainConfig
 from .distributed import DistEnv
-from .feed import OnDevice, decode_split, loader_workers, make_loaders, place_model
+from .feed import OnDevice, load_data, loader_workers, make_loaders, place_model
 from .finetune import build_model, frozen_at, load_pretrained, run_preprocess
+from .multilabel import MultiLabelAccumulator, MultiLabelLoss, correct
 from .nonfinite import LossWatch
 from .optim import Stepper, TrainLoss, freeze_backbone, train_mode
 from .precision import Precision, resolve_precision
@@ -45,7 +45,7 @@ from .timing import StageClock
 RESUME_OVERRIDES = ("epochs", "device", "workers", "cache")
 # --select-metric -> (record key, +1 when higher is better, -1 when lower is).
 SELECT_KEYS = {"accuracy": ("val_acc", 1), "macro-f1": ("val_macro_f1", 1),
-               "loss": ("val_loss", -1)}
+               "loss": ("val_loss", -1), "map": ("val_map", 1)}
 
 
 class TrainingInterrupted(ImgclsError):
@@ -144,7 +144,7 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
             if not stepped:
                 continue
             totals[0] += loss.detach().double() * len(labels)
-            totals[1] += (logits.argmax(1) == labels).sum()
+            totals[1] += correct(logits, labels)
             totals[2] += len(labels)
             s.reporter.batch_end(epoch)
     watch.flush()
@@ -154,12 +154,19 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: Any, normalize: DeviceNormaliser, precision: Precision,
-             num_classes: int, top_k: int) -> MetricAccumulator:
-    """Plain cross-entropy, top-1/top-k and confusion counts over this rank's share."""
-    metrics = MetricAccumulator(num_classes, top_k)
+             num_classes: int, top_k: int, multilabel: list[str] | None = None
+             ) -> MetricAccumulator | MultiLabelAccumulator:
+    """Plain cross-entropy, top-1/top-k and confusion counts over this rank's share;
+    with ``multilabel`` (the class names), BCE, mAP and F1 at thresholds chosen here."""
+    metrics = MultiLabelAccumulator(multilabel) if multilabel else MetricAccumulator(
+        num_classes, top_k)
     for logits, labels in batch_logits(model, loader, normalize, precision):
         labels = labels.to(normalize.device)
-        metrics.update(logits, labels, F.cross_entropy(logits, labels, reduction="sum").item())
+        if multilabel:
+            metrics.update(logits, labels)
+        else:
+            metrics.update(logits, labels,
+                           F.cross_entropy(logits, labels, reduction="sum").item())
     return metrics
 
 
@@ -212,6 +219,7 @@ class Session:
     tracker: BestTracker
     history: list[dict[str, float]]
     outputs: RunFolder
+    multilabel: list[str] | None = None  # the class names of a multi-label run
 
 
 def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
@@ -225,11 +233,9 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     preprocess = run_preprocess(spec, config)
     augment = build_pipeline(config.augment)
 
-    # data: list files, decode each once at the model's input size
-    dataset = load_dataset(config.data, config.data_options, config.val_split, config.seed)
-    train_images = decode_split(dataset.train, preprocess, config, reporter, "train")
-    val_images = decode_split(dataset.val or [], preprocess, config, reporter, "val")
+    dataset, train_images, val_images = load_data(config, preprocess, reporter, env)
     num_classes = len(dataset.classes)
+    multilabel = dataset.classes if dataset.task == "multilabel" else None
 
     # model, optimisation, and the state of a resumed run
     model = build_model(spec, num_classes, preprocess, config)
@@ -239,7 +245,8 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     train_loader, val_loader = make_loaders(train_images, val_images, augment, on_device,
                                             config, env, num_classes)
     stepper = Stepper(model, config, len(train_loader), precision, spec.head)
-    loss_fn = TrainLoss.build(config, train_images.labels, num_classes, device)
+    loss_fn = (MultiLabelLoss.build(config, train_images.labels, device) if multilabel
+               else TrainLoss.build(config, train_images.labels, num_classes, device))
     tracker = BestTracker(config.select_metric, config.patience)
     history: list[dict[str, float]] = []
     start = _restore(state, model, stepper, tracker, history) if state else 1
@@ -251,7 +258,8 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
         outputs.on_start(info, stepper, tracker, history, start - 1)
     session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
                       stepper, loss_fn, DeviceNormaliser(preprocess, device), augment,
-                      on_device, train_loader, val_loader, num_classes, tracker, history, outputs)
+                      on_device, train_loader, val_loader, num_classes, tracker, history, outputs,
+                      multilabel)
     stopped_early = _run_loop(session, start)
 
     # outputs: reports from the best weights on rank 0; the result everywhere
@@ -302,13 +310,14 @@ def run_epochs(s: Session, start: int) -> bool:
                             "loss (--skip-nonfinite).")
         seconds = time.perf_counter() - started
         val = validate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
-                       s.num_classes, s.config.top_k)
+                       s.num_classes, s.config.top_k, s.multilabel)
         record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
         timing = {"epoch_seconds": seconds,
                   "images_per_second": totals[2].item() * s.env.world_size / seconds,
                   **clock.as_timing()}
         s.history.append(record)
         is_best = s.tracker.update(record)
+        s.outputs.thresholds = getattr(val, "thresholds", None)  # multi-label: chosen on val
         if s.env.is_main:
             s.outputs.on_epoch(epoch, record, timing, is_best, s.stepper, s.tracker, s.history)
         s.reporter.epoch_end(record | timing, is_best=is_best)

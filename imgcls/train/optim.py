@@ -171,6 +171,9 @@ class ModelEma:
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Images per class; for a multi-hot matrix (multi-label), images carrying each class."""
+    if np.ndim(labels) == 2:
+        return np.asarray(labels).sum(0).astype(np.int64)
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
 
 

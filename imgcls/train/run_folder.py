@@ -160,6 +160,7 @@ class RunFolder:
     images: tuple[DecodedImages, DecodedImages]
     started: float
     weights: dict[str, Any] | None = None  # where --weights came from (manifest, state)
+    thresholds: list[float] | None = None  # multi-label: chosen on val in the latest epoch
 
     @classmethod
     def create(cls, config: TrainConfig, env: DistEnv, resume_dir: Path | None, spec: ModelSpec,
@@ -253,8 +254,12 @@ class RunFolder:
                     "scheduler": config.scheduler, "ema": config.ema}
         if self.weights:
             training["weights"] = self.weights
+        multilabel = self.dataset.task == "multilabel"
         return make_manifest(self.spec.name, config.model_options, self.dataset.classes,
-                             self.preprocess, training=training, dataset=data_info)
+                             self.preprocess, training=training, dataset=data_info,
+                             task=self.dataset.task,
+                             thresholds=(self.thresholds or [0.5] * len(self.dataset.classes))
+                             if multilabel else None)
 
     # ----------------------------------------------------------------------- the end
 
@@ -262,8 +267,14 @@ class RunFolder:
                history: list[dict[str, float]]) -> Path:
         """Evaluate the best weights on the validation images; write plots and report.html."""
         val_images = self.images[1]
-        model = load_checkpoint(self.best_path).model.to(device)
-        probs = predict_decoded(model, val_images, self.preprocess, device, precision=precision)
+        loaded = load_checkpoint(self.best_path)
+        model = loaded.model.to(device)
+        probs = predict_decoded(model, val_images, self.preprocess, device, precision=precision,
+                                multilabel=self.dataset.task == "multilabel")
+        if self.dataset.task == "multilabel":
+            from .report_multilabel import finish_multilabel
+
+            return finish_multilabel(self, loaded.manifest, model, probs, history, device)
         evaluation = Evaluation(self.dataset.classes, [str(p) for p in val_images.paths],
                                 val_images.labels, probs, self.config.top_k)
         write_evaluation(evaluation, self.run_dir)

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from imgcls.errors import ConfigError
-from imgcls.infer.batch import InferOptions
-from imgcls.infer.engine import CHUNK, EngineStats, Failure, Prediction
+from imgcls.infer.batch import InferOptions, label_set_columns
+from imgcls.infer.engine import CHUNK, EngineStats, Failure, Prediction, ranked_labels
 from imgcls.infer.runners import OnnxRunner, existing_model, with_tta
 from imgcls.infer.sources import PathSet, in_shard, parse_shard
 from imgcls.infer.writers import Summary, errors_path_for, paths_done, write_predictions
@@ -54,6 +56,7 @@ class Job:
     todo: list[str]
     unreadable: list[Failure]
     skipped: int
+    classes: list[str] | None = None  # a multi-label model's: rows carry label sets
 
 
 def run_ray(model: str | os.PathLike, inputs: Sequence[str], options: InferOptions, *,
@@ -107,6 +110,10 @@ def plan(model: str | os.PathLike, inputs: Sequence[str], options: InferOptions)
                           f"Export it first: imgcls export onnx {path} -o model.onnx")
     runner = with_tta(OnnxRunner(path, "cpu", 1), options.tta)  # a model flipping twice fails here
     top_k = min(options.top_k, len(runner.manifest["classes"]))
+    classes = label_set_columns(runner.manifest)
+    if classes is not None and options.fmt == "parquet":
+        raise ConfigError("The ray engine writes multi-label predictions as csv or jsonl.",
+                          "Use --format csv or --format jsonl.")
     shard = parse_shard(options.shard) if options.shard else (0, 1)
     check_all(inputs)
     unreadable: list[Failure] = []
@@ -115,24 +122,24 @@ def plan(model: str | os.PathLike, inputs: Sequence[str], options: InferOptions)
         if next(in_shard([entry], *shard), None) is not None:  # only its shard reports it
             unreadable.append(Failure(entry, reason))
 
-    done = _done(options, top_k)
+    done = _done(options, top_k, classes)
     todo, skipped = [], 0
     for entry in in_shard(list_inputs(inputs, on_error), *shard):
         if entry in done:
             skipped += 1
         else:
             todo.append(entry)
-    return Job(path, options, runner.preprocess, top_k, todo, unreadable, skipped)
+    return Job(path, options, runner.preprocess, top_k, todo, unreadable, skipped, classes)
 
 
-def _done(options: InferOptions, top_k: int) -> PathSet:
+def _done(options: InferOptions, top_k: int, classes: list[str] | None = None) -> PathSet:
     output = options.output
     if output is None:
         return PathSet()
     if options.fmt == "parquet":
         prepare(output)
         return parquet_done(output, top_k) if options.resume else PathSet()
-    return paths_done(output, options.fmt, top_k) if options.resume else PathSet()
+    return paths_done(output, options.fmt, top_k, classes) if options.resume else PathSet()
 
 
 def _dataset(job: Job, size: int, gpus: float) -> Any:
@@ -151,7 +158,8 @@ def _dataset(job: Job, size: int, gpus: float) -> Any:
             .map_batches(Classify, fn_constructor_kwargs={
                              "model": job.model.read_bytes(),
                              "device": "cpu" if not gpus else options.device,
-                             "threads": threads, "top_k": job.top_k, "tta": options.tta},
+                             "threads": threads, "top_k": job.top_k, "tta": options.tta,
+                             "threshold": options.threshold},
                          batch_size=options.batch_size, batch_format="numpy",
                          compute=ray.data.ActorPoolStrategy(size=size),
                          num_cpus=threads, num_gpus=gpus))
@@ -162,16 +170,16 @@ def _results(job: Job, size: int, gpus: float, stats: EngineStats,
     """Listing failures first, then each block's rows as the pipeline delivers them."""
     yield from job.unreadable
     stats.failed += len(job.unreadable)
-    columns = rank_columns(job.top_k)
+    columns = rank_columns(job.top_k, job.classes)
     with unwrap_ray_errors():
         batches = _dataset(job, size, gpus).iter_batches(batch_size=None, batch_format="numpy")
         for batch in batches:
-            yield from _rows(batch, columns, stats, providers)
+            yield from _rows(batch, columns, stats, providers, job)
     stats.finished = time.perf_counter()
 
 
 def _rows(batch: dict, columns: list[str], stats: EngineStats,
-          providers: set[str]) -> Iterator[Prediction | Failure]:
+          providers: set[str], job: Job) -> Iterator[Prediction | Failure]:
     good = 0
     for i, (path, error) in enumerate(zip(batch["path"], batch["error"], strict=True)):
         if error:
@@ -179,6 +187,13 @@ def _rows(batch: dict, columns: list[str], stats: EngineStats,
             yield Failure(str(path), str(error))
             continue
         good += 1
+        if job.classes is not None:  # the stage's labels and probabilities, as they came
+            probs = [float(batch[c][i]) for c in columns[1:]]
+            (labels, scores), = ranked_labels(np.asarray([probs]), job.classes, job.top_k)
+            chosen = str(batch[columns[0]][i])
+            yield Prediction(str(path), labels, scores,
+                             tuple(chosen.split(";")) if chosen else (), probs)
+            continue
         yield Prediction(str(path), [str(batch[c][i]) for c in columns[0::2]],
                          [float(batch[c][i]) for c in columns[1::2]])
     if good:
@@ -201,4 +216,4 @@ def _write(results: Iterator[Prediction | Failure], job: Job, part_rows: int,
                              strict=options.strict, stats=stats)
     return write_predictions(results, options.output, options.fmt, job.top_k,
                              append=options.resume, errors_path=errors_path,
-                             strict=options.strict, stats=stats)
+                             strict=options.strict, stats=stats, classes=job.classes)

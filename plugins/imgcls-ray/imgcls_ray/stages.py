@@ -16,7 +16,7 @@ import numpy as np
 
 from imgcls.errors import DecodeError
 from imgcls.images import load_pixels
-from imgcls.infer.engine import decode_chunk, ranked_labels
+from imgcls.infer.engine import LabelSets, decode_chunk, predictions, ranked_labels
 from imgcls.infer.runners import OnnxRunner, with_tta
 from imgcls.infer.writers import csv_header
 from imgcls.specs import Preprocess
@@ -46,26 +46,30 @@ def decode_batch(batch: Batch, preprocess: Preprocess) -> Batch:
             "error": np.array([errors.get(p, "") for p in paths], dtype=object)}
 
 
-def rank_columns(top_k: int) -> list[str]:
-    """``label, confidence, label_2, confidence_2, ...``: the CSV's columns after path."""
-    return csv_header(top_k)[1:]
+def rank_columns(top_k: int, classes: list[str] | None = None) -> list[str]:
+    """``label, confidence, label_2, confidence_2, ...``: the CSV's columns after path
+    (a multi-label model's: ``labels, prob_<class>, ...``)."""
+    return csv_header(top_k, classes)[1:]
 
 
 class Classify:
     """One onnxruntime session per actor; the model comes as bytes, so no node needs the file."""
 
     def __init__(self, model: bytes, device: str, threads: int, top_k: int,
-                 tta: str = "none") -> None:
+                 tta: str = "none", threshold: float | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="imgcls-ray-") as folder:
             path = Path(folder) / "model.onnx"
             path.write_bytes(model)
             self.runner = with_tta(OnnxRunner(path, device, threads), tta)
         self.classes: list[str] = self.runner.manifest["classes"]
         self.k = min(top_k, len(self.classes))
+        self.decider = LabelSets.of(self.runner.manifest, threshold)
 
     def __call__(self, batch: Batch) -> Batch:
         errors = batch["error"]
         good = np.array([not error for error in errors], dtype=bool)
+        if self.decider is not None:
+            return self._label_sets(batch, good)
         started = time.perf_counter()
         ranked = (ranked_labels(self.runner.probabilities(batch["pixels"][good]),
                                 self.classes, self.k) if good.any() else [])
@@ -80,6 +84,28 @@ class Classify:
         for rank in range(self.k):
             out[columns[2 * rank]] = labels[:, rank]
             out[columns[2 * rank + 1]] = scores[:, rank]
+        out["batch_seconds"] = np.full(n, seconds)
+        out["provider"] = np.full(n, self.runner.providers[0], dtype=object)
+        return out
+
+    def _label_sets(self, batch: Batch, good: np.ndarray) -> Batch:
+        """A multi-label model's rows: the label set and each class's probability, made
+        by the local engine's ``predictions``."""
+        started = time.perf_counter()
+        probs = (self.runner.probabilities(batch["pixels"][good]) if good.any()
+                 else np.zeros((0, len(self.classes))))
+        seconds = time.perf_counter() - started
+        n = len(good)
+        labels = np.full(n, "", dtype=object)
+        values = np.full((n, len(self.classes)), np.nan, dtype=np.float64)
+        rows = predictions([""] * len(probs), probs, self.classes, self.k, self.decider)
+        for row, prediction in zip(np.flatnonzero(good), rows, strict=True):
+            labels[row] = ";".join(prediction.label_set or ())
+            values[row] = prediction.class_probs
+        columns = rank_columns(self.k, self.classes)
+        out: Batch = {"path": batch["path"], "error": batch["error"], columns[0]: labels}
+        for j, name in enumerate(columns[1:]):
+            out[name] = values[:, j]
         out["batch_seconds"] = np.full(n, seconds)
         out["provider"] = np.full(n, self.runner.providers[0], dtype=object)
         return out
