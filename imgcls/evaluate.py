@@ -30,6 +30,7 @@ from .infer.engine import Failure, predict_stream
 from .infer.runners import open_model
 from .infer.writers import safe_row
 from .metrics import confusion_matrix, macro_f1, per_class_table
+from .multilabel import require_multiclass
 from .registry import get_dataset
 from .specs import Preprocess, Sample
 
@@ -151,6 +152,7 @@ def evaluate_file(model_path: str | os.PathLike, data: str, *, device: str = "au
     """
     check_split(split)  # before opening the model, which imports torch or onnxruntime
     runner = open_model(model_path, device, tta=tta)
+    require_multiclass(runner.manifest, "evaluate_file()")  # evaluate_multilabel does those
     classes: list[str] = list(runner.manifest["classes"])
     samples = select_samples(data, data_options or {}, split, classes)
     labels_by_path = {str(path): label for path, label in samples}

@@ -117,6 +117,9 @@ def load_entries(data: str, options: dict[str, Any]) -> tuple[str, list[str], li
     """Every image of ``data`` (train, then val) with its split and class name."""
     name, source = resolve_loader(data)
     loaded = get_dataset(name).spec.load(source, **options)
+    if loaded.task == "multilabel":
+        raise DataError(f"{data!r} is multi-label; imgcls data audit checks one label per "
+                        "image.", "Audit a multi-class data set (see docs/multilabel.md).")
     if len(loaded.classes) < 2:
         raise DataError(f"Found {len(loaded.classes)} class in {data!r}; an audit compares "
                         "labels, so it needs at least 2.", "Put each class in its own folder.")

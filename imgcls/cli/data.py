@@ -186,6 +186,12 @@ def _counts(report: CheckReport) -> None:
         values = [counts.get(name, 0) for name in report.classes]
         rows.append([split, *values, sum(values)])
     print_table(("split", *report.classes, "total"), rows)
+    if report.task == "multilabel":
+        say("multi-label: each image counts once per label it carries")
+        for split, pairs in report.co_occurrence.items():
+            top = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:10]
+            say(f"  {split}: {report.without_labels.get(split, 0)} images without labels; "
+                "labels together: " + (", ".join(f"{k} {v}" for k, v in top) or "none"))
 
 
 def _section(title: str, lines: list[str], show: int) -> None:

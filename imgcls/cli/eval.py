@@ -32,8 +32,13 @@ def evaluate(
 ) -> None:
     """Measure a model on labelled images; write metrics, confusion matrix and mistakes."""
     from ..evaluate import evaluate_file, write_evaluation  # imports torch
+    from ..manifest import manifest_task, read_manifest
 
     data = pick_data(data, data_arg)
+    if manifest_task(read_manifest(model)) == "multilabel":
+        _evaluate_multilabel(model, data, out_dir or out, split, batch_size, device,
+                             parse_options(data_opt, "--data-opt"), tta)
+        return
     evaluation, _ = evaluate_file(model, data, device=device, split=split,
                                   batch_size=batch_size, top_k=top_k,
                                   data_options=parse_options(data_opt, "--data-opt"),
@@ -43,6 +48,34 @@ def evaluate(
                                                          "split": split, "tta": tta})
     summary = evaluation.summary()
     print_metrics(summary)
+    for path, reason in evaluation.failures:
+        print_warning(f"skipped unreadable image {path}: {reason}")
+    console.print(escape(f"wrote {', '.join(p.name for p in paths.values())} to {folder}"),
+                  highlight=False)
+
+
+def _evaluate_multilabel(model: str, data: str, out_dir: str | None, split: str,
+                         batch_size: int, device: str, options: dict[str, Any], tta: str
+                         ) -> None:
+    from ..evaluate_multilabel import evaluate_multilabel, write_multilabel_evaluation
+    from ..infer.runners import open_model
+
+    runner = open_model(model, device, tta=tta)
+    evaluation = evaluate_multilabel(runner, data, split, batch_size, options)
+    folder = Path(out_dir or Path(model).parent / "eval")
+    paths = write_multilabel_evaluation(evaluation, folder, extra={
+        "model": str(model), "data": data, "split": split, "tta": tta})
+    summary = evaluation.summary()
+    numbers = ("AP", "threshold", "precision", "recall", "F1", "support")
+    print_table(("class", *numbers),
+                ((row["class"], "n/a" if row["ap"] is None else f"{row['ap']:.3f}",
+                  f"{row['threshold']:.3f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+                  f"{row['f1']:.3f}", row["support"]) for row in summary["per_class"]),
+                right=numbers)
+    console.print(f"images {summary['images']}  mAP {summary['map']:.3f}  exact match "
+                  f"{summary['exact_match']:.2%}  micro-F1 {summary['micro_f1']:.3f}  macro-F1 "
+                  f"{summary['macro_f1']:.3f}  without labels {summary['without_labels']}",
+                  highlight=False)
     for path, reason in evaluation.failures:
         print_warning(f"skipped unreadable image {path}: {reason}")
     console.print(escape(f"wrote {', '.join(p.name for p in paths.values())} to {folder}"),

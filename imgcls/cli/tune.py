@@ -29,7 +29,8 @@ TRIALS = typer.Option(30, "--trials", help="Finished trials the study should hol
 EPOCHS = typer.Option(None, "--epochs", "-e", show_default=False,
                       help=f"Epochs per trial. Default: {DEFAULT_EPOCHS}.")
 SPACE = typer.Option(None, "--space", help="Search space TOML file (default: the model's own).")
-METRIC = typer.Option("accuracy", "--metric", help="accuracy, macro-f1 or loss.")
+METRIC = typer.Option("accuracy", "--metric",
+                      help="accuracy, macro-f1, loss, or map (multi-label data).")
 STUDY = typer.Option(None, "--study", help="Study name (default: MODEL-DATA); results go to "
                      "OUT_DIR/tune-NAME/.")
 STORAGE = typer.Option(None, "--storage", help="SQLAlchemy URL of the study database. "

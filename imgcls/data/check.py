@@ -61,6 +61,11 @@ class CheckReport:
     root: str = ""  # the data root files should lie under ("" when there is none)
     notes: list[str] = field(default_factory=list)
     min_size: int = DEFAULT_MIN_SIZE
+    task: str = "multiclass"
+    # Multi-label only: images with no label, and pairs of labels on one image, per split
+    # (counts holds each class's images, so its rows add up to more than the images).
+    without_labels: dict[str, int] = field(default_factory=dict)
+    co_occurrence: dict[str, dict[str, int]] = field(default_factory=dict)  # "a;b" -> n
 
     def to_dict(self) -> dict[str, Any]:
         def paths(items: list) -> list:
@@ -75,7 +80,9 @@ class CheckReport:
                 "duplicates": paths(self.duplicates), "leaks": paths(self.leaks),
                 "conflicts": paths(self.conflicts), "outside": paths(self.outside),
                 "root": self.root, "notes": self.notes,
-                "min_size": self.min_size}
+                "min_size": self.min_size, "task": self.task,
+                **({"without_labels": self.without_labels, "co_occurrence": self.co_occurrence}
+                   if self.task == "multilabel" else {})}
 
 
 def inspect_file(path: Path, split: str = "", label: str = "") -> FileResult:
@@ -103,10 +110,16 @@ def check_data(data: str, options: dict[str, Any] | None = None,
     """Scan every file ``data`` lists (see the module docstring); ``on_progress(done, total)``."""
     name, source = resolve_loader(data)
     loaded = get_dataset(name).spec.load(source, **(options or {}))
-    entries = [(Path(path), "train", loaded.classes[label]) for path, label in loaded.train]
-    entries += [(Path(path), "val", loaded.classes[label]) for path, label in loaded.val or []]
+    def named(label: Any) -> str:  # a label set is its ;-joined names ("" for none)
+        return ";".join(loaded.classes[i] for i in label) if isinstance(label, tuple) \
+            else loaded.classes[label]
+
+    entries = [(Path(path), split, named(label))
+               for split, samples in (("train", loaded.train), ("val", loaded.val or []))
+               for path, label in samples]
     report = CheckReport(source=loaded.source or data, loader=name, classes=loaded.classes,
-                         files=len(entries), notes=list(loaded.notes), min_size=min_size)
+                         files=len(entries), notes=list(loaded.notes), min_size=min_size,
+                         task=loaded.task)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         results = []
@@ -142,7 +155,10 @@ def summarise(report: CheckReport, results: list[FileResult]) -> None:
         if result.error:
             report.unreadable.append((result.path, result.error))
             continue
-        counts[result.split][result.label] += 1
+        names = result.label.split(";") if report.task == "multilabel" else [result.label]
+        counts[result.split].update(name for name in names if name)
+        if report.task == "multilabel":
+            _count_label_set(report, result.split, [name for name in names if name])
         if not extension_matches(result.path, result.format):
             report.mismatched.append((result.path, result.format))
         if result.mode != "RGB":
@@ -153,6 +169,15 @@ def summarise(report: CheckReport, results: list[FileResult]) -> None:
                      for split in ("train", "val") if split in counts}
     report.modes = dict(sorted(modes.items()))
     _duplicates(report, results)
+
+
+def _count_label_set(report: CheckReport, split: str, names: list[str]) -> None:
+    if not names:
+        report.without_labels[split] = report.without_labels.get(split, 0) + 1
+    pairs = report.co_occurrence.setdefault(split, {})
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            pairs[f"{first};{second}"] = pairs.get(f"{first};{second}", 0) + 1
 
 
 def _duplicates(report: CheckReport, results: list[FileResult]) -> None:

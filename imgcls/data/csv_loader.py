@@ -233,7 +233,7 @@ def _auto_label_key(header: list[str], records: list[dict[str, str]],
                     exclude: set[str | None], csv_path: Path, task: str | None) -> str | None:
     """The label column, or None for a table with one 0/1 column per class."""
     named = {_normal(c) for c in header if c not in exclude} & set(LABEL_NAMES)
-    if not named and task != "multiclass" and class_columns(header, records, exclude):
+    if not named and class_columns(header, records, exclude):
         return None
     return _auto_label_column(header, exclude, csv_path)
 

@@ -58,13 +58,12 @@ def detect_format(header: list[str], records: list[dict[str, str]], label_key: s
     if sep is not None and not sep.strip():
         raise DataError(f"The label separator {sep!r} is blank.",
                         "Pass a visible separator, e.g. --data-opt sep=';'.")
-    if label_key is None:
+    if label_key is None:  # load_dataset turns one-hot rows into labels for --task multiclass
         columns = class_columns(header, records, exclude)
-        if columns and task != "multiclass":
-            return LabelFormat(True, sep or DEFAULT_SEP, columns)
-        return LabelFormat(task == "multilabel", sep or DEFAULT_SEP)
+        return LabelFormat(bool(columns) or task == "multilabel", sep or DEFAULT_SEP, columns)
     chosen = sep or (DEFAULT_SEP if delimiter != DEFAULT_SEP else "|")
-    if task is not None:
+    if task == "multilabel" or (task == "multiclass" and sep is None):
+        # forced multiclass without a separator: a label is the whole cell, ";" included
         return LabelFormat(task == "multilabel", chosen)
     several = any(chosen in r.get(label_key, "") for r in records)
     return LabelFormat(several, chosen)

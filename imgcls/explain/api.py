@@ -21,6 +21,7 @@ from ..data.loader import NormaliseLayer
 from ..errors import CheckpointError, ConfigError, DecodeError
 from ..images import item_pixels
 from ..infer.engine import Failure
+from ..multilabel import require_multiclass
 from ..registry import get_model
 from ..system import resolve_device
 from .cam import CLASS_AGNOSTIC, check_method, library_cams
@@ -81,6 +82,7 @@ class Explainer:
     def __init__(self, checkpoint: str | os.PathLike, method: str = "gradcam",
                  layer: str | None = None, device: str = "auto") -> None:
         loaded = load_checkpoint(checkpoint_path(checkpoint))
+        require_multiclass(loaded.manifest, "imgcls explain")
         self.method = check_method(method)
         self.device = resolve_device(device)
         self.classes: list[str] = list(loaded.classes)

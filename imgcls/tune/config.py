@@ -12,7 +12,8 @@ from ..train.config import TrainConfig
 
 # --metric -> (epoch record key, optuna direction).
 METRICS = {"accuracy": ("val_acc", "maximize"), "macro-f1": ("val_macro_f1", "maximize"),
-           "loss": ("val_loss", "minimize")}
+           "loss": ("val_loss", "minimize"),
+           "map": ("val_map", "maximize")}  # multi-label data
 PRUNERS = ("median", "halving", "none")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
