@@ -87,6 +87,16 @@ def predict(session: ort.InferenceSession, manifest: dict, paths: list[str]) -> 
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def print_label_sets(paths: list[str], probabilities: np.ndarray, classes: list[str],
+                     thresholds: list[float]) -> None:
+    """A multi-label model's rows, as imgcls infer writes them: the classes at or above
+    their thresholds (;-joined, empty for none), then each class's probability."""
+    print("path,labels," + ",".join(f"prob_{name}" for name in classes))
+    for path, row in zip(paths, probabilities, strict=True):
+        chosen = ";".join(c for c, p, t in zip(classes, row, thresholds, strict=True) if p >= t)
+        print(f"{path},{chosen}," + ",".join(f"{p:.6f}" for p in row))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="an .onnx file written by imgcls export onnx")
@@ -97,6 +107,9 @@ def main() -> None:
     session, manifest = load_model(args.model)
     classes = manifest["classes"]
     probabilities = predict(session, manifest, args.images)
+    if manifest.get("task") == "multilabel":  # one sigmoid per class, a threshold each
+        print_label_sets(args.images, probabilities, classes, manifest["thresholds"])
+        return
     print("path,label,confidence" + "".join(
         f",label_{i},confidence_{i}" for i in range(2, args.top_k + 1)))
     for path, row in zip(args.images, probabilities, strict=True):

@@ -12,6 +12,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import inference  # the benchmark scripts themselves
+import multilabel
 import train_recipes
 import train_throughput
 import tune_cats_dogs
@@ -82,3 +83,21 @@ def test_the_recipes_hold_out_each_val_photo_once_across_the_two_halves(tmp_path
     assert names(test) == names(second / "val") and names(swapped) == names(first / "val")
     assert names(test) | names(swapped) == names(data / "val")
     assert names(first / "train") == names(data / "train")
+
+
+def test_multilabel_benchmark_composes_pairs_and_prints_map_f1_and_time(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for kind, colour in (("cats", (200, 40, 40)), ("dogs", (40, 40, 200))):
+            (tmp_path / split / kind).mkdir(parents=True)
+            for i in range(4):
+                noise = rng.integers(0, 40, (24, 24, 3))
+                Image.fromarray((noise + colour).clip(0, 255).astype(np.uint8)).save(
+                    tmp_path / split / kind / f"{kind}.{i}.jpg")
+    assert multilabel.main(["--data", str(tmp_path), "--train", "30", "--val", "12",
+                            "--size", "16", "--img-size", "32", "--epochs", "1",
+                            "--model", "basic-cnn", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "test mAP" in out and "exact match" in out and "12 test composites" in out
+    assert "  cat: AP" in out and "  dog: AP" in out and "CPU s" in out
+    assert not list(tmp_path.glob("**/*.png"))  # composites never land beside the photos
