@@ -35,7 +35,7 @@ def evaluate(
     from ..manifest import manifest_task, read_manifest
 
     data = pick_data(data, data_arg)
-    if manifest_task(read_manifest(model)) == "multilabel":
+    if Path(model).is_file() and manifest_task(read_manifest(model)) == "multilabel":
         _evaluate_multilabel(model, data, out_dir or out, split, batch_size, device,
                              parse_options(data_opt, "--data-opt"), tta)
         return

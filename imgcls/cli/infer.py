@@ -21,6 +21,9 @@ from .data import WORKERS_HELP, check_workers
 
 ENGINE_HELP = ("Where to run: local (this machine) or an engine a plugin adds, such as ray "
                "(imgcls-ray); `imgcls plugins --engines` lists them.")
+THRESHOLD_OPTION = typer.Option(
+    None, "--threshold", help="Multi-label models: one decision threshold for every class "
+                              "instead of the per-class ones in the model.")
 ENGINE_OPT_HELP = "Engine option key=value (repeatable), e.g. address=auto for ray."
 
 
@@ -54,9 +57,7 @@ def infer(
                                              help="Also write the run summary as JSON."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
                             "(average each image's logits with its mirror image's)."),
-    threshold: float | None = typer.Option(
-        None, "--threshold", help="Multi-label models: one decision threshold for every "
-                                  "class instead of the per-class ones in the model."),
+    threshold: float | None = THRESHOLD_OPTION,
     engine: str = typer.Option(LOCAL_ENGINE, "--engine", help=ENGINE_HELP),
     engine_opt: list[str] = typer.Option([], "--engine-opt", help=ENGINE_OPT_HELP),
 ) -> None:

@@ -304,7 +304,11 @@ def _quantised(loaded: LoadedCheckpoint, options: ExportOptions, candidate: Path
 def _candidate(loaded: LoadedCheckpoint, options: ExportOptions, calibration: str | None,
                tolerance: float, quant: Int8Options | None, plan: CalibrationPlan | None
                ) -> tuple[Any, dict[str, Any], ParityReport, Int8Report | None]:
-    """The graph to write, its manifest, its parity report and (int8) its gate report."""
+    """The graph to write, its manifest, its parity report and (int8) its gate report
+    (multi-label: sigmoid outputs, and an int8 gate on label sets at the thresholds)."""
+    options = replace(options, multilabel=manifest_task(loaded.manifest) == "multilabel")
+    if quant and options.multilabel:
+        quant = replace(quant, thresholds=tuple(manifest_thresholds(loaded.manifest)))
     quantization = None
     with tempfile.TemporaryDirectory(prefix="imgcls-export-") as tmp_name:
         tmp = Path(tmp_name)
@@ -363,10 +367,6 @@ def export_onnx(
                             check_tta(tta))
     loaded = load_checkpoint(checkpoint)
     loaded.model.float().eval()
-    # A multi-label graph always outputs per-class sigmoid probabilities.
-    options = replace(options, multilabel=manifest_task(loaded.manifest) == "multilabel")
-    if quant and options.multilabel:  # the int8 gate compares label sets
-        quant = replace(quant, thresholds=tuple(manifest_thresholds(loaded.manifest)))
     output = Path(output)
     if tolerance is None:
         tolerance = FP16_TOLERANCE if fp16 else DEFAULT_TOLERANCE

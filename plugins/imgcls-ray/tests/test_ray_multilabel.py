@@ -1,0 +1,78 @@
+"""A multi-label model on the Ray engine's stages: the same rows as the local engine.
+
+The stages import neither Ray nor torch, so they run here without a cluster."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("imgcls_ray")
+
+from imgcls_ray.engine import _rows, plan
+from imgcls_ray.stages import Classify, decode_batch
+
+from imgcls.cli import main
+from imgcls.infer.runners import OnnxRunner
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """An untrained multi-label basic-cnn exported to ONNX, thresholds spread out so that
+    label sets differ between images (some empty)."""
+    import torch
+
+    from imgcls.checkpoint import save_checkpoint
+    from imgcls.export import export_onnx
+    from imgcls.manifest import make_manifest
+    from imgcls.registry import get_model
+
+    folder = tmp_path_factory.mktemp("ml-model")
+    spec = get_model("basic-cnn").spec
+    torch.manual_seed(0)
+    network = spec.build(3, image_size=spec.input_size).eval()
+    checkpoint = save_checkpoint(folder / "m.safetensors", network, make_manifest(
+        "basic-cnn", {}, CLASSES, spec.preprocess, task="multilabel",
+        thresholds=[0.3, 0.5, 0.7]))
+    return export_onnx(checkpoint, folder / "m.onnx").path
+
+
+def test_ray_stage_rows_equal_the_local_engines(model, tmp_path):
+    from imgcls.infer.batch import InferOptions
+
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png")
+    out = tmp_path / "local.csv"
+    assert main(["infer", str(model), str(tmp_path), "-o", str(out)]) == 0
+    with open(out, newline="") as handle:
+        local = {row["path"]: row for row in csv.DictReader(handle)}
+    paths = sorted(local)
+    runner = OnnxRunner(model, "cpu")
+    decoded = decode_batch({"path": np.array(paths, dtype=object)}, runner.preprocess)
+    stage = Classify(model.read_bytes(), "cpu", 1, top_k=1)
+    batch = stage(decoded)
+    job = plan(model, [str(tmp_path)], InferOptions(top_k=1))
+    assert job.classes == CLASSES
+
+    class Stats:
+        failed = images = 0
+
+        def add_batch(self, *_: object) -> None:
+            pass
+
+    from imgcls.infer.writers import csv_row
+
+    rows = {p.path: p for p in _rows(batch, ["labels", *(f"prob_{c}" for c in CLASSES)],
+                                     Stats(), set(), job)}
+    assert set(rows) == set(local)
+    for path, prediction in rows.items():
+        assert csv_row(prediction) == list(local[path].values())
+    assert {row["labels"] for row in local.values()} != {""}
