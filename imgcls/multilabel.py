@@ -71,7 +71,7 @@ def require_multiclass(manifest: dict[str, Any], what: str) -> None:
     """Commands that only understand one label per image refuse a multi-label model."""
     if manifest_task(manifest) == "multilabel":
         raise ConfigError(f"{what} does not support multi-label models.",
-                          "Use a multi-class model, or see docs/multilabel.md for what "
+                          "Use a multi-class model; docs/multilabel.md lists what "
                           "multi-label models support.")
 
 

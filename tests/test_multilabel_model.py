@@ -159,16 +159,52 @@ def _random_multilabel(path: Path) -> Path:
                                                       thresholds=[0.5, 0.5]))
 
 
-def test_commands_that_cannot_use_a_multilabel_model_say_so_in_one_line(tmp_path, capsys):
+def _one_error_line(err: str) -> bool:
+    return "Traceback" not in err and len(
+        [line for line in err.splitlines() if line.startswith("Error")]) == 1
+
+
+def test_what_a_multilabel_model_cannot_do_is_refused_in_one_line(tmp_path, capsys):
     model = _random_multilabel(tmp_path / "ml.safetensors")
     from PIL import Image
 
     Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "x.png")
-    assert main(["explain", str(model), str(tmp_path / "x.png"),
-                 "--out-dir", str(tmp_path / "ex")]) != 0
+    assert main(["infer", str(model), str(tmp_path / "x.png"), "-k", "2"]) != 0
     err = capsys.readouterr().err
-    assert "does not support multi-label models" in err and "Traceback" not in err
-    assert len([line for line in err.splitlines() if line.startswith("Error")]) == 1
+    assert "--top-k ranks one label per image" in err and _one_error_line(err)
+    assert main(["export", "onnx", str(model), "-o", str(tmp_path / "m.onnx"),
+                 "--softmax"]) != 0
+    err = capsys.readouterr().err
+    assert "--softmax does not support multi-label models" in err and _one_error_line(err)
+    assert not (tmp_path / "m.onnx").exists()
+    from imgcls.errors import ConfigError
+    from imgcls.evaluate import evaluate_file
+
+    with pytest.raises(ConfigError, match="does not support multi-label models"):
+        evaluate_file(model, str(tmp_path))
+
+
+def test_data_audit_refuses_multilabel_data_in_one_line(capsys):
+    args = ["data", "audit", "--data", "shapes"] + [f"--data-opt={k}={v}" for k, v in {
+        "multilabel": 1, "classes": 3, "train_per_class": 10, "val_per_class": 4,
+        "size": 32}.items()]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "is multi-label" in err and _one_error_line(err)
+
+
+@pytest.mark.slow
+def test_explain_shows_a_cam_per_predicted_label(ml_run):
+    from imgcls.explain import Explainer
+
+    classes, val = _val()
+    explainer = Explainer(ml_run.best_path, device="cpu")
+    thresholds = np.asarray(read_manifest(ml_run.best_path)["thresholds"])
+    for explanation in explainer.explain([path for path, _ in val[:12]]):
+        chosen = [c for c, p, t in zip(classes, explanation.probs, thresholds, strict=True)
+                  if p >= t]
+        assert list(explanation.cams) == (chosen or [classes[int(explanation.probs.argmax())]])
+        assert all(cam.shape == explanation.pixels.shape[:2] for cam in explanation.cams.values())
 
 
 def test_threshold_is_refused_for_a_multiclass_model(tmp_path, capsys):

@@ -10,6 +10,8 @@ from rich.markup import escape
 
 from ..export.int8 import CALIB_IMAGES, MIN_AGREEMENT, MIN_HELD_OUT
 from ..export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE
+from ..manifest import read_manifest
+from ..multilabel import require_multiclass
 from .console import console
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ def onnx(
     """Export a checkpoint to ONNX, checking parity with PyTorch before reporting success."""
     from ..export.onnx import export_onnx  # imports torch
 
+    if softmax and Path(checkpoint).is_file():  # a multi-label graph outputs sigmoids
+        require_multiclass(read_manifest(checkpoint), "--softmax")
     result = export_onnx(checkpoint, output, opset=opset, calibration=calibration,
                          tolerance=tolerance, fp16=fp16, embed_preprocessing=embed_preprocessing,
                          softmax=softmax, int8=int8, calibrate=calibrate,

@@ -21,7 +21,8 @@ from ..data.loader import NormaliseLayer
 from ..errors import CheckpointError, ConfigError, DecodeError
 from ..images import item_pixels
 from ..infer.engine import Failure
-from ..multilabel import require_multiclass
+from ..manifest import manifest_task
+from ..multilabel import decide, thresholds_for
 from ..registry import get_model
 from ..system import resolve_device
 from .cam import CLASS_AGNOSTIC, check_method, library_cams
@@ -37,7 +38,8 @@ class Explanation:
 
     ``pixels`` (H x W x 3 uint8) is the image as the model saw it, at its input size;
     ``probs`` the class probabilities; ``cams`` one H x W float32 map in [0, 1] per
-    explained class: the predicted one, and the ``target`` when one was asked for.
+    explained class: the predicted one (multi-label: each predicted label), and the
+    ``target`` when one was asked for.
     """
 
     source: str
@@ -82,7 +84,9 @@ class Explainer:
     def __init__(self, checkpoint: str | os.PathLike, method: str = "gradcam",
                  layer: str | None = None, device: str = "auto") -> None:
         loaded = load_checkpoint(checkpoint_path(checkpoint))
-        require_multiclass(loaded.manifest, "imgcls explain")
+        # Multi-label: sigmoid probabilities, and a CAM per label at or above its threshold.
+        self.thresholds = (thresholds_for(loaded.manifest)
+                           if manifest_task(loaded.manifest) == "multilabel" else None)
         self.method = check_method(method)
         self.device = resolve_device(device)
         self.classes: list[str] = list(loaded.classes)
@@ -165,8 +169,12 @@ class Explainer:
         layer = self.model.get_submodule(self.layer)
         inputs = self.inputs(pixels)
         maps, logits = library_cams(self.model, inputs, layer, self.method, None)
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        cams = [{self.classes[int(p.argmax())]: m} for p, m in zip(probs, maps, strict=True)]
+        if self.thresholds is not None:
+            probs = torch.sigmoid(logits.float()).cpu().numpy()
+            cams = self._label_set_cams(inputs, layer, probs, maps)
+        else:
+            probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            cams = [{self.classes[int(p.argmax())]: m} for p, m in zip(probs, maps, strict=True)]
         if wanted is not None:
             extra = (maps if self.method in CLASS_AGNOSTIC else
                      library_cams(self.model, inputs, layer, self.method, [wanted] * len(maps))[0])
@@ -174,6 +182,23 @@ class Explainer:
                 per_image.setdefault(self.classes[wanted], m)
         return [Explanation(name, pix, self.classes, prob, cam, self.method, self.layer)
                 for name, pix, prob, cam in zip(names, pixels, probs, cams, strict=True)]
+
+    def _label_set_cams(self, inputs: torch.Tensor, layer: torch.nn.Module, probs: np.ndarray,
+                        maps: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """A multi-label model's CAMs: one per predicted label (in class order); an image
+        with no label gets its most probable class's, so every image shows a map."""
+        chosen = decide(probs, self.thresholds)
+        chosen[np.arange(len(probs)), probs.argmax(1)] |= ~chosen.any(1)
+        cams: list[dict[str, np.ndarray]] = [{} for _ in probs]
+        for c in np.flatnonzero(chosen.any(0)):
+            if self.method in CLASS_AGNOSTIC:
+                per_class = maps
+            else:
+                per_class = library_cams(self.model, inputs, layer, self.method,
+                                         [int(c)] * len(probs))[0]
+            for i in np.flatnonzero(chosen[:, c]):
+                cams[i][self.classes[c]] = per_class[i]
+        return cams
 
     def feature_maps(self, item: Any, channels: int = CHANNELS) -> list[FeatureMap]:
         """The maps after each conv, activation and pool for one image."""

@@ -140,7 +140,7 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
         runner = open_model(model, options.device, options.threads or _ort_threads(workers),
                             options.tta)
         k = min(options.top_k, len(runner.manifest["classes"]))
-        classes = label_set_columns(runner.manifest)
+        classes = label_set_columns(runner.manifest, options.top_k)
         stream = _Stream(shard, options.strict)
         paths = in_shard(iter_paths(inputs, stream.unreadable), *shard)
         skipped = [0]
@@ -161,9 +161,15 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
     return summary
 
 
-def label_set_columns(manifest: dict[str, Any]) -> list[str] | None:
+def label_set_columns(manifest: dict[str, Any], top_k: int = 1) -> list[str] | None:
     """A multi-label model's classes (its rows list label sets), else None (top-k rows)."""
-    return list(manifest["classes"]) if manifest_task(manifest) == "multilabel" else None
+    if manifest_task(manifest) != "multilabel":
+        return None
+    if top_k > 1:
+        raise ConfigError("--top-k ranks one label per image; a multi-label model's rows "
+                          "hold its label set and every class's probability.",
+                          "Leave out --top-k.")
+    return list(manifest["classes"])
 
 
 def _ort_threads(workers: int) -> int:

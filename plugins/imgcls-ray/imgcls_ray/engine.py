@@ -110,7 +110,7 @@ def plan(model: str | os.PathLike, inputs: Sequence[str], options: InferOptions)
                           f"Export it first: imgcls export onnx {path} -o model.onnx")
     runner = with_tta(OnnxRunner(path, "cpu", 1), options.tta)  # a model flipping twice fails here
     top_k = min(options.top_k, len(runner.manifest["classes"]))
-    classes = label_set_columns(runner.manifest)
+    classes = label_set_columns(runner.manifest, options.top_k)
     if classes is not None and options.fmt == "parquet":
         raise ConfigError("The ray engine writes multi-label predictions as csv or jsonl.",
                           "Use --format csv or --format jsonl.")
