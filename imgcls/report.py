@@ -165,17 +165,22 @@ def render_report(title: str, headline: dict[str, str], curves_png: bytes,
                   mistakes: list[dict[str, Any]], config: dict[str, Any],
                   cams: dict[str, bytes] | None = None, cam_note: str | None = None,
                   titles: dict[str, str] | None = None,
-                  tables: list[tuple[str, list[str], list[list[Any]]]] | None = None) -> str:
+                  tables: list[tuple[str, list[str], list[list[Any]]]] | None = None,
+                  figures: list[tuple[str, bytes]] | None = None) -> str:
     """The whole report as one HTML string; nothing in it points outside the file.
 
     ``cams`` maps a mistake's path to a PNG of its class-activation map overlay.
     ``titles`` renames the ``confusion`` and ``mistakes`` sections; ``tables`` adds
-    (title, header, rows) sections after the per-class metrics (multi-label reports).
+    (title, header, rows) sections after the per-class metrics and ``figures`` (title,
+    PNG) after the confusion matrix (multi-label reports).
     """
     titles = {"confusion": "Confusion matrix", "mistakes": "Most confident mistakes"} | (
         titles or {})
     more = "".join(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}"
                    for title, header, rows in tables or [])
+    plots = "".join(f'<h2>{html.escape(title)}</h2><img class="plot" alt="'
+                    f'{html.escape(title.lower(), quote=True)}" src="{data_uri(png, "image/png")}">'
+                    for title, png in figures or [])
     summary = "".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
                       for k, v in headline.items())
     class_rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
@@ -189,7 +194,7 @@ def render_report(title: str, headline: dict[str, str], curves_png: bytes,
  src="{data_uri(curves_png, 'image/png')}">
 <h2>{html.escape(titles["confusion"])}</h2><img class="plot" id="confusion"
  alt="{html.escape(titles["confusion"].lower(), quote=True)}"
- src="{data_uri(confusion_png, 'image/png')}">
+ src="{data_uri(confusion_png, 'image/png')}">{plots}
 <h2>Per-class metrics</h2>
 {_table(["class", "precision", "recall", "F1", "support"], class_rows)}{more}
 <h2>{html.escape(titles["mistakes"])}</h2>{_gallery(mistakes, cams, cam_note)}

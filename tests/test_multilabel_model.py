@@ -64,6 +64,7 @@ def test_training_reaches_map_09_and_stores_thresholds(ml_run):
     assert [row["threshold"] for row in metrics["per_class"]] == manifest["thresholds"]
     report = (ml_run.run_dir / "report.html").read_text()
     assert "Average precision and thresholds" in report and "Co-occurrence" in report
+    assert "Precision-recall curves" in report
 
 
 @pytest.mark.slow

@@ -37,7 +37,8 @@ def draw_scene(kinds: list[str], size: int, rng: np.random.Generator,
     draw = ImageDraw.Draw(image)
     half = size / 2
     for kind, cell in zip(kinds, rng.permutation(CELLS)[: len(kinds)], strict=False):
-        r = rng.uniform(0.28, 0.4) * half * scale
+        # as large as a quarter allows: small shapes at 32-48 px are hard to tell apart
+        r = min(rng.uniform(0.34, 0.47) * half * scale, half / 2 - 1.5)
         low_x, low_y = (cell % 2) * half, (cell // 2) * half
         cx = rng.uniform(low_x + r + 1, low_x + half - r - 1)
         cy = rng.uniform(low_y + r + 1, low_y + half - r - 1)

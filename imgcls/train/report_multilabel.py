@@ -17,7 +17,7 @@ from ..evaluate_multilabel import (
     write_multilabel_evaluation,
 )
 from ..manifest import manifest_thresholds
-from ..report import plot_curves, write_report
+from ..report import new_figure, plot_curves, png_bytes, write_report
 
 THRESHOLD_HEADER = ["class", "AP", "threshold", "F1 at threshold", "support"]
 
@@ -53,4 +53,33 @@ def finish_multilabel(folder: Any, manifest: dict[str, Any], model: nn.Module,
                 "mistakes": "Largest errors (the largest gap between a probability and "
                             "the truth)"},
         tables=[("Average precision and thresholds (chosen on validation)",
-                 THRESHOLD_HEADER, threshold_rows(found["per_class"]))])
+                 THRESHOLD_HEADER, threshold_rows(found["per_class"]))],
+        figures=[("Precision-recall curves per class (dot: the class's threshold)",
+                  plot_pr_curves(evaluation))])
+
+
+def pr_curve(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision after each image, ranked by score (a class with positives)."""
+    hits = (targets > 0.5)[np.argsort(-scores, kind="stable")]
+    true_pos = np.cumsum(hits)
+    return true_pos / max(hits.sum(), 1), true_pos / np.arange(1, len(hits) + 1)
+
+
+def plot_pr_curves(evaluation: MultiLabelEvaluation) -> bytes:
+    """Every class's precision-recall curve in one PNG, each with its threshold marked."""
+    figure = new_figure(6, 4.5)
+    axes = figure.subplots()
+    for c, name in enumerate(evaluation.classes):
+        scores, targets = evaluation.probs[:, c], evaluation.targets[:, c]
+        if not (targets > 0.5).any():
+            continue
+        recall, precision = pr_curve(scores, targets)
+        line = axes.plot(recall, precision, label=name)[0]
+        kept = scores >= evaluation.thresholds[c]
+        if kept.any():
+            axes.plot([recall[kept.sum() - 1]], [precision[kept.sum() - 1]], "o",
+                      color=line.get_color())
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return png_bytes(figure)

@@ -198,11 +198,21 @@ class RunFolder:
         return {"run_dir": self.run_dir, "device": device, "classes": self.dataset.classes,
                 "train": len(self.images[0]), "val": len(self.images[1]), "model": self.spec.name,
                 "params": sum(p.numel() for p in model.parameters()),
-                "notes": self.dataset.notes, "class_counts": self.class_counts(),
+                "notes": self.dataset.notes + self._label_set_note(),
+                "class_counts": self.class_counts(),
                 "precision": precision.name, "world_size": env.world_size,
                 "start_epoch": start_epoch, "epochs": config.epochs,
                 "balanced": config.class_weights != "none" or config.sampler != "shuffle",
                 "recipe": recipe_note(config, self.weights)}
+
+    def _label_set_note(self) -> list[str]:
+        """Multi-label: how many training images carry no label, and several."""
+        if self.dataset.task != "multilabel":
+            return []
+        per_image = np.asarray(self.images[0].labels).sum(1)
+        return [f"multi-label: {int((per_image == 0).sum())} of {len(per_image)} training "
+                f"images have no label, {int((per_image > 1).sum())} have several; the "
+                "histogram counts each image once per label"]
 
     # ----------------------------------------------------------------------- events
 
