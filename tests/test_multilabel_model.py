@@ -22,14 +22,15 @@ from imgcls.registry import get_model
 from imgcls.train import TrainConfig, fit
 
 ML_SHAPES = {"multilabel": 1, "classes": 3, "train_per_class": 140, "val_per_class": 30,
-             "size": 40}
+             "size": 48}
 
 
 @pytest.fixture(scope="module")
 def ml_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ml-runs")
-    config = TrainConfig(model="resnet-s", data="shapes", data_options=dict(ML_SHAPES),
-                         img_size=40, epochs=10, batch_size=32, lr=3e-3, augment="flip",
+    config = TrainConfig(model="resnet-s", model_options={"depth": 8}, data="shapes",
+                         data_options=dict(ML_SHAPES), img_size=48, epochs=10, batch_size=32,
+                         lr=3e-3, augment="flip",
                          select_metric="map", out=str(out), name="ml", report_cams=False)
     return fit(config)
 
