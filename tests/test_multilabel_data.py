@@ -175,3 +175,26 @@ def test_the_manifest_validates_task_and_thresholds():
             validate_manifest(manifest | bad, "m")
     plain = make_manifest("basic-cnn", {}, ["a", "b"], Preprocess())
     assert plain["task"] == "multiclass" and "thresholds" not in plain
+
+
+def test_the_int8_gate_of_a_multilabel_model_compares_whole_label_sets():
+    from types import SimpleNamespace
+
+    from imgcls.export.int8 import _top1
+
+    class Session:
+        def __init__(self, outputs: list[list[float]]) -> None:
+            self.outputs = np.asarray(outputs)
+
+        def get_inputs(self) -> list:
+            return [SimpleNamespace(name="input")]
+
+        def run(self, _names: object, _feed: object) -> list:
+            return [self.outputs]
+
+    float_model = Session([[0.9, 0.6, 0.1], [0.8, 0.1, 0.1]])
+    int8_model = Session([[0.9, 0.4, 0.1], [0.7, 0.2, 0.1]])  # same top class, other set
+    thresholds = (0.5, 0.5, 0.5)
+    expected, actual = (_top1(s, [np.zeros(1)], thresholds) for s in (float_model, int8_model))
+    assert (expected == actual).all(1).tolist() == [False, True]
+    assert (_top1(float_model, [np.zeros(1)]) == _top1(int8_model, [np.zeros(1)])).all()
