@@ -1,6 +1,6 @@
 """Multi-label on real photos: two cats-vs-dogs photos side by side, labelled by what is in them.
 
-    python benchmarks/multilabel.py                          # 1200 + 400 composites
+    python benchmarks/multilabel.py                          # 1200 + 400 composites, 96 px
     nice -n 5 python benchmarks/multilabel.py --train 300 --val 100 --epochs 3   # a quick look
 
 Each composite puts two photos of one split side by side (each resized to SIZE x SIZE):

@@ -29,7 +29,7 @@ ML_SHAPES = {"multilabel": 1, "classes": 3, "train_per_class": 140, "val_per_cla
 def ml_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ml-runs")
     config = TrainConfig(model="resnet-s", model_options={"depth": 8}, data="shapes",
-                         data_options=dict(ML_SHAPES), img_size=48, epochs=10, batch_size=32,
+                         data_options=dict(ML_SHAPES), img_size=48, epochs=14, batch_size=32,
                          lr=3e-3, augment="flip",
                          select_metric="map", out=str(out), name="ml", report_cams=False)
     return fit(config)
