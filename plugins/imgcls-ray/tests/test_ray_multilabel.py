@@ -76,3 +76,32 @@ def test_ray_stage_rows_equal_the_local_engines(model, tmp_path):
     for path, prediction in rows.items():
         assert csv_row(prediction) == list(local[path].values())
     assert {row["labels"] for row in local.values()} != {""}
+
+
+@pytest.mark.slow
+def test_a_ray_run_writes_the_local_engines_label_set_rows(model, tmp_path):
+    ray = pytest.importorskip("ray")
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png")
+    local, remote = tmp_path / "local.csv", tmp_path / "ray.csv"
+    assert main(["infer", str(model), str(tmp_path), "-o", str(local)]) == 0
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="warning")
+    try:
+        assert main(["infer", str(model), str(tmp_path), "-o", str(remote), "--engine", "ray",
+                     "--threshold", "0.5"]) == 0
+        assert main(["infer", str(model), str(tmp_path), "-o", str(tmp_path / "p.parquet"),
+                     "--engine", "ray", "-f", "parquet"]) != 0  # label sets: csv or jsonl
+    finally:
+        ray.shutdown()
+    assert main(["infer", str(model), str(tmp_path), "-o", str(local.with_suffix(".05.csv")),
+                 "--threshold", "0.5"]) == 0
+
+    def rows(path: Path) -> dict[str, list[str]]:
+        with open(path, newline="") as handle:
+            return {row[0]: row for row in csv.reader(handle)}
+
+    assert rows(remote) == rows(local.with_suffix(".05.csv"))
+    assert rows(remote)["path"] == ["path", "labels", *(f"prob_{c}" for c in CLASSES)]
