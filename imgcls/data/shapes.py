@@ -10,7 +10,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -155,22 +155,33 @@ class ShapesOptions:
 
 
 def generate(root: Path, options: ShapesOptions | None = None) -> Path:
-    """Write ``root/train/<shape>/*.png`` and ``root/val/<shape>/*.png`` once; reuse after."""
-    options = options or ShapesOptions()
-    if (root / _DONE).exists():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # Build in a temporary sibling and rename, so an interrupted run never leaves half a set.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        if options.multilabel:
-            from .shapes_multilabel import write_multilabel
+    """Write ``root/train/<shape>/*.png`` and ``root/val/<shape>/*.png`` once; reuse after.
 
-            write_multilabel(tmp, options)
-        for split in _SPLITS if not options.multilabel else ():
+    (The multi-label mode is written by ``shapes_multilabel.generate_multilabel``.)
+    """
+    options = options or ShapesOptions()
+    if options.multilabel:
+        raise ConfigError("generate() writes the one-label shapes set.",
+                          "Use imgcls.data.shapes_multilabel.generate_multilabel.")
+
+    def write(tmp: Path) -> None:
+        for split in _SPLITS:
             for name, image, _ in drawn(options, split):
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 image.save(tmp / name)
+
+    return build_once(root, write)
+
+
+def build_once(root: Path, write: Callable[[Path], None]) -> Path:
+    """``write(folder)`` into a temporary sibling of ``root``, renamed to ``root`` when
+    complete, so an interrupted run never leaves half a set; nothing when ``root`` exists."""
+    if (root / _DONE).exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        write(tmp)
         (tmp / _DONE).write_text("ok\n")
         try:
             os.replace(tmp, root)

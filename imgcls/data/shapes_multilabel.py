@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .shapes import FORMAT_VERSION, SHAPES, ShapesOptions, _draw
+from .shapes import FORMAT_VERSION, SHAPES, ShapesOptions, _draw, build_once
 
 PRESENCE = 0.35  # the chance of each class in an image: about 12% of images hold none
 CELLS = 4  # at most four shapes, one per quarter of the canvas
@@ -73,3 +73,8 @@ def write_multilabel(tmp: Path, options: ShapesOptions) -> None:
             image.save(tmp / name)
             lines.append(f"{name},{';'.join(labels)}")
         (tmp / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def generate_multilabel(root: Path, options: ShapesOptions) -> Path:
+    """Write the multi-label set once into ``root`` (as :func:`shapes.generate` does)."""
+    return build_once(root, lambda tmp: write_multilabel(tmp, options))

@@ -10,6 +10,7 @@ from imgcls import hookimpl
 from imgcls.data.csv_loader import load_csv
 from imgcls.data.folder import load_folder
 from imgcls.data.shapes import SHAPES, ShapesOptions, default_root, generate
+from imgcls.data.shapes_multilabel import generate_multilabel
 from imgcls.specs import DatasetSpec, LoadedDataset
 from imgcls.system import cache_dir
 
@@ -21,11 +22,12 @@ def load_shapes(source: str | None = None, **options: Any) -> LoadedDataset:
     """
     parsed = ShapesOptions.parse(options)
     root = Path(source) if source else default_root(cache_dir(), parsed)
-    generate(root, parsed)
     if parsed.multilabel:  # several shapes per image: listed in train.csv and val.csv
+        generate_multilabel(root, parsed)
         loaded = load_csv(str(root / "train.csv"), task="multilabel",
                           classes=",".join(SHAPES[: parsed.classes]))
     else:
+        generate(root, parsed)
         loaded = load_folder(str(root))
     loaded.notes.append(f"synthetic shapes generated in {root}")
     return loaded
