@@ -1,6 +1,8 @@
-"""nox sessions: `nox -s tests` (the default), `nox -s lint` and `nox -s docs`."""
+"""nox sessions: `nox -s tests` (the default), `nox -s floors`, `nox -s lint` and `nox -s docs`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
@@ -13,14 +15,38 @@ PLUGINS = ["plugins/imgcls-example", "plugins/imgcls-torchvision", "plugins/imgc
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Install imgcls and the example plugin, then run every test (slow ones included)."""
-    session.install("-e", ".[dev]")
+    """Install imgcls with every extra and the plugins, then run every test (slow ones too)."""
+    session.install("-e", ".[dev,all]")
     for plugin in PLUGINS:
         session.install(plugin)
     session.run(
         "pytest", "tests", *(f"{plugin}/tests" for plugin in PLUGINS), *session.posargs,
         env={"IMGCLS_REQUIRE_EXAMPLE": "1"},
     )
+
+
+# A fast subset that touches every floored dependency: torch and torchvision (training),
+# onnx, onnxscript and onnxruntime (export, parity, inference), numpy, scipy, cleanlab
+# (audit), optuna (tune), grad-cam (explain), matplotlib and jinja2 (pages), safetensors.
+FLOOR_TESTS = ["tests/test_pages.py", "tests/test_extras.py", "tests/test_report.py",
+               "tests/test_export.py", "tests/test_infer.py", "tests/test_audit.py",
+               "tests/test_explain.py", "tests/test_metrics.py", "tests/test_images.py"]
+
+
+@nox.session
+def floors(session: nox.Session) -> None:
+    """Install the oldest releases pyproject.toml allows (tools/floors.py) and run a fast subset.
+
+    IMGCLS_FLOORS_LOOSE=torch,torchvision,onnxscript leaves those at >=floor where the
+    package index lacks the floor release (onnxscript's exporter bridge goes with torch's).
+    """
+    constraints = Path(session.create_tmp()) / "floors.txt"
+    session.install("packaging")  # tools/floors.py parses the requirements with it
+    session.run("python", "tools/floors.py", "-o", str(constraints))
+    session.log(constraints.read_text())
+    session.install("-c", str(constraints), "-e", ".[dev,all]")
+    session.run("pip", "list")
+    session.run("pytest", *FLOOR_TESTS, "-m", "not slow", "-x", "-q", *session.posargs)
 
 
 @nox.session

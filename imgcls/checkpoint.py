@@ -11,7 +11,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,43 +24,12 @@ from torch import nn
 from typing_extensions import TypedDict
 
 from .errors import CheckpointError, ManifestError
+from .io import atomic_write_bytes
 from .manifest import FORMAT_VERSION, MANIFEST_KEY, read_manifest
 from .options import builder_options, unknown_options
 from .registry import get_model
 from .schema import validate
 from .specs import Preprocess
-
-# mkstemp creates files readable by the owner only; written files get the usual
-# permissions instead. The umask can only be read by setting it, once, at import.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def clean_stale_temp_files(folder: Path) -> list[Path]:
-    """Remove the temp files :func:`atomic_write_bytes` leaves when killed mid-write."""
-    removed = []
-    for tmp in Path(folder).glob(".?*.*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, manifest: dict[str, Any]) -> Path:

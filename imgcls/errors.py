@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class ImgclsError(Exception):
     """Base error: ``message`` says what went wrong, ``hint`` what to do about it."""
@@ -57,3 +60,25 @@ class DeviceError(ImgclsError):
 
 class NonFiniteLossError(ImgclsError):
     """The training loss became NaN or infinite."""
+
+
+class MissingExtraError(ImgclsError):
+    """An optional dependency, installed with one of imgcls's extras, is missing."""
+
+
+# import name -> (what needs it, its distribution, the extra that installs it). `pip install
+# imgcls` is enough to train, export and infer; these commands' libraries are opt-in.
+EXTRAS = {"optuna": ("imgcls tune", "optuna", "tune"),
+          "cleanlab": ("imgcls data audit", "cleanlab", "audit"),
+          "pytorch_grad_cam": ("imgcls explain (class-activation maps)", "grad-cam", "explain")}
+
+
+def require_extra(module: str) -> ModuleType:
+    """``module`` imported, or a MissingExtraError naming the extra that installs it."""
+    needed_by, distribution, extra = EXTRAS[module]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{needed_by} needs {distribution}, which is not installed; it comes with the "
+            f"imgcls[{extra}] extra.", f"pip install 'imgcls[{extra}]'") from exc

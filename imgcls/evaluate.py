@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_bytes
 from .data import resolve_loader
 from .data.cache import DecodedImages
 from .data.loader import DeviceNormaliser, make_loader
@@ -29,6 +28,7 @@ from .errors import DataError
 from .infer.engine import Failure, predict_stream
 from .infer.runners import open_model
 from .infer.writers import safe_row
+from .io import atomic_write_bytes, atomic_write_text
 from .metrics import confusion_matrix, macro_f1, per_class_table
 from .multilabel import require_multiclass
 from .registry import get_dataset
@@ -204,7 +204,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | os.PathLike,
     matrix = evaluation.matrix
     paths = {name: out / name for name in ("metrics.json", "per_class.csv", "confusion.csv",
                                            "confusion.png", "misclassified.csv")}
-    atomic_write_bytes(paths["metrics.json"], json.dumps(summary, indent=2).encode())
+    atomic_write_text(paths["metrics.json"], json.dumps(summary, indent=2))
     atomic_write_bytes(paths["per_class.csv"], _csv_bytes(
         ["class", "precision", "recall", "f1", "support"],
         ([r["class"], f"{r['precision']:.6f}", f"{r['recall']:.6f}", f"{r['f1']:.6f}",

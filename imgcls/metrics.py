@@ -7,10 +7,12 @@ distributed ranks can add their partial counts and get exact global metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # report.py draws from these numbers without torch
+    import torch
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -83,10 +85,14 @@ class MetricAccumulator:
 
     def as_tensor(self) -> torch.Tensor:
         """Counts packed in one float64 tensor, for an all-reduce across ranks."""
+        import torch
+
         head = torch.tensor([self.loss_sum, self.seen, self.top_k_correct], dtype=torch.float64)
         return torch.cat([head, torch.from_numpy(self.matrix.astype(np.float64)).flatten()])
 
     def load_tensor(self, packed: torch.Tensor) -> None:
+        import torch
+
         values = packed.to(torch.float64).cpu()
         self.loss_sum = float(values[0])
         self.seen = round(float(values[1]))

@@ -1,13 +1,14 @@
-"""Plots (matplotlib, no GUI backend) and a self-contained HTML report of a run.
+"""Plots (matplotlib, no GUI backend), the HTML pages' renderer, and report.html of a run.
 
-The report embeds every image as a data URI, so it opens offline and can be
-mailed or archived as one file.
+Every page is a jinja2 template in imgcls/templates with one shared stylesheet inlined.
+The report embeds every image as a data URI, so it opens offline and can be mailed or
+archived as one file.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import os
 from pathlib import Path
@@ -15,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
 from .errors import DecodeError
 from .images import decode
+from .io import atomic_write_bytes, atomic_write_text
 from .metrics import normalize_rows
 
 GALLERY_SIZE = 24
@@ -113,51 +114,33 @@ def thumbnail_uri(path: str | os.PathLike, size: int = THUMBNAIL_PX) -> str | No
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-img.plot{max-width:100%}table{border-collapse:collapse;font-size:.9rem}
-td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left}.gallery{display:flex;flex-wrap:wrap;gap:.8rem}
-figure{margin:0;width:140px;font-size:.75rem}figure img{width:128px;height:128px;
-object-fit:contain;background:#eee}figure.with-cam{width:264px}figure img.cam{margin-left:4px}
-.summary span{margin-right:1.5rem}
-"""
+@functools.cache
+def _environment() -> Any:
+    import jinja2
+
+    # Autoescape everywhere: class names, paths and options are data and may hold markup.
+    return jinja2.Environment(loader=jinja2.PackageLoader("imgcls", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def render_page(template: str, **context: Any) -> str:
+    """Render ``imgcls/templates/<template>`` (one shared, inlined stylesheet) to a string."""
+    return _environment().get_template(template).render(**context)
 
 
-def _gallery(mistakes: list[dict[str, Any]], cams: dict[str, bytes] | None = None,
-             cam_note: str | None = None) -> str:
-    """Thumbnails of the mistakes, each with its Grad-CAM overlay when ``cams`` has one."""
-    cams = cams or {}
-    figures = []
+def _mistakes(mistakes: list[dict[str, Any]], cams: dict[str, bytes]) -> list[dict[str, Any]]:
+    """The gallery's entries: those whose image can still be read, with their CAM if any."""
+    shown = []
     for row in mistakes[:GALLERY_SIZE]:
         uri = thumbnail_uri(row["path"])
         if uri is None:
             continue
-        caption = (f"true <b>{html.escape(row['true'])}</b>, predicted "
-                   f"<b>{html.escape(row['predicted'])}</b> ({row['confidence']:.0%})<br>"
-                   f"{html.escape(Path(row['path']).name)}")
         cam = cams.get(row["path"])
-        overlay = "" if cam is None else (
-            f'<img class="cam" src="{data_uri(cam, "image/png")}" '
-            f'alt="Grad-CAM for {html.escape(row["predicted"], quote=True)}">')
-        kind = ' class="with-cam"' if cam else ""
-        figures.append(f'<figure{kind}><img src="{uri}" alt="misclassified image">{overlay}'
-                       f"<figcaption>{caption}</figcaption></figure>")
-    if not figures:
-        return "<p>No misclassified validation images.</p>"
-    note = ("<p>Beside each image: where the model looked for the class it predicted "
-            "(Grad-CAM; red is most).</p>" if cams else "")
-    if cam_note:
-        note += f"<p>{html.escape(cam_note)}</p>"
-    return f'{note}<div class="gallery">{"".join(figures)}</div>'
+        shown.append({"uri": uri, "cam": cam and data_uri(cam, "image/png"),
+                      "true": row["true"], "predicted": row["predicted"],
+                      "confidence": row["confidence"], "name": Path(row["path"]).name})
+    return shown
 
 
 def render_report(title: str, headline: dict[str, str], curves_png: bytes,
@@ -174,38 +157,19 @@ def render_report(title: str, headline: dict[str, str], curves_png: bytes,
     (title, header, rows) sections after the per-class metrics and ``figures`` (title,
     PNG) after the confusion matrix (multi-label reports).
     """
-    titles = {"confusion": "Confusion matrix", "mistakes": "Most confident mistakes"} | (
-        titles or {})
-    more = "".join(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}"
-                   for title, header, rows in tables or [])
-    plots = "".join(f'<h2>{html.escape(title)}</h2><img class="plot" alt="'
-                    f'{html.escape(title.lower(), quote=True)}" src="{data_uri(png, "image/png")}">'
-                    for title, png in figures or [])
-    summary = "".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
-                      for k, v in headline.items())
     class_rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
                    r["support"]] for r in per_class]
-    config_rows = [[key, value] for key, value in config.items()]
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_STYLE}</style></head><body>
-<h1>{html.escape(title)}</h1><p class="summary">{summary}</p>
-<h2>Training curves</h2><img class="plot" id="curves" alt="training curves"
- src="{data_uri(curves_png, 'image/png')}">
-<h2>{html.escape(titles["confusion"])}</h2><img class="plot" id="confusion"
- alt="{html.escape(titles["confusion"].lower(), quote=True)}"
- src="{data_uri(confusion_png, 'image/png')}">{plots}
-<h2>Per-class metrics</h2>
-{_table(["class", "precision", "recall", "F1", "support"], class_rows)}{more}
-<h2>{html.escape(titles["mistakes"])}</h2>{_gallery(mistakes, cams, cam_note)}
-<h2>Configuration</h2><details><summary>options</summary>
-{_table(["option", "value"], config_rows)}</details>
-</body></html>
-"""
+    return render_page("report.html.j2", title=title, headline=headline,
+                       titles={"confusion": "Confusion matrix",
+                               "mistakes": "Most confident mistakes"} | (titles or {}),
+                       curves=data_uri(curves_png, "image/png"),
+                       confusion=data_uri(confusion_png, "image/png"),
+                       figures=[(t, data_uri(png, "image/png")) for t, png in figures or []],
+                       class_rows=class_rows, tables=tables or [],
+                       mistakes=_mistakes(mistakes, cams or {}), with_cams=bool(cams),
+                       cam_note=cam_note, config_rows=[list(item) for item in config.items()])
 
 
 def write_report(path: str | os.PathLike, **parts: Any) -> Path:
     """Render with :func:`render_report` and write atomically."""
-    path = Path(path)
-    atomic_write_bytes(path, render_report(**parts).encode("utf-8"))
-    return path
+    return atomic_write_text(path, render_report(**parts))

@@ -39,7 +39,7 @@ How commands run:
   on PATH. IMGCLS_CACHE_DIR points into the test's temporary folder.
 - ``pip install`` and ``nox`` lines are not run: they change the environment. CI runs the
   README's two commands itself (``pip install -e . && imgcls train`` and
-  ``pip install nox && nox -s tests``); ``nox -s tests`` installs ``.[dev]`` and the
+  ``pip install nox && nox -s tests``); ``nox -s tests`` installs ``.[dev,all]`` and the
   plugins, ``nox -s docs`` installs ``.[docs]``. The exception is a folder the page itself
   created (the plugin tutorial): it is installed with ``pip install --no-deps
   --no-build-isolation --target`` into the sandbox, and the folder and that target go on

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from ..data.folder import is_under
 from ..errors import DataError
 from ..infer.writers import safe_row
+from ..io import append_text
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("original", "quarantined", "reason", "moved_at")
@@ -81,14 +84,19 @@ def free_name(target: Path) -> Path:
 
 
 def _append(manifest: Path, item: Moved) -> None:
-    new = not manifest.exists()
-    with open(manifest, "a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(COLUMNS)
-        writer.writerow(safe_row([str(item.original.resolve()), str(item.quarantined.resolve()),
-                                  item.reason,
-                                  datetime.now(timezone.utc).isoformat(timespec="seconds")]))
+    append_text(manifest, csv_rows(COLUMNS, item, header=not manifest.exists()))
+
+
+def csv_rows(columns: Sequence[str], item: Moved, header: bool) -> str:
+    """One manifest line for ``item`` (with the header line first when ``header``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if header:
+        writer.writerow(columns)
+    writer.writerow(safe_row([str(item.original.resolve()), str(item.quarantined.resolve()),
+                              item.reason,
+                              datetime.now(timezone.utc).isoformat(timespec="seconds")]))
+    return buffer.getvalue()
 
 
 def quarantine_root(source: str, loader: str, folder: Path, image_root: str | None = None

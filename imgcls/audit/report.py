@@ -9,37 +9,32 @@ suspects; it moves them only when asked to (``move=True``), through
 from __future__ import annotations
 
 import csv
-import html
 import io
 import os
 import shutil
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_bytes
 from ..errors import DataError
 from ..infer.writers import safe_row
+<<<<<<< HEAD:imgcls/audit/report.py
 from .duplicates import Entry
 from .probs import probs_csv
 from .quarantine import Moved, free_name, quarantine, split_by_root
 from .run import AuditResult, LabelIssue
+=======
+from ..io import append_text, atomic_write_bytes, atomic_write_text
+from ..report import render_page, thumbnail_uri
+from .audit import AuditResult, LabelIssue
+from .audit_dups import Entry
+from .audit_probs import probs_csv
+from .quarantine import Moved, csv_rows, free_name, quarantine, split_by_root
+>>>>>>> 4053677 (Pages from jinja2 templates with one inlined stylesheet; imgcls.io for every atomic write (torch-free); extras tune/audit/explain/all with one-line errors; true dependency floors and nox -s floors):imgcls/data/audit_report.py
 
 GALLERY = 60  # suspects shown in audit.html (every one is in label_issues.csv)
 GROUPS = 30  # near-duplicate groups shown
-THUMBNAIL = 112
 COPIED = "copied.csv"
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.gallery{display:flex;flex-wrap:wrap;gap:.8rem}.group{display:flex;gap:.6rem;margin:.6rem 0;
-padding:.4rem;border:1px solid #eee}figure{margin:0;width:128px;font-size:.75rem;
-overflow-wrap:anywhere}figure img{width:112px;height:112px;object-fit:contain;background:#eee}
-.given{color:#b00}.suggested{color:#070}.summary span{margin-right:1.5rem}
-"""
-
 
 def _csv(header: list[str], rows: Iterable[Iterable[Any]], safe: bool = True) -> bytes:
     # Reports are opened in spreadsheets: cells that would run as formulas are quoted
@@ -69,7 +64,7 @@ def write_outputs(result: AuditResult, out_dir: str | os.PathLike) -> dict[str, 
              for m in group.members)))
     else:
         del paths["near_duplicates.csv"]
-    atomic_write_bytes(paths["audit.html"], render_html(result).encode("utf-8"))
+    atomic_write_text(paths["audit.html"], render_html(result))
     return paths
 
 
@@ -134,55 +129,15 @@ def _folder_name(label: str) -> str:
 
 
 def _append_copied(manifest: Path, item: Moved) -> None:
-    new = not manifest.exists()
-    with open(manifest, "a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(["original", "copy", "reason", "copied_at"])
-        writer.writerow(safe_row([str(item.original.resolve()), str(item.quarantined.resolve()),
-                                  item.reason,
-                                  datetime.now(timezone.utc).isoformat(timespec="seconds")]))
+    append_text(manifest, csv_rows(["original", "copy", "reason", "copied_at"], item,
+                                   header=not manifest.exists()))
 
 
 # --------------------------------------------------------------------------- HTML
 
 
-def _figure(path: Path, caption: str) -> str:
-    from ..report import thumbnail_uri
-
-    uri = thumbnail_uri(path, THUMBNAIL)
-    image = (f'<img src="{uri}" alt="{html.escape(path.name)}">' if uri
-             else "<p>(no longer readable)</p>")
-    return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
-
-
-def _suspects(issues: list[LabelIssue]) -> str:
-    if not issues:
-        return "<p>No label issues found.</p>"
-    figures = [_figure(issue.path, f'<span class="given">given <b>{html.escape(issue.given)}'
-                                   f'</b></span><br><span class="suggested">suggested <b>'
-                                   f'{html.escape(issue.suggested)}</b></span><br>score '
-                                   f"{issue.score:.3f}<br>{html.escape(issue.path.name)}")
-               for issue in issues[:GALLERY]]
-    more = (f"<p>... and {len(issues) - GALLERY} more in label_issues.csv.</p>"
-            if len(issues) > GALLERY else "")
-    return f'<div class="gallery">{"".join(figures)}</div>{more}'
-
-
-def _groups(result: AuditResult) -> str:
-    if not result.searched_duplicates:
-        return "<p>Not searched (--no-duplicates).</p>"
-    if not result.duplicates:
-        return "<p>No near-duplicates across classes or between train and val.</p>"
-    rows = []
-    for number, group in enumerate(result.duplicates[:GROUPS], start=1):
-        figures = "".join(_figure(m.path, f"{html.escape(m.split)} / <b>"
-                                          f"{html.escape(m.label)}</b><br>"
-                                          f"{html.escape(m.path.name)}")
-                          for m in group.members[:8])
-        rows.append(f'<div class="group"><p>#{number}<br>{html.escape(group.kind)}<br>'
-                    f"{group.distance} bits</p>{figures}</div>")
-    return "".join(rows)
+def _thumb(path: Path) -> dict[str, Any]:
+    return {"uri": thumbnail_uri(path), "name": path.name}
 
 
 def render_html(result: AuditResult) -> str:
@@ -191,15 +146,13 @@ def render_html(result: AuditResult) -> str:
                 "label issues": str(len(result.issues)),
                 "near-duplicate groups": str(len(result.duplicates)),
                 "accuracy of the predictions": f"{result.accuracy:.1%}"}
-    summary = "".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
-                      for k, v in headline.items())
-    notes = "".join(f"<li>{html.escape(note)}</li>" for note in result.notes)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>imgcls data audit</title>
-<style>{_STYLE}</style></head><body>
-<h1>Data audit of {html.escape(result.source)}</h1><p class="summary">{summary}</p>
-<p>Predicted probabilities: {html.escape(result.method)}.</p>{f"<ul>{notes}</ul>" if notes else ""}
-<h2>Likely wrong labels, most suspicious first</h2>{_suspects(result.issues)}
-<h2>Near-duplicates across classes or train/val</h2>{_groups(result)}
-</body></html>
-"""
+    suspects = [_thumb(i.path) | {"given": i.given, "suggested": i.suggested, "score": i.score}
+                for i in result.issues[:GALLERY]]
+    groups = [{"kind": group.kind, "distance": group.distance,
+               "members": [_thumb(m.path) | {"split": m.split, "label": m.label}
+                           for m in group.members[:8]]}
+              for group in result.duplicates[:GROUPS]]
+    return render_page("audit.html.j2", title="imgcls data audit", source=result.source,
+                       headline=headline, method=result.method, notes=result.notes,
+                       suspects=suspects, more=max(0, len(result.issues) - GALLERY),
+                       searched=result.searched_duplicates, groups=groups)

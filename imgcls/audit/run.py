@@ -32,7 +32,8 @@ import numpy as np
 
 from ..data import resolve_loader
 from ..data.splits import check_split, select_split
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, require_extra
+from ..io import atomic_write_bytes
 from ..registry import get_dataset
 from ..train.config import TrainConfig
 from ..train.progress import Reporter
@@ -170,8 +171,6 @@ def stratified_folds(labels: list[str], folds: int, seed: int) -> np.ndarray:
 
 def write_fold_csv(path: Path, entries: list[Entry]) -> Path:
     """A path,label CSV of ``entries`` (absolute paths) for fit()'s csv loader."""
-    from ..checkpoint import atomic_write_bytes  # imports torch: not at `imgcls --help`
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "label"])
@@ -271,6 +270,7 @@ def find_issues(audited: list[Entry], probs: np.ndarray, classes: list[str]
                 ) -> tuple[np.ndarray, list[LabelIssue], list[str]]:
     """Label quality of each image, the flagged ones ranked (lowest quality first), and
     cleanlab's warnings as notes (e.g. a class with too few images to judge)."""
+    require_extra("cleanlab")
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -295,6 +295,7 @@ def audit(options: AuditOptions, reporter: Reporter | None = None,
     """Run the audit (see the module docstring); nothing is written but the folds' runs."""
     from .duplicates import near_duplicates
 
+    require_extra("cleanlab")  # before the folds train, not after
     options.validate()
     source, classes, entries, audited = select_entries(options.data, options.data_options,
                                                        options.split)

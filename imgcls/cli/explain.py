@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, require_extra
 from .console import console, err_console
 from .data import output_is_a_file
 
@@ -47,6 +47,8 @@ def explain(
 
     images = list(images or [])
     _check(images, feature_maps, filters, top_k)
+    if images and not feature_maps:  # CAMs; feature maps and filters need no extra
+        require_extra("pytorch_grad_cam")
     explainer = Explainer(checkpoint, method, layer, device)
     if images and not feature_maps:  # a wrong --layer or --target fails before any work
         explainer.target_index(target)

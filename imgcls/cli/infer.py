@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..infer.batch import InferOptions
 from ..infer.engine import BACKENDS, DEFAULT_BACKEND
 from ..infer.writers import Summary, summary_dict
+from ..io import atomic_write_text
 from ..options import did_you_mean
 from ..registry import LOCAL_ENGINE, get_engine
 from ..specs import EngineSpec
@@ -76,7 +77,7 @@ def infer(
     summary = spec.run(model, inputs, options, **engine_options)
     _report(summary, output)
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary_dict(summary), indent=2) + "\n")
+        atomic_write_text(summary_json, json.dumps(summary_dict(summary), indent=2) + "\n")
 
 
 def _engine(name: str, pairs: list[str], fmt: str) -> tuple[EngineSpec, dict[str, Any]]:

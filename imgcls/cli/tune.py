@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
+from ..errors import require_extra
 from .console import console, err_console, parse_options, print_table, print_warning
 from .data import data_option
 
@@ -63,7 +64,8 @@ def tune(
     weights: str | None = WEIGHTS,
 ) -> None:
     """Tune training options with optuna; write best.toml, best.safetensors, tune-report.html."""
-    import optuna  # imported here: `imgcls --help` must not load optuna or torch
+    # Imported here: `imgcls --help` must not load optuna or torch.
+    optuna = require_extra("optuna")
 
     from ..train.loop import TrainingInterrupted
     from ..tune.config import TuneConfig, parse_duration

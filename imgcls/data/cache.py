@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, DecodeError
 from ..images import load_pixels
+from ..io import atomic_write_text
 from ..specs import Preprocess, Sample
 from ..system import cache_dir, default_workers
 from . import fingerprint
@@ -143,9 +144,7 @@ def _build_disk(key: str, samples: Sequence[Sample], preprocess: Preprocess,
         os.replace(tmp, array_path)
     finally:
         tmp.unlink(missing_ok=True)
-    tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, index_path)
+    atomic_write_text(index_path, json.dumps(index))
     loaded = _load_disk(key)
     if loaded is None:
         raise ConfigError(f"The decoded-image cache in {array_path.parent} cannot be read back.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import ConfigError, DataError
+from ..io import atomic_write_bytes
 from ..specs import Preprocess, Sample
 from . import load_dataset
 from .augment import build_pipeline
@@ -90,9 +92,13 @@ def _grid(columns: list[torch.Tensor], labels: list[str]) -> Image.Image:
 def write_preview(image: Image.Image, output: Path) -> Path:
     """Save the grid (format from the suffix, PNG when there is none)."""
     output = Path(output)
+    encoded = io.BytesIO()
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        image.save(output, format=None if output.suffix else "PNG")
+        fmt = Image.registered_extensions().get(output.suffix.lower()) if output.suffix else "PNG"
+        if fmt is None:
+            raise ValueError(f"unknown file extension: {output.suffix}")
+        image.save(encoded, format=fmt)
+        atomic_write_bytes(output, encoded.getvalue())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"Cannot write {output}: {exc}",
                           "Pass -o with a writable .png or .jpg path.") from exc

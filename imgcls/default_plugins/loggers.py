@@ -9,12 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from imgcls import hookimpl
-from imgcls.checkpoint import atomic_write_bytes
+from imgcls.io import append_text, atomic_write_text
 
 JSONL = "metrics.jsonl"
 CSV = "metrics.csv"
@@ -22,10 +21,7 @@ CSV = "metrics.csv"
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one line and fsync, so a crash never leaves a half-written record."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_text(path, json.dumps(record) + "\n")
 
 
 def _csv_text(records: list[dict[str, Any]], header: bool) -> str:
@@ -44,8 +40,8 @@ def on_fit_start(run_dir: Any, history: list[dict]) -> None:
     if run_dir is None:
         return
     lines = "".join(json.dumps(record) + "\n" for record in history)
-    atomic_write_bytes(Path(run_dir) / JSONL, lines.encode())
-    atomic_write_bytes(Path(run_dir) / CSV, _csv_text(history, True).encode() if history else b"")
+    atomic_write_text(Path(run_dir) / JSONL, lines)
+    atomic_write_text(Path(run_dir) / CSV, _csv_text(history, True) if history else "")
 
 
 @hookimpl
@@ -56,5 +52,4 @@ def on_epoch_end(epoch: int, metrics: dict[str, float], run_dir: Any) -> None:
     append_jsonl(Path(run_dir) / JSONL, record)
     path = Path(run_dir) / CSV
     new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", encoding="utf-8", newline="") as handle:
-        handle.write(_csv_text([record], header=new))
+    append_text(path, _csv_text([record], header=new))

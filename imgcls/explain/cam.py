@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require_extra
 from .layers import is_map, no_inplace
 
 # --method name -> pytorch_grad_cam class. HiResCAM multiplies gradients and activations
@@ -37,7 +37,7 @@ def check_method(method: str) -> str:
 def library_cams(model: nn.Module, inputs: torch.Tensor, layer: nn.Module, method: str,
                  targets: list[int] | None) -> tuple[np.ndarray, torch.Tensor]:
     """CAMs (N x H x W) and logits, by pytorch-grad-cam; ``targets=None``: predicted classes."""
-    import pytorch_grad_cam
+    pytorch_grad_cam = require_extra("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cam_class = getattr(pytorch_grad_cam, METHODS[check_method(method)])

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import atomic_write_bytes
+from .. import report
 from ..infer.engine import Failure
 from ..infer.sources import iter_paths
+from ..io import atomic_write_bytes, atomic_write_text
 from .api import Explainer, Explanation
 from .feature_maps import FeatureMap
 from .figures import explanation_png, feature_map_png, filters_png
@@ -90,46 +90,26 @@ def write_explanations(explainer: Explainer, images: list[str], out_dir: str | o
     return written
 
 
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
-figure{margin:0 0 1.2rem 0}figcaption{font-size:.85rem}img{max-width:100%}
-.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{max-width:560px}"""
-
-
-def _figure(src: Path, root: Path, caption: str) -> str:
-    rel = html.escape(os.path.relpath(src, root).replace(os.sep, "/"), quote=True)
-    return f'<figure><img src="{rel}" alt=""><figcaption>{caption}</figcaption></figure>'
+def _link(src: Path, root: Path) -> str:
+    # The PNGs sit beside the page: relative links keep the folder movable as a whole.
+    return os.path.relpath(src, root).replace(os.sep, "/")
 
 
 def render_page(written: Written, checkpoint: str, model: str) -> str:
     """explain.html: every picture of the run, with what it shows."""
-    root, esc, parts = written.out_dir, html.escape, []
-    if written.explained:
-        first = written.explained[0][0]
-        parts.append(f"<h2>Class-activation maps ({esc(first.method)} on layer "
-                     f"<code>{esc(first.layer)}</code>)</h2><div class='grid'>")
-        for item, png in written.explained:
-            label, p = item.top(1)[0]
-            parts.append(_figure(png, root, f"{esc(item.source)}: <b>{esc(label)}</b> "
-                                            f"({p:.0%})"))
-        parts.append("</div>")
-    if written.features:
-        parts.append("<h2>Feature maps</h2>")
-        parts += [_figure(png, root, f"<code>{esc(f.name)}</code> {esc(f.module)} "
-                                     f"({esc(f.kind)}), {' x '.join(map(str, f.shape))}")
-                  for f, png in written.features]
-    if written.filters:
-        name, png = written.filters
-        parts.append(f"<h2>Filters of <code>{esc(name)}</code></h2>{_figure(png, root, '')}")
-    if written.failures:
-        parts.append("<h2>Unreadable images</h2><ul>" + "".join(
-            f"<li>{esc(f.path)}: {esc(f.reason)}</li>" for f in written.failures) + "</ul>")
-    title = f"imgcls explain: {esc(checkpoint)}"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}'
-            f"</title><style>{_STYLE}</style></head><body><h1>{title}</h1>"
-            f"<p>model <b>{esc(model)}</b></p>{''.join(parts)}</body></html>\n")
+    root = written.out_dir
+    first = written.explained[0][0] if written.explained else None
+    cams = [{"src": _link(png, root), "source": item.source, "label": item.top(1)[0][0],
+             "p": item.top(1)[0][1]} for item, png in written.explained]
+    features = [{"src": _link(png, root), "name": f.name, "module": f.module, "kind": f.kind,
+                 "shape": f.shape} for f, png in written.features]
+    filters = written.filters and {"name": written.filters[0],
+                                   "src": _link(written.filters[1], root)}
+    return report.render_page(
+        "explain.html.j2", title=f"imgcls explain: {checkpoint}", model=model, cams=cams,
+        method=first.method if first else "", layer=first.layer if first else "",
+        features=features, filters=filters, failures=written.failures)
 
 
 def write_page(written: Written, checkpoint: str, model: str) -> Path:
-    atomic_write_bytes(written.page, render_page(written, checkpoint, model).encode("utf-8"))
-    return written.page
+    return atomic_write_text(written.page, render_page(written, checkpoint, model))

@@ -28,13 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import LoadedCheckpoint, atomic_write_bytes, load_checkpoint
+from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..data.loader import NormaliseLayer
 from ..errors import DataError, ExportError, ImgclsError
 from ..images import load_pixels
 from ..infer.providers import make_session
 from ..infer.runners import check_tta
 from ..infer.sources import iter_paths
+from ..io import atomic_write_bytes
 from ..manifest import MANIFEST_KEY, manifest_task, manifest_thresholds, onnx_opset
 from ..specs import Preprocess
 from ..version import __version__

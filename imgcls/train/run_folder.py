@@ -20,8 +20,6 @@ from torch import nn
 
 from ..checkpoint import (
     RESUME_FILE,
-    atomic_write_bytes,
-    clean_stale_temp_files,
     load_checkpoint,
     save_checkpoint,
     save_resume_state,
@@ -31,6 +29,7 @@ from ..data.cache import DecodedImages
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import Evaluation, predict_decoded, write_evaluation
 from ..explain.gallery import Overlays, mistake_overlays
+from ..io import atomic_write_text, clean_stale_temp_files
 from ..manifest import make_manifest
 from ..plugins import call_hook
 from ..report import GALLERY_SIZE, plot_curves, write_report
@@ -227,8 +226,8 @@ class RunFolder:
             "device": str(info["device"]), "precision": info["precision"],
             "world_size": info["world_size"], "run_dir": str(self.run_dir),
             "requested_device": self.config.device}
-        atomic_write_bytes(self.run_dir / "config.toml", self.config.to_toml().encode())
-        atomic_write_bytes(self.run_dir / "config.json", json.dumps(resolved, indent=2).encode())
+        atomic_write_text(self.run_dir / "config.toml", self.config.to_toml())
+        atomic_write_text(self.run_dir / "config.json", json.dumps(resolved, indent=2))
         call_hook("on_fit_start", config=self.config, classes=self.dataset.classes,
                   run_dir=self.run_dir, history=list(history))
         if epochs_done == 0:

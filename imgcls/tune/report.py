@@ -6,7 +6,6 @@ so ``imgcls train --config best.toml`` trains the best trial again, exactly.
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -16,13 +15,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..checkpoint import atomic_write_bytes
-from ..report import data_uri, new_figure, png_bytes
+from ..io import atomic_write_bytes, atomic_write_text
+from ..report import data_uri, new_figure, png_bytes, render_page
 from ..train.config import config_from_dict
 from .config import TuneConfig
-from .study import STATE_NAMES
 
 TOP_TRIALS = 10
+STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
+               TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+               TrialState.WAITING: "waiting"}
 
 
 @dataclass
@@ -81,8 +82,7 @@ def finish(study: optuna.Study, config: TuneConfig) -> TuneResult:
 
 def write_best_toml(trial: FrozenTrial, path: Path) -> Path:
     config = config_from_dict(trial.user_attrs["train_config"], f"trial {trial.number}")
-    atomic_write_bytes(path, config.to_toml().encode())
-    return path
+    return atomic_write_text(path, config.to_toml())
 
 
 def copy_checkpoint(trial: FrozenTrial, path: Path) -> Path | None:
@@ -153,13 +153,6 @@ def plot_importances(importances: dict[str, float]) -> bytes:
 # --------------------------------------------------------------------------- HTML
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def format_value(value: Any) -> str:
     """Numbers to 4 significant digits; everything else as text."""
     if isinstance(value, float):
@@ -167,36 +160,20 @@ def format_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-_STYLE = ("body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}"
-          "h2{border-bottom:1px solid #ddd}img{max-width:100%}table{border-collapse:collapse}"
-          "td,th{border:1px solid #ddd;padding:.25rem .6rem}")
-
-
 def render_tune_report(study: optuna.Study, result: TuneResult) -> str:
     """The whole report as one HTML string; the plots are embedded PNGs."""
-    history = data_uri(plot_history(study, result.metric), "image/png")
     importances, why = param_importances(study)
-    importance_html = (f'<img id="importances" alt="parameter importances" '
-                       f'src="{data_uri(plot_importances(importances), "image/png")}">'
-                       if importances else
-                       f"<p>Not available yet: {html.escape(why or 'no trials')}</p>")
     names = sorted({name for row in result.rows for name in row["params"]})
     rows = [[r["number"], format_value(r["value"]), r["epochs"], format_value(r["seconds"]),
              *(format_value(r["params"].get(n)) for n in names)] for r in result.rows]
-    counts = ", ".join(f"{n} {state}" for state, n in result.counts.items())
-    title = f"imgcls tune {result.study_name}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_STYLE}</style></head><body>
-<h1>{html.escape(title)}</h1><p>{html.escape(counts)}; metric {html.escape(result.metric)}</p>
-<h2>Best trials</h2>
-{_table(["trial", result.metric, "epochs", "seconds", *names], rows)}
-<h2>Optimisation history</h2><img id="history" alt="optimisation history" src="{history}">
-<h2>Parameter importances</h2>{importance_html}
-</body></html>
-"""
+    return render_page(
+        "tune-report.html.j2", title=f"imgcls tune {result.study_name}",
+        counts=", ".join(f"{n} {state}" for state, n in result.counts.items()),
+        metric=result.metric, header=["trial", result.metric, "epochs", "seconds", *names],
+        rows=rows, history=data_uri(plot_history(study, result.metric), "image/png"),
+        importances=importances and data_uri(plot_importances(importances), "image/png"),
+        why=why or "no trials")
 
 
 def write_tune_report(study: optuna.Study, result: TuneResult, path: Path) -> Path:
-    atomic_write_bytes(path, render_tune_report(study, result).encode("utf-8"))
-    return path
+    return atomic_write_text(path, render_tune_report(study, result))

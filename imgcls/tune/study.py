@@ -22,12 +22,10 @@ from ..specs import ModelSpec
 from ..train.loop import fit
 from ..train.progress import Reporter
 from .config import TuneConfig
+from .report import STATE_NAMES
 from .space import Param, check_space, default_space, read_space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-               TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-               TrialState.WAITING: "waiting"}
 # Two processes opening a new SQLite file at once may both try to create its tables.
 STORAGE_ATTEMPTS = 5
 # Seconds a process waits for another one's write lock on a shared SQLite file.
