@@ -51,6 +51,7 @@ def test_a_missing_extra_is_named_in_one_line(module, args, extra, tmp_path, tra
     assert not list(tmp_path.glob("runs/*")) and not (tmp_path / "audit").exists()
 
 
+@pytest.mark.slow
 def test_feature_maps_need_no_grad_cam(tmp_path, trained):
     data = write_class_folders(tmp_path / "d", {"a": (200, 0, 0)}, 1)
     result = _cli(("pytorch_grad_cam",), ["explain", str(trained.best_path),

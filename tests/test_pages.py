@@ -77,9 +77,10 @@ def test_report_html_escapes_every_name(photo):
                          [{"class": HOSTILE, "precision": 1, "recall": 1, "f1": 1,
                            "support": 3}], [mistake], {HOSTILE: HOSTILE},
                          cams={str(photo): png}, cam_note=HOSTILE)
-    # title twice, headline key and value, class cell, true, predicted, file name,
-    # cam alt, the note, option and value
-    page = _check(text, 12)
+    # title twice, headline key and value, class cell, true, predicted, cam alt, the note,
+    # option and value; and the file name (its "/" made "_")
+    page = _check(text, 11)
+    assert f"{ESCAPED.replace('/', '_')}.png</figcaption>" in text
     assert page.tags.count("figure") == 1 and '<figure class="with-cam">' in text
 
 
@@ -90,9 +91,10 @@ def test_audit_html_escapes_labels_paths_and_notes(photo):
                          [DuplicateGroup(tuple(entries), 3)], notes=[HOSTILE], method=HOSTILE,
                          searched_duplicates=True)
     text = render_html(result)
-    # h1, headline, method, note; suspect: alt, given, suggested, name;
-    # group: two alts, split, label, name of the first member, name of the second
-    page = _check(text, 14)
+    # h1, headline, method, note; the suspect's given and suggested label; the group's
+    # first member's split and label; and the file name (its "/" made "_") in alts and captions
+    page = _check(text, 8)
+    assert text.count(ESCAPED.replace("/", "_")) == 6
     assert page.tags.count("figure") == 3 and text.count('class="group"') == 1
     assert "data:image/jpeg;base64," in text
 
