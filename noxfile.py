@@ -37,14 +37,18 @@ FLOOR_TESTS = ["tests/test_pages.py", "tests/test_extras.py", "tests/test_report
 def floors(session: nox.Session) -> None:
     """Install the oldest releases pyproject.toml allows (tools/floors.py) and run a fast subset.
 
-    IMGCLS_FLOORS_LOOSE=torch,torchvision,onnxscript leaves those at >=floor where the
-    package index lacks the floor release (onnxscript's exporter bridge goes with torch's).
+    IMGCLS_FLOORS_LOOSE=torch,torchvision,onnxscript,onnx leaves those at >=floor where
+    the package index lacks torch's floor release: onnxscript ships a bridge module per torch
+    release (torch 2.14 imports onnxscript._framework_apis.torch_2_11), and onnxscript's
+    newer releases need a newer onnx, so the exporter stack moves with torch.
     """
     constraints = Path(session.create_tmp()) / "floors.txt"
     session.install("packaging")  # tools/floors.py parses the requirements with it
     session.run("python", "tools/floors.py", "-o", str(constraints))
     session.log(constraints.read_text())
-    session.install("-c", str(constraints), "-e", ".[dev,all]")
+    # Eager: a reused environment moves to the pins, and the loose ones to their newest.
+    session.install("--upgrade", "--upgrade-strategy", "eager", "-c", str(constraints),
+                    "-e", ".[dev,all]")
     session.run("pip", "list")
     session.run("pytest", *FLOOR_TESTS, "-m", "not slow", "-x", "-q", *session.posargs)
 
