@@ -16,9 +16,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from imgcls.data.audit import AuditResult, LabelIssue
-from imgcls.data.audit_dups import DuplicateGroup, Entry
-from imgcls.data.audit_report import render_html
+from imgcls.audit.duplicates import DuplicateGroup, Entry
+from imgcls.audit.report import render_html
+from imgcls.audit.run import AuditResult, LabelIssue
 from imgcls.report import render_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def test_no_page_escapes_by_hand_and_every_template_ships():
         assert any(relative.match(pattern) for pattern in patterns), relative
 
 
-@pytest.mark.parametrize("module", ["imgcls.report", "imgcls.io", "imgcls.data.audit_report",
+@pytest.mark.parametrize("module", ["imgcls.report", "imgcls.io", "imgcls.audit.report",
                                     "imgcls.tune.report", "imgcls.default_plugins.loggers"])
 def test_writing_pages_and_files_imports_no_torch(module):
     script = f"import sys, {module}; assert 'torch' not in sys.modules, '{module}'"

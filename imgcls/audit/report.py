@@ -18,19 +18,12 @@ from typing import Any
 
 from ..errors import DataError
 from ..infer.writers import safe_row
-<<<<<<< HEAD:imgcls/audit/report.py
-from .duplicates import Entry
-from .probs import probs_csv
-from .quarantine import Moved, free_name, quarantine, split_by_root
-from .run import AuditResult, LabelIssue
-=======
 from ..io import append_text, atomic_write_bytes, atomic_write_text
 from ..report import render_page, thumbnail_uri
-from .audit import AuditResult, LabelIssue
-from .audit_dups import Entry
-from .audit_probs import probs_csv
+from .duplicates import Entry
+from .probs import probs_csv
 from .quarantine import Moved, csv_rows, free_name, quarantine, split_by_root
->>>>>>> 4053677 (Pages from jinja2 templates with one inlined stylesheet; imgcls.io for every atomic write (torch-free); extras tune/audit/explain/all with one-line errors; true dependency floors and nox -s floors):imgcls/data/audit_report.py
+from .run import AuditResult, LabelIssue
 
 GALLERY = 60  # suspects shown in audit.html (every one is in label_issues.csv)
 GROUPS = 30  # near-duplicate groups shown
