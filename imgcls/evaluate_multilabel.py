@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
 from .data import resolve_loader
 from .data.splits import select_split
 from .errors import DataError
 from .evaluate import _csv_bytes
 from .infer.engine import Failure, predict_stream
+from .io import atomic_write_bytes
 from .multilabel import co_occurrence, decide, multi_hot, summary, thresholds_for, unknown_label
 from .registry import get_dataset
 
