@@ -108,6 +108,9 @@ class TrainConfig:
                                         "linear layer).")
     freeze_backbone_epochs: Annotated[int, Field(ge=0)] = _opt(
         0, "Train only the head for this many epochs, then everything.")
+    cache_features: bool = _opt(True, "While the backbone is frozen and nothing is augmented, "
+                                      "compute its features once per image and train the "
+                                      "head on them.")
     backbone_lr_scale: Annotated[float, Field(gt=0)] | None = _opt(
         None, "Learning-rate multiplier for everything but the head (default 1; 0.1 when "
               "fine-tuning).")

@@ -31,6 +31,7 @@ from ..system import reuse_freed_memory
 from . import distributed
 from .config import TrainConfig
 from .distributed import DistEnv
+from .features import FeatureCache, epoch_features
 from .feed import OnDevice, load_data, loader_workers, make_loaders, place_model
 from .finetune import build_model, frozen_at, load_pretrained, run_preprocess
 from .multilabel import MultiLabelAccumulator, MultiLabelLoss, correct
@@ -115,8 +116,10 @@ def soft_targets(inputs: torch.Tensor, labels: torch.Tensor, augment: Pipeline,
     return augment.mix(inputs, loss_fn.one_hot(labels))
 
 
-def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
+def train_one_epoch(s: Session, epoch: int, clock: StageClock,
+                    features: FeatureCache | None = None) -> torch.Tensor:
     """One pass over the training data; returns [loss sum, correct, seen, skipped steps].
+    With ``features`` (a frozen backbone's, see features.py) only the head runs.
 
     Each stage runs under ``clock`` (see timing.py). The running totals stay on the
     device: reading them every step (``.item()``) would make the host wait for the
@@ -128,14 +131,16 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock) -> torch.Tensor:
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     s.reporter.epoch_start(epoch, len(s.train_loader))
     watch = LossWatch(s.config.skip_nonfinite, s.env, epoch)
-    batches = s.on_device.batches(s.train_loader, clock, s.normalize)  # timed in there
+    model, batches = s.model, s.on_device.batches(s.train_loader, clock, s.normalize)
+    if features is not None:
+        model, batches = features.module(s.model), features.batches(s.train_loader, clock)
     for step, (inputs, labels) in enumerate(batches, 1):
         with clock("normalise"):
             labels = labels.to(device, non_blocking=True)
             inputs, targets = soft_targets(inputs, labels, s.augment, s.loss_fn)
         with clock("step"):
             with s.precision.autocast():
-                logits = s.model(inputs)
+                logits = model(inputs)
                 loss = s.loss_fn(logits.float(), targets)
             stepped = watch.may_step(loss, step)
             if stepped:
@@ -220,6 +225,7 @@ class Session:
     history: list[dict[str, float]]
     outputs: RunFolder
     multilabel: list[str] | None = None  # the class names of a multi-label run
+    features: FeatureCache | None = None  # a frozen backbone's, built on first use
 
 
 def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
@@ -304,13 +310,16 @@ def run_epochs(s: Session, start: int) -> bool:
             freeze_backbone(s.model.module if s.env.enabled else s.model,
                             s.outputs.spec.head, frozen=frozen_at(s.config, epoch))
         started, clock = time.perf_counter(), StageClock()
-        totals = train_one_epoch(s, epoch, clock)
+        features = epoch_features(s, epoch)
+        totals = train_one_epoch(s, epoch, clock, features)
         if totals[3] > 0:
             s.reporter.warn(f"epoch {epoch}: skipped {int(totals[3])} steps with a non-finite "
                             "loss (--skip-nonfinite).")
         seconds = time.perf_counter() - started
-        val = validate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
-                       s.num_classes, s.config.top_k, s.multilabel)
+        val = (features.validate(s.stepper.eval_model(), s.precision, s.num_classes,
+                                 s.config.top_k) if features is not None else
+               validate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
+                        s.num_classes, s.config.top_k, s.multilabel))
         record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
         timing = {"epoch_seconds": seconds,
                   "images_per_second": totals[2].item() * s.env.world_size / seconds,
