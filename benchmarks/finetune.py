@@ -114,7 +114,7 @@ def scratch_row(data: Path, test: Path, out: str, device: str) -> dict[str, Any]
 
 def report(row: dict[str, Any], scratch: dict[str, Any] | None, swap: bool, size: int) -> str:
     half = "--holdout --swap-halves" if swap else "--holdout"
-    lines = [f"{'':<44}{'held-out':>10}{'--tta flip':>12}{'wall s':>9}{'CPU s':>9}",
+    lines = [f"{'':<52}{'held-out':>10}{'--tta flip':>12}{'wall s':>9}{'CPU s':>9}",
              _line(f"fine-tuned EfficientNet-Lite0 ({size} px)", row)]
     if scratch is not None:
         lines.append(_line(f"from scratch, {SCRATCH} (run now)", scratch))
@@ -133,7 +133,7 @@ def report(row: dict[str, Any], scratch: dict[str, Any] | None, swap: bool, size
 
 
 def _line(label: str, row: dict[str, Any]) -> str:
-    return (f"{label:<44}{row['test none']:>10.2%}{row['test flip']:>12.2%}"
+    return (f"{label:<52}{row['test none']:>10.2%}{row['test flip']:>12.2%}"
             f"{row['wall s']:>9.0f}{row['cpu s']:>9.0f}")
 
 
