@@ -106,3 +106,17 @@ def test_a_model_that_computes_after_its_head_trains_on_images(tmp_path):
     assert any("cannot be cached" in warning for warning in reporter.warnings)
     assert seen >= 4 * (30 + 15)
     assert len(result.history) == 4
+
+
+def test_imgcls_train_says_it_trains_the_head_on_features(tmp_path, capsys):
+    from imgcls.cli import main
+
+    data = colour_data(tmp_path / "colours", per_class=6)
+    SEEN["images"] = 0
+    code = main(["train", "--model", "tiny-backbone", "--data", str(data), "--epochs", "3",
+                 "--img-size", "16", "--freeze-backbone", "--augment", "none", "--no-report",
+                 "--out", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "features (8 per image) are computed once" in " ".join(out.split())
+    assert SEEN["images"] == 18 + 9  # each training and validation image once
