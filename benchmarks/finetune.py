@@ -17,6 +17,10 @@ without ``--tta flip``.
 CPU seconds are the process's and its children's user + system time (getrusage) over the
 whole run: decoding, the one pass of the backbone, training, evaluation. On a shared
 machine they are the figure to read; wall time grows with the load average (printed).
+Torch computes with one thread by default here: a second thread shortens the wall time
+(the backbone's forward pass ran 1.3x faster at load average 5) but spends more
+CPU-seconds (a thread spins while it waits for the other, much more so when the cores
+are shared); ``--threads 0`` keeps torch's default.
 """
 
 from __future__ import annotations
@@ -142,8 +146,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", default="../shared/data/cats-dogs",
                         help="A folder with train/ and val/ class folders.")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's, one per core).")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: the fewest CPU-seconds; 0: torch's "
+                             "default, one per core, for the shortest wall time).")
     parser.add_argument("--img-size", type=int, default=RECIPE["img_size"])
     parser.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     parser.add_argument("--swap-halves", action="store_true",
