@@ -3,8 +3,9 @@ benchmarks/efficientnet_lite_plugin.py) on 100 real cats-vs-dogs photos.
 
 The weights go through imgcls.weights.fetch (a file:// URL with its sha256, into the torch
 hub cache) and training through fit() with the backbone frozen, so the head trains on
-features computed once. From scratch, 100 photos and a few CPU-seconds give a coin toss;
-the pretrained features separate cats from dogs on photos no choice was made on.
+features computed once. From scratch, the tutorial's network reaches 77% with all 2,000
+training photos (docs/training.md); the pretrained features need 100 photos and a few
+CPU-seconds for 85% or more on photos no choice was made on.
 """
 
 from __future__ import annotations
