@@ -125,7 +125,8 @@ def build_cache(model: nn.Module, head: str | None, train: DecodedImages, val: D
     model.eval()
     try:
         train_part = extract(model, name, train, normalize, precision, advance)
-        val_part = extract(model, name, val, normalize, precision, advance)
+        val_part = (extract(model, name, val, normalize, precision, advance)
+                    if train_part is not None else None)
     finally:
         model.train(was_training)
     if train_part is None or val_part is None:
