@@ -42,8 +42,9 @@ def output_size(image_size: tuple[int, int], pre: dict) -> tuple[int, int]:
     cover_h = max(height, int(height / fraction + 1e-6))
     cover_w = max(width, int(width / fraction + 1e-6))
     scale = max(cover_w / image_size[0], cover_h / image_size[1])
-    return (max(cover_w, round(image_size[0] * scale)),
-            max(cover_h, round(image_size[1] * scale)))
+    # The long side is truncated, as torchvision's Resize (and imgcls) do.
+    return (max(cover_w, int(image_size[0] * scale + 1e-6)),
+            max(cover_h, int(image_size[1] * scale + 1e-6)))
 
 
 def load_pixels(path: str, pre: dict) -> np.ndarray:
