@@ -62,6 +62,14 @@ class NonFiniteLossError(ImgclsError):
     """The training loss became NaN or infinite."""
 
 
+class OutputError(ConfigError):
+    """An output would overwrite an input or another output, or is no regular file."""
+
+
+class DataWarning(UserWarning):
+    """Something in the data is likely a mistake, but training can go on."""
+
+
 class MissingExtraError(ImgclsError):
     """An optional dependency, installed with one of imgcls's extras, is missing."""
 

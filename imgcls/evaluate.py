@@ -190,7 +190,7 @@ def _csv_bytes(header: list[str], rows: Iterable[Iterable[Any]]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(safe_row(header))
     writer.writerows(safe_row(row) for row in rows)
-    return buffer.getvalue().encode()
+    return buffer.getvalue().encode("utf-8", "surrogateescape")
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | os.PathLike,

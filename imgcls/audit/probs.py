@@ -155,4 +155,4 @@ def probs_csv(paths: list[Path], probs: np.ndarray, classes: list[str]) -> bytes
     writer.writerow(safe_row(["path", *classes]))
     for path, row in zip(paths, probs, strict=True):
         writer.writerow(safe_row([str(path), *(f"{value:.6f}" for value in row)]))
-    return buffer.getvalue().encode()
+    return buffer.getvalue().encode("utf-8", "surrogateescape")

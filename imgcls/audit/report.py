@@ -36,7 +36,7 @@ def _csv(header: list[str], rows: Iterable[Iterable[Any]], safe: bool = True) ->
     writer = csv.writer(buffer, lineterminator="\n")
     for row in [header, *rows]:
         writer.writerow(safe_row(row) if safe else list(row))
-    return buffer.getvalue().encode()
+    return buffer.getvalue().encode("utf-8", "surrogateescape")
 
 
 def write_outputs(result: AuditResult, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -175,7 +175,7 @@ def write_fold_csv(path: Path, entries: list[Entry]) -> Path:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "label"])
     writer.writerows([os.path.abspath(entry.path), entry.label] for entry in entries)
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8", "surrogateescape"))
     return path
 
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError, ImgclsError
 from ..registry import get_dataset, has_dataset, list_datasets
 from ..specs import LoadedDataset
 from .splits import split_stratified
@@ -44,11 +44,10 @@ def load_dataset(
     ``task`` (multiclass or multilabel) overrides the task the loader detected.
     """
     name, source = resolve_loader(data)
-    load = get_dataset(name).spec.load
     options = dict(options or {})
-    if task is not None and "task" in inspect.signature(load).parameters:
+    if task is not None and "task" in inspect.signature(get_dataset(name).spec.load).parameters:
         options["task"] = task
-    loaded = with_task(load(source, **options), task, data)
+    loaded = with_task(_load(name, source, options), task, data)
     if len(loaded.classes) < 2:
         raise DataError(
             f"Found {len(loaded.classes)} class in {data!r}: {loaded.classes}; "
@@ -91,13 +90,39 @@ def with_task(loaded: LoadedDataset, task: str | None, data: str) -> LoadedDatas
     return loaded
 
 
+def _load(name: str, source: str | None, options: dict[str, Any]) -> LoadedDataset:
+    """Call the loader plugin: a wrong option or a crash in it is one error naming it."""
+    entry = get_dataset(name)
+    load = entry.spec.load
+    try:
+        inspect.signature(load).bind(source, **options)
+    except TypeError as exc:
+        takes = [p.name for p in list(inspect.signature(load).parameters.values())[1:]
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise ConfigError(f"The {name} dataset loader does not take these --data-opt "
+                          f"options: {exc}.", f"It takes: {', '.join(takes) or 'none'}.") from exc
+    except ValueError:  # no signature to check (a builtin): let the call decide
+        pass
+    try:
+        return load(source, **options)
+    except ImgclsError:
+        raise
+    except Exception as exc:  # a plugin's bug: name the plugin, not a raw traceback
+        raise DataError(f"The dataset loader {name!r} of plugin {entry.plugin!r} failed on "
+                        f"{source or name}: {type(exc).__name__}: {exc}",
+                        "Report it to the plugin's authors; --debug shows the traceback."
+                        ) from exc
+
+
 def fingerprint(samples: list[tuple[Path, int]]) -> str:
     """A short hash of file paths, sizes, mtimes and labels: changes when the data does."""
     digest = hashlib.sha256()
     for path, label in samples:
         try:
             stat = os.stat(path)
-            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
+            line = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n"
         except OSError:
-            digest.update(f"{path}|missing|{label}\n".encode())
+            line = f"{path}|missing|{label}\n"
+        # A file name that is not UTF-8 reaches Python as surrogate escapes: hash its bytes.
+        digest.update(line.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]

@@ -116,7 +116,7 @@ def _compact(samples: Sequence[Sample], pixels: np.ndarray, ok: np.ndarray,
 
 def _cache_key(samples: Sequence[Sample], preprocess: Preprocess) -> str:
     payload = json.dumps([CACHE_VERSION, fingerprint(list(samples)), preprocess.to_dict()])
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+    return hashlib.sha256(payload.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 def _disk_paths(key: str) -> tuple[Path, Path]:

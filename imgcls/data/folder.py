@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import unicodedata
+import warnings
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 from ..images import is_image_file
 from ..specs import LoadedDataset, Sample
 
@@ -63,18 +65,56 @@ def images_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
 
 
+def class_name(folder: Path) -> str:
+    """A class folder's name as text: bytes that are not UTF-8 are shown as \\xNN escapes.
+
+    Paths keep their bytes (surrogate escapes) to open the files; the class name
+    goes into manifests, reports and CSV files, which must be valid text.
+    """
+    return os.fsencode(folder.name).decode("utf-8", "backslashreplace")
+
+
+def _check_class_names(base: Path, folders: list[Path], classes: list[str]) -> None:
+    """Refuse names that differ only in Unicode normalisation; warn on case and empty folders.
+
+    NFC and NFD spellings print identically everywhere (reports, CSVs, the manifest),
+    so two such classes could never be told apart: an error. Names that differ in
+    case are visible and sometimes meant (``A`` and ``a`` in handwriting): a warning.
+    """
+    by_form: dict[str, str] = {}
+    by_case: dict[str, str] = {}
+    for name in classes:
+        form = unicodedata.normalize("NFC", name)
+        if form in by_form:
+            raise DataError(f"Class folders {by_form[form]!r} and {name!r} in {base} have the "
+                            "same name in different Unicode normalisations (NFC/NFD); they "
+                            "would print as one class.", "Merge the two folders or rename one.")
+        by_form[form] = name
+        folded = form.casefold()
+        if folded in by_case:
+            warnings.warn(f"Class folders {by_case[folded]!r} and {name!r} in {base} differ "
+                          "only in case; they train as two classes.", DataWarning, stacklevel=3)
+        by_case.setdefault(folded, name)
+    empty = [class_name(folder) for folder in folders if class_name(folder) not in classes]
+    if empty:
+        warnings.warn(f"{len(empty)} class folders in {base} hold no images and are not "
+                      f"classes: {', '.join(empty[:EXAMPLES])}"
+                      + (" ..." if len(empty) > EXAMPLES else ""), DataWarning, stacklevel=3)
+
+
 def _samples(root: Path, classes: list[str]) -> list[Sample]:
     index = {name: i for i, name in enumerate(classes)}
     samples: list[Sample] = []
     for folder in class_dirs(root):
-        if folder.name not in index:
+        if class_name(folder) not in index:
             if images_under(folder):
                 raise DataError(
-                    f"Class {folder.name!r} in {root} does not exist in the training folder.",
+                    f"Class {class_name(folder)!r} in {root} does not exist in the training "
+                    "folder.",
                     "Validation classes must be a subset of the training classes.",
                 )
             continue
-        samples.extend((path, index[folder.name]) for path in images_under(folder))
+        samples.extend((path, index[class_name(folder)]) for path in images_under(folder))
     return samples
 
 
@@ -93,7 +133,9 @@ def load_folder(source: str | None, outside: str = "allow") -> LoadedDataset:
     train_root = _find(root, TRAIN_NAMES)
     val_root = _find(root, VAL_NAMES) if train_root else None
     base = train_root or root
-    classes = [folder.name for folder in class_dirs(base) if images_under(folder)]
+    folders = class_dirs(base)
+    classes = [class_name(folder) for folder in folders if images_under(folder)]
+    _check_class_names(base, folders, classes)
     if not classes:
         raise DataError(
             f"No images found in class sub-folders of {base}.",

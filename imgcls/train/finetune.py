@@ -17,6 +17,7 @@ from ..weights import apply_weights, resolve_weights
 from . import distributed
 from .config import TrainConfig
 from .distributed import DistEnv
+from .model_checks import build_within_memory, check_output_shape
 from .optim import freeze_backbone
 
 
@@ -71,10 +72,11 @@ def build_model(spec: ModelSpec, num_classes: int, preprocess: Preprocess,
                           "(--model-opt).",
                           f"Its options are: {', '.join(names) or 'none'}.")
     try:
-        model = spec.build(num_classes, image_size=preprocess.size, **options)
+        model = build_within_memory(spec, num_classes, preprocess.size, options)
     except ValueError as exc:  # builders reject bad option values with ValueError
         raise ConfigError(f"Model {spec.name!r} rejected its options: {exc}",
                           "Check the --model-opt values against `imgcls models`.") from exc
+    check_output_shape(model, spec, num_classes, preprocess.size)
     if config.freeze_backbone:
         freeze_backbone(model, spec.head)
     return model

@@ -39,7 +39,14 @@ from .nonfinite import LossWatch
 from .optim import Stepper, TrainLoss, freeze_backbone, train_mode
 from .precision import Precision, resolve_precision
 from .progress import Reporter
-from .run_folder import RunFolder, check_optimizer_state, restoring, resumed_config, set_rng_state
+from .run_folder import (
+    RunFolder,
+    check_optimizer_state,
+    check_run_outputs,
+    restoring,
+    resumed_config,
+    set_rng_state,
+)
 from .timing import StageClock
 
 # Options that may change when a run is resumed: they do not change what is computed.
@@ -233,6 +240,8 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     # configuration
     spec = get_model(config.model).spec
     config.validate(spec)
+    if env.is_main and resume_dir is None:
+        check_run_outputs(config)  # before any work: the run must not land on its inputs
     seed_everything(config.seed)
     reuse_freed_memory()
     precision = resolve_precision(config.amp, config.amp_dtype, device, reporter.warn)

@@ -31,6 +31,7 @@ from ..evaluate import Evaluation, predict_decoded, write_evaluation
 from ..explain.gallery import Overlays, mistake_overlays
 from ..io import atomic_write_text, clean_stale_temp_files
 from ..manifest import make_manifest
+from ..outputs import check_out_dir, check_run_name, input_paths
 from ..plugins import call_hook
 from ..report import GALLERY_SIZE, plot_curves, write_report
 from ..specs import LoadedDataset, ModelSpec, Preprocess
@@ -49,8 +50,10 @@ def folder_name(model: str) -> str:
     return model.replace("/", "-").replace("\\", "-")
 
 
-def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
+def planned_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
     """runs/<name>, or runs/<name>-2, -3 ... when the name was not given explicitly."""
+    if explicit:
+        check_run_name("--name", name)
     base = Path(out)
     run_dir = base / name
     if run_dir.exists() and not exist_ok:
@@ -61,6 +64,20 @@ def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
         while (base / f"{name}-{n}").exists():
             n += 1
         run_dir = base / f"{name}-{n}"
+    return run_dir
+
+
+def check_run_outputs(config: TrainConfig) -> None:
+    """The run folder must stay in --out-dir, off the data and any weights it reads."""
+    run_dir = planned_run_dir(config.out, config.name or folder_name(config.model), config.exist_ok,
+                              explicit=config.name is not None)
+    files, folders = input_paths([config.data, config.weights])
+    check_out_dir("the run folder (--out-dir/--name)", run_dir, files, folders)
+
+
+def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
+    """Create runs/<name> (see planned_run_dir)."""
+    run_dir = planned_run_dir(out, name, exist_ok, explicit)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

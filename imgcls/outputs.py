@@ -1,0 +1,175 @@
+"""The output rule, checked before any work: a command writes only what the user named.
+
+Every output is a regular file (new, or one that the command replaces), in a
+folder this process can write, never a file the command reads, never inside a
+folder it reads, and never the same file as another output of the same command.
+Torch-free: every command calls this before it imports anything heavy.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .errors import OutputError
+
+PathLike = str | os.PathLike
+
+
+def _real(path: PathLike) -> Path:
+    # realpath resolves every symlink of the parts that exist; the rest stays as given.
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two real paths name one file (hard links included)."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: then they differ
+        return False
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _check_kind(flag: str, path: PathLike) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"Cannot use {path} as {flag}: {exc.strerror}.",
+                          f"Name a new file for {flag}.") from exc
+    if not stat.S_ISREG(mode):
+        hint = ("Name a file in that folder, e.g. " + os.path.join(os.fspath(path), "out")
+                if stat.S_ISDIR(mode) else
+                f"imgcls writes only regular files; name a new file for {flag}")
+        raise OutputError(f"{flag} {path} is {_kind(mode)}, not a regular file.", hint + ".")
+
+
+def check_writable(flag: str, path: PathLike, *, folder: bool = False) -> None:
+    """Refuse ``path`` (a file, or with ``folder`` a folder to create) in a read-only place.
+
+    The nearest existing folder above it is probed with a temporary file, which
+    catches read-only file systems and pseudo-file systems that root cannot write
+    either; the probe is removed at once.
+    """
+    target = Path(os.path.expanduser(os.fspath(path)))
+    place = target if (folder and target.is_dir()) or not target.name else target.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise OutputError(f"Cannot write {flag} {path}: {place} is not a folder.",
+                          f"Name a path under an existing folder for {flag}.")
+    if target.is_file() and not os.access(target, os.W_OK):
+        raise OutputError(f"Cannot write {flag} {path}: the file is read-only.",
+                          f"Name another file for {flag}.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".imgcls-probe-", dir=place)
+    except OSError as exc:
+        raise OutputError(f"Cannot write {flag} {path}: {place} is not writable "
+                          f"({exc.strerror}).", f"Name a writable place for {flag}.") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def input_paths(args: Iterable[PathLike | None]) -> tuple[list[Path], list[Path]]:
+    """Command-line inputs as (files, folders); a glob reads the folder before its pattern.
+
+    Names that are no path (a dataset name like ``shapes``) are left out.
+    """
+    files: list[Path] = []
+    folders: list[Path] = []
+    for arg in args:
+        if arg is None or os.fspath(arg) in ("", "-"):
+            continue
+        text = os.fspath(arg)
+        text = text[1:] if text.startswith("@") and os.path.isfile(text[1:]) else text
+        if os.path.isdir(text):
+            folders.append(Path(text))
+        elif os.path.exists(text):
+            files.append(Path(text))
+        elif glob.has_magic(text):
+            static = Path(text.split("*")[0].split("?")[0].split("[")[0])
+            folders.append(static if text.endswith(os.sep) or static.is_dir() else static.parent)
+    return files, folders
+
+
+def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Iterable[PathLike] = (),
+                  input_folders: Iterable[PathLike] = ()) -> None:
+    """Refuse, before any work, outputs that break the output rule (see the module doc).
+
+    ``outputs`` maps how the user named each output (``-o``, ``--summary-json``,
+    ``the parity report``) to its path; None entries are outputs not asked for.
+    """
+    named = {flag: path for flag, path in outputs.items() if path is not None}
+    real_inputs = [(Path(p), _real(p)) for p in inputs]
+    real_folders = [(Path(p), _real(p)) for p in input_folders]
+    seen: list[tuple[str, Path]] = []
+    for flag, path in named.items():
+        _check_kind(flag, path)
+        real = _real(path)
+        for given, source in real_inputs:
+            if _same(real, source):
+                raise OutputError(f"{flag} {path} is an input of this command ({given}); "
+                                  "writing it would destroy what is being read.",
+                                  f"Name a new file for {flag}.")
+        for given, folder in real_folders:
+            if _inside(real, folder):
+                raise OutputError(f"{flag} {path} is inside the input folder {given}; it would "
+                                  "overwrite or be read as an input.",
+                                  f"Write {flag} outside {given}.")
+        for other, other_real in seen:
+            if _same(real, other_real):
+                raise OutputError(f"{flag} and {other} are the same file ({path}); one would "
+                                  "overwrite the other.", f"Name a different file for {flag}.")
+        seen.append((flag, real))
+        check_writable(flag, path)
+
+
+def check_out_dir(flag: str, folder: PathLike, inputs: Iterable[PathLike] = (),
+                  input_folders: Iterable[PathLike] = ()) -> None:
+    """Refuse an output folder that is a file, is or lies in an input folder, or holds an input."""
+    target = Path(os.path.expanduser(os.fspath(folder)))
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{flag} {folder} exists and is not a folder.",
+                          f"Name a new or existing folder for {flag}.")
+    real = _real(target)
+    for given in input_folders:
+        if _inside(real, _real(given)):
+            raise OutputError(f"{flag} {folder} is or lies inside the input folder {given}; "
+                              "its files would overwrite or be read as inputs.",
+                              f"Write {flag} outside {given}.")
+    for given in inputs:
+        if _inside(_real(given), real):
+            raise OutputError(f"{flag} {folder} holds the input {given}; its files could "
+                              "overwrite it.", f"Write {flag} to a folder of its own.")
+    check_writable(flag, target, folder=True)
+
+
+def check_run_name(flag: str, name: str) -> None:
+    """A run or study name is one folder name: never a path that leaves --out-dir."""
+    if (not name or name in (".", "..") or "/" in name or os.sep in name
+            or (os.altsep and os.altsep in name) or "\0" in name):
+        raise OutputError(f"{flag} {name!r} is not a folder name: the run must stay inside "
+                          "--out-dir.", f"Use a plain name such as {flag} my-run, and "
+                          "--out-dir to choose where runs go.")
