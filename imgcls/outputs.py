@@ -8,14 +8,20 @@ Torch-free: every command calls this before it imports anything heavy.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .errors import OutputError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 PathLike = str | os.PathLike
 
@@ -60,7 +66,7 @@ def _check_kind(flag: str, path: PathLike) -> None:
         raise OutputError(f"Cannot use {path} as {flag}: {exc.strerror}.",
                           f"Name a new file for {flag}.") from exc
     if not stat.S_ISREG(mode):
-        hint = ("Name a file in that folder, e.g. " + os.path.join(os.fspath(path), "out")
+        hint = (f"{flag} names a file, not a folder: add a file name"
                 if stat.S_ISDIR(mode) else
                 f"imgcls writes only regular files; name a new file for {flag}")
         raise OutputError(f"{flag} {path} is {_kind(mode)}, not a regular file.", hint + ".")
@@ -147,8 +153,15 @@ def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Iterable[PathL
 
 
 def check_out_dir(flag: str, folder: PathLike, inputs: Iterable[PathLike] = (),
-                  input_folders: Iterable[PathLike] = ()) -> None:
-    """Refuse an output folder that is a file, is or lies in an input folder, or holds an input."""
+                  input_folders: Iterable[PathLike] = (), *, writes: Iterable[str] = (),
+                  holds_inputs: bool = False) -> None:
+    """Refuse an output folder that is a file, is or lies in an input folder, or would
+    write over an input.
+
+    ``writes`` are the names the command writes in the folder; each must be a
+    regular file (or new) and no input. ``holds_inputs`` refuses any input inside
+    the folder, for commands that name their files after their inputs (explain).
+    """
     target = Path(os.path.expanduser(os.fspath(folder)))
     if target.exists() and not target.is_dir():
         raise OutputError(f"{flag} {folder} exists and is not a folder.",
@@ -159,10 +172,13 @@ def check_out_dir(flag: str, folder: PathLike, inputs: Iterable[PathLike] = (),
             raise OutputError(f"{flag} {folder} is or lies inside the input folder {given}; "
                               "its files would overwrite or be read as inputs.",
                               f"Write {flag} outside {given}.")
-    for given in inputs:
+    named = {f"{flag} file {name}": target / name for name in writes}
+    check_outputs(named, inputs)
+    for given in inputs if holds_inputs else ():
         if _inside(_real(given), real):
-            raise OutputError(f"{flag} {folder} holds the input {given}; its files could "
-                              "overwrite it.", f"Write {flag} to a folder of its own.")
+            raise OutputError(f"{flag} {folder} holds the input {given}; the files written "
+                              "there are named after their inputs and could overwrite them.",
+                              f"Write {flag} to a folder of its own.")
     check_writable(flag, target, folder=True)
 
 
@@ -173,3 +189,30 @@ def check_run_name(flag: str, name: str) -> None:
         raise OutputError(f"{flag} {name!r} is not a folder name: the run must stay inside "
                           "--out-dir.", f"Use a plain name such as {flag} my-run, and "
                           "--out-dir to choose where runs go.")
+
+
+@contextlib.contextmanager
+def locked_output(path: PathLike | None, flag: str = "-o") -> Iterator[None]:
+    """Hold an exclusive lock on the output ``path`` (None: no lock) while appending to it.
+
+    The lock is on the output file itself (flock), so no lock file is left behind
+    and a killed process releases it; a second writer is refused at once.
+    """
+    if path is None or fcntl is None:  # no flock on this platform: nothing to hold
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    except OSError as exc:
+        raise OutputError(f"Cannot open {flag} {path}: {exc.strerror}.",
+                          f"Name a writable file for {flag}.") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise OutputError(f"{flag} {path} is being written by another imgcls process.",
+                              "Wait for it to finish (then --resume again), or write to "
+                              "another file.") from exc
+        yield
+    finally:
+        os.close(fd)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import signal
 import sys
+import threading
 import traceback
 import warnings
 
@@ -166,12 +168,41 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print_warning(" ".join(str(message).splitlines()))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers send before they kill) arrived: stop as Ctrl-C stops."""
+
+
+TERMINATED = 128 + signal.SIGTERM  # 143: the status a shell shows for a SIGTERM death
+
+
+_signalled: list[int] = []  # SIGTERM arrived in this main(): the exit status is 143
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # Raised in the main thread, like KeyboardInterrupt: every finally and except
+    # BaseException runs, so temporary files go and workers are shut down.
+    _signalled.append(signum)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; library errors become one-line messages and exit code 1."""
+    """Run the CLI; library errors become one-line messages and exit code 1.
+
+    SIGTERM behaves like Ctrl-C (a resumable state, no temporary files) but exits 143.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        return _run(args)
+    handle = threading.current_thread() is threading.main_thread()
+    _signalled.clear()
+    previous = signal.signal(signal.SIGTERM, _terminate) if handle else None
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(args)
+    except Terminated:  # arrived outside _run's own handling (while printing)
+        return TERMINATED
+    finally:
+        if handle:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: list[str]) -> int:
@@ -179,7 +210,9 @@ def _run(args: list[str]) -> int:
     try:
         build_app(args)(args=args, prog_name="imgcls")
     except SystemExit as exc:  # typer exits for --help, usage errors and success alike
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        # train turns Ctrl-C into exit 130 with the resume command; SIGTERM is 143.
+        return TERMINATED if code == 130 and _signalled else code
     except ImgclsError as exc:
         if debug:
             traceback.print_exc()
@@ -192,8 +225,9 @@ def _run(args: list[str]) -> int:
             traceback.print_exc()
         print_error(disk_full_error(exc))
         return 1
-    except KeyboardInterrupt:
-        err_console.print("Aborted.")
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        err_console.print("Terminated (SIGTERM)." if terminated else "Aborted.")
+        return TERMINATED if terminated else 130
     return 0
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..outputs import check_outputs, input_paths
 from ..registry import get_model
 from ..train.config import DEFAULT_AUGMENT
 from .console import console, parse_options
@@ -33,6 +34,8 @@ def preview(
     from ..data.preview import augment_preview, write_preview  # imports torch
 
     data = pick_data(data, data_arg, default="shapes")
+    files, folders = input_paths([data])
+    check_outputs({"-o": output}, files, folders)
     spec = get_model(model).spec
     preprocess = spec.preprocess.with_size(img_size) if img_size else spec.preprocess
     grid = augment_preview(data, augment, preprocess, images=images, variants=variants,

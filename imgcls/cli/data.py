@@ -21,6 +21,7 @@ from ..audit.run import DEFAULT_FOLDS
 from ..data import resolve_loader
 from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
 from ..errors import ConfigError
+from ..outputs import check_out_dir, input_paths
 from .console import err_console, parse_options, print_table, progress, say
 
 DATA_HELP = "A folder of class sub-folders, a .csv/.tsv file, or a dataset name like shapes."
@@ -106,6 +107,7 @@ def check(
                             image_root=image_root)
     root = None
     if quarantine_dir is not None:  # refuse a bad target before the scan, not after it
+        check_out_dir("--quarantine", quarantine_dir, input_paths([data])[0], writes=[MANIFEST])
         loader, source = resolve_loader(data)
         root = quarantine_root(source or data, loader, quarantine_dir, options.get("image_root"))
     report = check_data(data, options, min_size=min_size, workers=workers,
@@ -143,6 +145,10 @@ def _data_options(pairs: list[str], **columns: str | None) -> dict[str, Any]:
 
 
 def print_report(report: CheckReport, show: int) -> None:
+    def group(paths: list[str]) -> str:  # --show bounds the paths of a group too
+        more = f" (and {len(paths) - show} more)" if len(paths) > show else ""
+        return " = ".join(paths[:show]) + more
+
     rate = report.files / report.seconds if report.seconds else 0.0
     say(f"checked {report.files} files of {report.source} ({report.loader}) in "
         f"{report.seconds:.1f} s ({rate:.0f} files/s)")
@@ -156,9 +162,9 @@ def print_report(report: CheckReport, show: int) -> None:
          lambda item: f"{item[0]} is {item[1]}"),
         (f"tiny images (shorter side under {report.min_size} px)", report.tiny,
          lambda item: f"{item[0]} ({item[1][0]}x{item[1][1]})"),
-        ("exact duplicates (groups)", report.duplicates, " = ".join),
-        ("duplicates across train and val (leakage)", report.leaks, " = ".join),
-        ("identical files with different labels", report.conflicts, " = ".join),
+        ("exact duplicates (groups)", report.duplicates, group),
+        ("duplicates across train and val (leakage)", report.leaks, group),
+        ("identical files with different labels", report.conflicts, group),
         (f"files that resolve outside the data root {report.root}", report.outside, str),
     ]
     for title, items, describe in sections:
@@ -180,12 +186,22 @@ def _strs(item: Any) -> Any:
     return item
 
 
+CLASS_ROWS = 30  # a data set of 10,000 classes must not print 10,000 rows
+
+
 def _counts(report: CheckReport) -> None:
-    rows = []
-    for split, counts in report.counts.items():
-        values = [counts.get(name, 0) for name in report.classes]
-        rows.append([split, *values, sum(values)])
-    print_table(("split", *report.classes, "total"), rows)
+    """Images per class and split: one row per class, the largest CLASS_ROWS classes."""
+    splits = list(report.counts)
+    totals = {name: sum(report.counts[s].get(name, 0) for s in splits) for name in report.classes}
+    shown = sorted(report.classes, key=lambda name: -totals[name])[:CLASS_ROWS]
+    rows = [[name, *(report.counts[s].get(name, 0) for s in splits), totals[name]]
+            for name in shown]
+    if len(report.classes) > len(shown):
+        rows.append([f"... {len(report.classes) - len(shown)} more classes (--json for all)",
+                     *([""] * (len(splits) + 1))])
+    rows.append(["total", *(sum(report.counts[s].values()) for s in splits),
+                 sum(totals.values())])
+    print_table(("class", *splits, "total"), rows, right=(*splits, "total"))
     if report.task == "multilabel":
         say("multi-label: each image counts once per label it carries")
         for split, pairs in report.co_occurrence.items():
@@ -236,6 +252,10 @@ AUDIT_DISTANCE = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance", help="Near
                               "differ in at most this many of their 64 perceptual-hash bits.")
 
 
+AUDIT_FILES = ("label_issues.csv", "pred_probs.csv", "near_duplicates.csv", "audit.html",
+               "relabelled.csv", "cleaned.csv")
+
+
 def audit(
     data: str | None = data_option(), model: str | None = AUDIT_MODEL,
     folds: int = AUDIT_FOLDS, epochs: int | None = AUDIT_EPOCHS,
@@ -262,6 +282,10 @@ def audit(
     if move and quarantine_dir is None:
         raise ConfigError("--move needs --quarantine DIR.",
                           "Pass --quarantine DIR --move, or leave --move out.")
+    files, folders = input_paths([data, probs, config])
+    check_out_dir("--out-dir", out_dir, files, folders, writes=AUDIT_FILES)
+    if quarantine_dir is not None:
+        check_out_dir("--quarantine", quarantine_dir, files, writes=[MANIFEST, "copied.csv"])
     train = train_config(config, {"model": model, "epochs": epochs, "img_size": img_size,
                                   "seed": seed}, model_opt)
     options = AuditOptions(data=pick_data(data, None), data_options=parse_options(

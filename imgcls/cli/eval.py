@@ -8,8 +8,12 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from ..outputs import check_out_dir, input_paths
 from .console import console, parse_options, print_table, print_warning
 from .data import data_option, output_is_a_file, pick_data, positional_data
+
+EVAL_FILES = ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png",
+              "misclassified.csv")
 
 
 def evaluate(
@@ -35,6 +39,9 @@ def evaluate(
     from ..manifest import manifest_task, read_manifest
 
     data = pick_data(data, data_arg)
+    folder = Path(out_dir or out or Path(model).parent / "eval")
+    files, folders = input_paths([model, data])
+    check_out_dir("--out-dir", folder, files, folders, writes=EVAL_FILES)
     if Path(model).is_file() and manifest_task(read_manifest(model)) == "multilabel":
         _evaluate_multilabel(model, data, out_dir or out, split, batch_size, device,
                              parse_options(data_opt, "--data-opt"), tta)
@@ -43,7 +50,6 @@ def evaluate(
                                   batch_size=batch_size, top_k=top_k,
                                   data_options=parse_options(data_opt, "--data-opt"),
                                   tta=tta)
-    folder = Path(out_dir or out or Path(model).parent / "eval")
     paths = write_evaluation(evaluation, folder, extra={"model": str(model), "data": data,
                                                          "split": split, "tta": tta})
     summary = evaluation.summary()

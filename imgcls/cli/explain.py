@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import ConfigError, DataError, require_extra
+from ..outputs import check_out_dir, input_paths
 from .console import console, err_console
 from .data import output_is_a_file
 
@@ -49,6 +50,9 @@ def explain(
     _check(images, feature_maps, filters, top_k)
     if images and not feature_maps:  # CAMs; feature maps and filters need no extra
         require_extra("pytorch_grad_cam")
+    files, folders = input_paths(images)
+    check_out_dir("--out-dir", out_dir, [checkpoint, *files], folders,
+                  writes=["explain.html", "filters.png"], holds_inputs=True)
     explainer = Explainer(checkpoint, method, layer, device)
     if images and not feature_maps:  # a wrong --layer or --target fails before any work
         explainer.target_index(target)

@@ -12,9 +12,10 @@ from rich.markup import escape
 from ..errors import ConfigError
 from ..infer.batch import InferOptions
 from ..infer.engine import BACKENDS, DEFAULT_BACKEND
-from ..infer.writers import Summary, summary_dict
+from ..infer.writers import Summary, errors_path_for, summary_dict
 from ..io import atomic_write_text
 from ..options import did_you_mean
+from ..outputs import check_outputs, input_paths
 from ..registry import LOCAL_ENGINE, get_engine
 from ..specs import EngineSpec
 from .console import console, err_console, parse_options
@@ -70,6 +71,7 @@ def infer(
     if workers == 0:  # no pool of processes: one thread of this process decodes
         decode = "thread"
     spec, engine_options = _engine(engine, engine_opt, fmt)
+    _check_outputs(model, inputs, output, errors, summary_json)
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
                            device=device, workers=check_workers(workers), backend=decode,
                            threads=threads, resume=resume, shard=shard, strict=strict,
@@ -78,6 +80,14 @@ def infer(
     _report(summary, output)
     if summary_json is not None:
         atomic_write_text(summary_json, json.dumps(summary_dict(summary), indent=2) + "\n")
+
+
+def _check_outputs(model: Path, inputs: list[str], output: Path | None, errors: Path | None,
+                   summary_json: Path | None) -> None:
+    files, folders = input_paths(inputs)
+    derived = errors_path_for(output) if output is not None and errors is None else None
+    check_outputs({"-o": output, "--errors": errors, "the errors file (-o ... .errors.csv)":
+                   derived, "--summary-json": summary_json}, [model, *files], folders)
 
 
 def _engine(name: str, pairs: list[str], fmt: str) -> tuple[EngineSpec, dict[str, Any]]:

@@ -37,6 +37,7 @@ from ..infer.runners import check_tta
 from ..infer.sources import iter_paths
 from ..io import atomic_write_bytes
 from ..manifest import MANIFEST_KEY, manifest_task, manifest_thresholds, onnx_opset
+from ..outputs import check_outputs, input_paths
 from ..specs import Preprocess
 from ..version import __version__
 from .int8 import (
@@ -363,18 +364,21 @@ def export_onnx(
     fails, nothing at all is written. ``tta="flip"`` builds the mirror-image average
     of ``imgcls infer --tta flip`` into the graph.
     """
+    output = Path(output)
+    report_path = output.with_name(output.name + ".parity.json")
+    files, folders = input_paths([checkpoint, calibration, calibrate])
+    check_outputs({"-o": output, "the parity report (-o ... .parity.json)": report_path},
+                  files, folders)
     quant = int8_options(int8, calibrate, calib_images, min_agreement, fp16)
     options = ExportOptions(opset, fp16, embed_preprocessing, softmax, quant is not None,
                             check_tta(tta))
     loaded = load_checkpoint(checkpoint)
     loaded.model.float().eval()
-    output = Path(output)
     if tolerance is None:
         tolerance = FP16_TOLERANCE if fp16 else DEFAULT_TOLERANCE
     plan = int8_plan(loaded, quant) if quant else None  # bad DATA fails before the slow work
     proto, manifest, parity, quantization = _candidate(loaded, options, calibration, tolerance,
                                                        quant, plan)
-    report_path = output.with_name(output.name + ".parity.json")
     report_dict = parity.to_dict() | ({"int8": quantization.to_dict()} if quantization else {})
     report = json.dumps(report_dict, indent=2).encode()
     if not parity.passed:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..manifest import manifest_task
+from ..outputs import locked_output
 from ..system import default_workers, usable_cores
 from .engine import DEFAULT_BACKEND, EngineStats, Failure, Prediction, predict_stream
 from .providers import CPU, choose_providers
@@ -136,7 +137,8 @@ def run_inference(model: str | os.PathLike, inputs: Sequence[str],
     workers = options.workers or default_workers(gpu)
     # Start the decode workers before onnxruntime starts its threads: forking a
     # single-threaded process is the safe kind of fork.
-    with DecodePool(workers, options.backend) as pool:
+    lock = options.output if options.resume else None  # two appenders would interleave
+    with locked_output(lock), DecodePool(workers, options.backend) as pool:
         runner = open_model(model, options.device, options.threads or _ort_threads(workers),
                             options.tta)
         k = min(options.top_k, len(runner.manifest["classes"]))

@@ -6,6 +6,7 @@ paths already in an output file and appends to it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -143,9 +144,46 @@ def _drop_partial_line(path: Path) -> None:
         handle.truncate(0)
 
 
+def _complete_csv_end(path: Path) -> int:
+    """Where the last complete CSV record of ``path`` ends, in bytes.
+
+    A quoted path may hold a newline, so a cut inside it still ends in a newline;
+    the csv module (strict) tells a finished record from an unterminated quote.
+    """
+    read = [0, False]  # bytes read so far; whether the last line read was whole
+    complete = 0
+
+    def lines() -> Iterator[str]:
+        with open(path, "rb") as handle:
+            for raw in handle:
+                read[0] += len(raw)
+                read[1] = raw.endswith(b"\n")
+                yield raw.decode("utf-8", "surrogateescape")
+
+    try:
+        for _ in csv.reader(lines(), strict=True):
+            # The reader pulls a record's lines and no more: a record whose last
+            # line has its terminator was written whole.
+            if read[1]:
+                complete = int(read[0])
+    except csv.Error:  # an unterminated quote at the end: a record cut mid-write
+        pass
+    return complete
+
+
+def _drop_partial_record(path: Path, fmt: str) -> None:
+    if fmt != "csv":
+        _drop_partial_line(path)
+        return
+    end = _complete_csv_end(path)
+    if end < path.stat().st_size:
+        with open(path, "rb+") as handle:
+            handle.truncate(end)
+
+
 def _written_paths(path: Path, fmt: str, top_k: int,
                    classes: list[str] | None = None) -> Iterator[str]:
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
         if fmt == "csv":
             rows = csv.reader(handle)
             header = next(rows, None)
@@ -168,7 +206,7 @@ def paths_done(output: Path, fmt: str, top_k: int, classes: list[str] | None = N
     """The paths already in ``output`` (empty when it does not exist yet)."""
     if not output.is_file():
         return PathSet()
-    _drop_partial_line(output)
+    _drop_partial_record(output, fmt)
     return PathSet(_written_paths(output, fmt, top_k, classes))
 
 
@@ -178,7 +216,9 @@ def paths_done(output: Path, fmt: str, top_k: int, classes: list[str] | None = N
 def _open(output: Path, append: bool) -> IO[str]:
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        return open(output, "a" if append else "w", encoding="utf-8", newline="")
+        # File names that are not UTF-8 are written back as the bytes they are.
+        return open(output, "a" if append else "w", encoding="utf-8", errors="surrogateescape",
+                    newline="")
     except OSError as exc:
         raise ConfigError(f"Cannot write {output}: {exc.strerror}.",
                           "Pass a writable path with -o.") from exc
@@ -237,7 +277,7 @@ def write_predictions(
     stats = stats if stats is not None else EngineStats()
     summary = Summary(errors_path=errors_path)
     appending = append and output is not None and output.is_file() and output.stat().st_size > 0
-    handle = sys.stdout if output is None else _open(output, appending)
+    handle = _stdout() if output is None else _open(output, appending)
     errors = ErrorsFile(errors_path)
     try:
         writer = csv.writer(handle) if fmt == "csv" else None
@@ -269,6 +309,13 @@ def _record_failure(failure: Failure, summary: Summary, errors: ErrorsFile, keep
         raise DecodeError(f"{failure.reason} (--strict stops at the first unreadable image).",
                           "Fix or remove the file, or drop --strict to list unreadable images "
                           "in the errors file; --resume continues after the images written.")
+
+
+def _stdout() -> IO[str]:
+    # A file name that is not UTF-8 goes out as its own bytes, as ls prints it.
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+    return sys.stdout
 
 
 def _finish(handle: IO[str]) -> None:

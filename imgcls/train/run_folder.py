@@ -67,12 +67,17 @@ def planned_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path
     return run_dir
 
 
+RUN_FILES = ("best.safetensors", RESUME_FILE, "config.toml", "config.json", "metrics.jsonl",
+             "metrics.csv", "report.html")
+
+
 def check_run_outputs(config: TrainConfig) -> None:
     """The run folder must stay in --out-dir, off the data and any weights it reads."""
     run_dir = planned_run_dir(config.out, config.name or folder_name(config.model), config.exist_ok,
                               explicit=config.name is not None)
     files, folders = input_paths([config.data, config.weights])
-    check_out_dir("the run folder (--out-dir/--name)", run_dir, files, folders)
+    check_out_dir("the run folder (--out-dir/--name)", run_dir, files, folders,
+                  writes=RUN_FILES)
 
 
 def make_run_dir(out: str, name: str, exist_ok: bool, explicit: bool) -> Path:
