@@ -37,6 +37,7 @@ import io
 import math
 import os
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -219,6 +220,14 @@ def _open_arg(source: str | os.PathLike | bytes, label: str) -> str | io.BytesIO
         if len(source) == 0:
             raise DecodeError(f"Cannot decode {label}: empty input", _HINT)
         return io.BytesIO(source)
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:  # Pillow's own error names the problem (missing, no permission)
+        return os.fspath(source)
+    if not stat.S_ISREG(mode):  # opening a FIFO or a device would block or never end
+        raise DecodeError(f"Cannot decode {label}: not a regular file "
+                          f"({'a folder' if stat.S_ISDIR(mode) else 'a FIFO, device or socket'}).",
+                          "Pass image files.")
     return os.fspath(source)
 
 

@@ -80,6 +80,14 @@ def default_workers(gpu: bool = False) -> int:
     return max(1, min(32, cores - 1)) if gpu else max(1, min(8, cores))
 
 
+def max_workers() -> int:
+    """The most decode workers imgcls starts: 4 per usable core, and never under 32.
+
+    More only queue for the same cores; a million would stall the machine starting.
+    """
+    return max(32, 4 * usable_cores())
+
+
 # mallopt() parameters (glibc's malloc.h) and the largest mmap threshold it accepts.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024

@@ -22,6 +22,7 @@ from ..data import resolve_loader
 from ..data.check import DEFAULT_MIN_SIZE, CheckReport, check_data
 from ..errors import ConfigError
 from ..outputs import check_out_dir, input_paths
+from ..system import max_workers
 from .console import err_console, parse_options, print_table, progress, say
 
 DATA_HELP = "A folder of class sub-folders, a .csv/.tsv file, or a dataset name like shapes."
@@ -71,6 +72,10 @@ def check_workers(workers: int | None) -> int | None:
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be 0 or more, got {workers}.",
                           "--workers 0 decodes in this process; leave it out for the default.")
+    if workers is not None and workers > max_workers():
+        raise ConfigError(f"--workers {workers} is more than imgcls starts (at most "
+                          f"{max_workers()}: 4 per core, or 32).",
+                          "Leave --workers out for the default, one per core.")
     # 0 = no pool of workers: one thread of this process decodes, in order.
     return 1 if workers == 0 else workers
 

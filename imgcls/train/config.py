@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..options import check_finite_option, did_you_mean
 from ..schema import MAX_SIDE, MIN_SIDE, Location, one_of, validate
 from ..specs import ModelSpec
+from ..system import max_workers
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -178,6 +179,9 @@ class TrainConfig:
         if self.img_size is not None and self.img_size < spec.min_size:
             raise ConfigError(f"--img-size {self.img_size} is below {spec.name}'s minimum of "
                               f"{spec.min_size}.", f"For example: --img-size {spec.input_size[0]}.")
+        if self.workers is not None and self.workers > max_workers():
+            raise ConfigError(f"--workers {self.workers} is above the limit of {max_workers()} "
+                              "(4 per core, or 32).", "For example: --workers 4.")
 
     def to_toml(self) -> str:
         """The reproducible part of the config as TOML (run name and None values left out)."""
