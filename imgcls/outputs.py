@@ -60,7 +60,7 @@ def _kind(mode: int) -> str:
 def _check_kind(flag: str, path: PathLike) -> None:
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # new: check_writable looks at its place
         return
     except OSError as exc:
         raise OutputError(f"Cannot use {path} as {flag}: {exc.strerror}.",
