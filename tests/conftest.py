@@ -11,6 +11,7 @@ import pytest
 from imgcls.train import TrainConfig, fit
 
 from .helpers import TINY_SHAPES, write_class_folders
+from .outputs_fixtures import tiny  # noqa: F401 (the tests/test_outputs_*.py fixture)
 
 
 @pytest.fixture(autouse=True, scope="session")

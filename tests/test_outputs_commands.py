@@ -16,7 +16,7 @@ from imgcls.cli import main
 from imgcls.errors import OutputError
 from imgcls.outputs import check_out_dir, check_outputs, check_run_name, input_paths
 
-from .outputs_fixtures import one_error_line, snapshot, tiny  # noqa: F401 (a fixture)
+from .outputs_fixtures import one_error_line, snapshot
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

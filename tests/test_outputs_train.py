@@ -98,7 +98,7 @@ class _BadHead(nn.Module):
         self.net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                  nn.Linear(3, num_classes + 1))
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         return self.net(x)
 
 

@@ -19,7 +19,7 @@ from . import data as data_command
 from . import eval as eval_command
 from . import explain, export, infer, inspect, listing, train
 from . import tune as tune_command
-from .console import err_console, print_warning
+from .console import err_console, print_warning, printable
 
 
 def _version(value: bool) -> None:
@@ -142,6 +142,7 @@ def _refuse_clashes(app: typer.Typer, before: tuple[int, int], owner: str,
 def print_error(exc: ImgclsError) -> None:
     """Print a library error as one line and its hint; never raises."""
     message, hint = str(getattr(exc, "message", exc)), getattr(exc, "hint", None)
+    message = printable(message)  # a file name that is not UTF-8 must not crash the printer
     try:
         err_console.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False)
         if hint:
@@ -211,8 +212,11 @@ def _run(args: list[str]) -> int:
         build_app(args)(args=args, prog_name="imgcls")
     except SystemExit as exc:  # typer exits for --help, usage errors and success alike
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        # train turns Ctrl-C into exit 130 with the resume command; SIGTERM is 143.
-        return TERMINATED if code == 130 and _signalled else code
+        # typer turns Ctrl-C into exit 130 (train after printing the resume command).
+        if code == 130 and _signalled:
+            err_console.print("Terminated (SIGTERM).")
+            return TERMINATED
+        return code
     except ImgclsError as exc:
         if debug:
             traceback.print_exc()

@@ -22,9 +22,14 @@ console = Console(soft_wrap=True, width=_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (surrogate escapes) as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def print_warning(message: str) -> None:
     """One ``Warning: ...`` line on stderr; ``message`` is printed as text, not markup."""
-    err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False)
+    err_console.print(f"[yellow]Warning:[/yellow] {escape(printable(message))}", highlight=False)
 
 
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..errors import ConfigError, DataError, require_extra
 from ..outputs import check_out_dir, input_paths
-from .console import console, err_console
+from .console import console, err_console, printable
 from .data import output_is_a_file
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ def explain(
                                  filters=filters, target=target, top_k=top_k)
     for failure in written.failures:
         # Paths and reasons are data: text, never markup.
-        err_console.print(f"[yellow]unreadable:[/yellow] {escape(failure.path)}: "
-                          f"{escape(failure.reason)}", highlight=False)
+        err_console.print(f"[yellow]unreadable:[/yellow] {escape(printable(failure.path))}: "
+                          f"{escape(printable(failure.reason))}", highlight=False)
     if images and not feature_maps and not written.explained:
         raise DataError("None of the images could be read, so nothing was explained.",
                         "Check the paths; the unreadable files are listed above.")

@@ -18,7 +18,7 @@ from ..options import did_you_mean
 from ..outputs import check_outputs, input_paths
 from ..registry import LOCAL_ENGINE, get_engine
 from ..specs import EngineSpec
-from .console import console, err_console, parse_options
+from .console import console, err_console, parse_options, printable
 from .data import WORKERS_HELP, check_workers
 
 ENGINE_HELP = ("Where to run: local (this machine) or an engine a plugin adds, such as ray "
@@ -111,8 +111,8 @@ def _engine(name: str, pairs: list[str], fmt: str) -> tuple[EngineSpec, dict[str
 def _report(summary: Summary, output: Path | None) -> None:
     for failure in summary.failures:
         # Paths and reasons are data: text, never markup.
-        err_console.print(f"[yellow]unreadable:[/yellow] {escape(failure.path)}: "
-                          f"{escape(failure.reason)}",
+        err_console.print(f"[yellow]unreadable:[/yellow] {escape(printable(failure.path))}: "
+                          f"{escape(printable(failure.reason))}",
                           highlight=False)
     if summary.failed:
         where = f" listed in {summary.errors_path}" if summary.errors_path else ""
