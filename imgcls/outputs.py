@@ -167,6 +167,7 @@ def check_out_dir(flag: str, folder: PathLike, inputs: Iterable[PathLike] = (),
         raise OutputError(f"{flag} {folder} exists and is not a folder.",
                           f"Name a new or existing folder for {flag}.")
     real = _real(target)
+    inputs, input_folders = list(inputs), list(input_folders)
     for given in input_folders:
         if _inside(real, _real(given)):
             raise OutputError(f"{flag} {folder} is or lies inside the input folder {given}; "
@@ -174,7 +175,7 @@ def check_out_dir(flag: str, folder: PathLike, inputs: Iterable[PathLike] = (),
                               f"Write {flag} outside {given}.")
     named = {f"{flag} file {name}": target / name for name in writes}
     check_outputs(named, inputs)
-    for given in inputs if holds_inputs else ():
+    for given in [*inputs, *input_folders] if holds_inputs else ():
         if _inside(_real(given), real):
             raise OutputError(f"{flag} {folder} holds the input {given}; the files written "
                               "there are named after their inputs and could overwrite them.",

@@ -10,7 +10,9 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from imgcls.cli import main
 from imgcls.errors import OutputError
@@ -190,3 +192,23 @@ def test_check_outputs_units(tmp_path):
 def test_run_names_that_leave_out_dir_are_refused(name):
     with pytest.raises(OutputError, match="must stay inside --out-dir"):
         check_run_name("--name", name)
+
+
+# --------------------------------------------------------------------------- data check
+
+
+def test_data_check_show_bounds_duplicate_groups_and_lines(tmp_path, capsys):
+    root = tmp_path / "many"
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    for i in range(60):  # 60 one-image classes, every image the same: one group of 60
+        (root / f"class-{i:03d}").mkdir(parents=True)
+        Image.fromarray(pixels).save(root / f"class-{i:03d}" / "same.png")
+    code, out, err = run(["data", "check", "--data", str(root), "--show", "2", "--workers",
+                          "0"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    group = [line for line in lines if " = " in line]
+    assert group and all(line.count(" = ") == 1 for line in group)  # two paths, not 60
+    assert all("(and 58 more)" in line for line in group)
+    assert len(lines) < 60 and max(len(line) for line in lines) < 400
+    assert "30 more classes" in out
