@@ -192,6 +192,8 @@ def fit(config: TrainConfig | None = None, reporter: Reporter | None = None, *,
     config = resolve_config(config, state, overrides)
     env, device = distributed.setup(config.device)
     reporter = reporter if reporter is not None and env.is_main else Reporter()
+    if env.is_main and state is None:
+        check_run_outputs(config)  # before any work: the run must not land on its inputs
     try:
         return _fit(config, env, device, reporter, state,
                     resume_path(resume).parent if resume is not None else None)
@@ -240,8 +242,6 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     # configuration
     spec = get_model(config.model).spec
     config.validate(spec)
-    if env.is_main and resume_dir is None:
-        check_run_outputs(config)  # before any work: the run must not land on its inputs
     seed_everything(config.seed)
     reuse_freed_memory()
     precision = resolve_precision(config.amp, config.amp_dtype, device, reporter.warn)
