@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import resolve_loader
+from .data import call_loader, resolve_loader
 from .data.cache import DecodedImages
 from .data.loader import DeviceNormaliser, make_loader
 from .data.splits import check_split, select_split
@@ -31,7 +31,6 @@ from .infer.writers import safe_row
 from .io import atomic_write_bytes, atomic_write_text
 from .metrics import confusion_matrix, macro_f1, per_class_table
 from .multilabel import require_multiclass
-from .registry import get_dataset
 from .specs import Preprocess, Sample
 
 if TYPE_CHECKING:  # train imports this module: the type only, not the import
@@ -128,7 +127,7 @@ def select_samples(data: str, options: dict[str, Any], split: str,
     """
     check_split(split)  # before loading: a typo should not cost a scan of the data
     name, source = resolve_loader(data)
-    loaded = get_dataset(name).spec.load(source, **options)
+    loaded = call_loader(name, source, options)
     samples = select_split(loaded, split, data)
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted({loaded.classes[label] for _, label in samples} - set(index))

@@ -138,6 +138,9 @@ def test_plugin_dataset_loader_crash_names_the_plugin(bad_plugin, tmp_path, caps
     code, err = train(["--data", "crashing:x", "--out-dir", str(tmp_path)], capsys)
     assert code == 1 and one_error_line(err), err
     assert "'crashing' of plugin 'bad-plugin'" in err and "KeyError" in err
+    assert main(["data", "check", "--data", "crashing:x"]) == 1  # every command that loads
+    err = capsys.readouterr().err
+    assert one_error_line(err) and "'crashing' of plugin 'bad-plugin'" in err
 
 
 # --------------------------------------------------------------------------- class folders

@@ -30,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import resolve_loader
+from ..data import call_loader, resolve_loader
 from ..data.splits import check_split, select_split
 from ..errors import ConfigError, DataError, require_extra
 from ..io import atomic_write_bytes
-from ..registry import get_dataset
 from ..train.config import TrainConfig
 from ..train.progress import Reporter
 from .duplicates import DEFAULT_MAX_DISTANCE, DuplicateGroup, Entry, check_distance
@@ -117,7 +116,7 @@ class AuditResult:
 def load_entries(data: str, options: dict[str, Any]) -> tuple[str, list[str], list[Entry]]:
     """Every image of ``data`` (train, then val) with its split and class name."""
     name, source = resolve_loader(data)
-    loaded = get_dataset(name).spec.load(source, **options)
+    loaded = call_loader(name, source, options)
     if loaded.task == "multilabel":
         raise DataError(f"{data!r} is multi-label; imgcls data audit checks one label per "
                         "image.", "Audit a multi-class data set (see docs/multilabel.md).")

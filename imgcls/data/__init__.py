@@ -47,7 +47,7 @@ def load_dataset(
     options = dict(options or {})
     if task is not None and "task" in inspect.signature(get_dataset(name).spec.load).parameters:
         options["task"] = task
-    loaded = with_task(_load(name, source, options), task, data)
+    loaded = with_task(call_loader(name, source, options), task, data)
     if len(loaded.classes) < 2:
         raise DataError(
             f"Found {len(loaded.classes)} class in {data!r}: {loaded.classes}; "
@@ -90,7 +90,7 @@ def with_task(loaded: LoadedDataset, task: str | None, data: str) -> LoadedDatas
     return loaded
 
 
-def _load(name: str, source: str | None, options: dict[str, Any]) -> LoadedDataset:
+def call_loader(name: str, source: str | None, options: dict[str, Any]) -> LoadedDataset:
     """Call the loader plugin: a wrong option or a crash in it is one error naming it."""
     entry = get_dataset(name)
     load = entry.spec.load

@@ -18,9 +18,8 @@ from typing import Any
 
 from ..errors import DecodeError
 from ..images import decode, extension_matches, probe
-from ..registry import get_dataset
 from ..system import default_workers
-from . import resolve_loader
+from . import call_loader, resolve_loader
 from .folder import is_under
 
 DEFAULT_MIN_SIZE = 32
@@ -109,7 +108,7 @@ def check_data(data: str, options: dict[str, Any] | None = None,
                on_progress: Callable[[int, int], None] | None = None) -> CheckReport:
     """Scan every file ``data`` lists (see the module docstring); ``on_progress(done, total)``."""
     name, source = resolve_loader(data)
-    loaded = get_dataset(name).spec.load(source, **(options or {}))
+    loaded = call_loader(name, source, options or {})
     def named(label: Any) -> str:  # a label set is its ;-joined names ("" for none)
         return ";".join(loaded.classes[i] for i in label) if isinstance(label, tuple) \
             else loaded.classes[label]
