@@ -9,7 +9,9 @@ Torch-free: every command calls this before it imports anything heavy.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
+import itertools
 import os
 import stat
 import tempfile
@@ -98,10 +100,15 @@ def check_writable(flag: str, path: PathLike, *, folder: bool = False) -> None:
     os.unlink(probe)
 
 
-def input_paths(args: Iterable[PathLike | None]) -> tuple[list[Path], list[Path]]:
-    """Command-line inputs as (files, folders); a glob reads the folder before its pattern.
+GLOB_MATCHES = 100_000  # a quoted glob is expanded this far to check outputs against
 
-    Names that are no path (a dataset name like ``shapes``) are left out.
+
+def input_paths(args: Iterable[PathLike | None]) -> tuple[list[Path], list[Path]]:
+    """Command-line inputs as (files, folders).
+
+    A glob is kept as a pattern (an output it would match is refused) and its
+    matches so far are files. Names that are no path (a dataset name like
+    ``shapes``) are left out.
     """
     files: list[Path] = []
     folders: list[Path] = []
@@ -115,9 +122,16 @@ def input_paths(args: Iterable[PathLike | None]) -> tuple[list[Path], list[Path]
         elif os.path.exists(text):
             files.append(Path(text))
         elif glob.has_magic(text):
-            static = Path(text.split("*")[0].split("?")[0].split("[")[0])
-            folders.append(static if text.endswith(os.sep) or static.is_dir() else static.parent)
+            files.append(Path(text))
+            matches = glob.iglob(os.path.expanduser(text), recursive=True)
+            files.extend(Path(match) for match in itertools.islice(matches, GLOB_MATCHES))
     return files, folders
+
+
+def _is_input(path: PathLike, real: Path, given: Path, source: Path) -> bool:
+    if glob.has_magic(str(given)):  # a pattern: would the output be one of its files?
+        return fnmatch.fnmatchcase(os.path.abspath(path), os.path.abspath(given))
+    return _same(real, source)
 
 
 def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Iterable[PathLike] = (),
@@ -135,7 +149,7 @@ def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Iterable[PathL
         _check_kind(flag, path)
         real = _real(path)
         for given, source in real_inputs:
-            if _same(real, source):
+            if _is_input(path, real, given, source):
                 raise OutputError(f"{flag} {path} is an input of this command ({given}); "
                                   "writing it would destroy what is being read.",
                                   f"Name a new file for {flag}.")

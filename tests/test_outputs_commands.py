@@ -184,8 +184,12 @@ def test_check_outputs_units(tmp_path):
         check_outputs({"-o": source / "a.csv"})
     with pytest.raises(OutputError, match="not a folder"):
         check_out_dir("--out-dir", source)
-    assert input_paths(["shapes", str(tmp_path / "*.png"), str(source)]) == (
-        [source], [tmp_path])
+    pattern = tmp_path / "*.png"
+    files, folders = input_paths(["shapes", str(pattern), str(source), str(tmp_path)])
+    assert sorted(files) == sorted([pattern, hard, source, source]) and folders == [tmp_path]
+    with pytest.raises(OutputError, match="is an input"):  # it would match the pattern
+        check_outputs({"-o": tmp_path / "new.png"}, [pattern])
+    check_outputs({"-o": tmp_path / "new.csv"}, [pattern])
 
 
 @pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "..", ".", ""])
