@@ -85,8 +85,9 @@ def check_writable(flag: str, path: PathLike, *, folder: bool = False) -> None:
     place = target if (folder and target.is_dir()) or not target.name else target.parent
     while not place.exists() and place != place.parent:
         place = place.parent
+    verb = "create" if folder else "write"
     if not place.is_dir():
-        raise OutputError(f"Cannot write {flag} {path}: {place} is not a folder.",
+        raise OutputError(f"Cannot {verb} {flag} {path}: {place} is not a folder.",
                           f"Name a path under an existing folder for {flag}.")
     if target.is_file() and not os.access(target, os.W_OK):
         raise OutputError(f"Cannot write {flag} {path}: the file is read-only.",
@@ -94,7 +95,7 @@ def check_writable(flag: str, path: PathLike, *, folder: bool = False) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".imgcls-probe-", dir=place)
     except OSError as exc:
-        raise OutputError(f"Cannot write {flag} {path}: {place} is not writable "
+        raise OutputError(f"Cannot {verb} {flag} {path}: {place} is not writable "
                           f"({exc.strerror}).", f"Name a writable place for {flag}.") from exc
     os.close(fd)
     os.unlink(probe)
@@ -187,6 +188,7 @@ def check_out_dir(flag: str, folder: PathLike, inputs: Iterable[PathLike] = (),
             raise OutputError(f"{flag} {folder} is or lies inside the input folder {given}; "
                               "its files would overwrite or be read as inputs.",
                               f"Write {flag} outside {given}.")
+    check_writable(flag, target, folder=True)
     named = {f"{flag} file {name}": target / name for name in writes}
     check_outputs(named, inputs)
     for given in [*inputs, *input_folders] if holds_inputs else ():
@@ -194,7 +196,6 @@ def check_out_dir(flag: str, folder: PathLike, inputs: Iterable[PathLike] = (),
             raise OutputError(f"{flag} {folder} holds the input {given}; the files written "
                               "there are named after their inputs and could overwrite them.",
                               f"Write {flag} to a folder of its own.")
-    check_writable(flag, target, folder=True)
 
 
 def check_run_name(flag: str, name: str) -> None:

@@ -57,8 +57,9 @@ def test_markup_in_class_folder_names_is_shown_literally(name, tmp_path_factory,
     root = tmp_path_factory.mktemp("data")
     _tiny_images(root / name)
     _tiny_images(root / "plain")
-    code, out, err = run(["train", "--data", str(root), "--out-dir", str(root / "runs"),
-                          *TINY_TRAIN], capsys)
+    # The runs go beside the data: a run folder inside it is refused (issue 27).
+    code, out, err = run(["train", "--data", str(root), "--out-dir",
+                          str(root.parent / f"{root.name}-runs"), *TINY_TRAIN], capsys)
     assert code == 0, err
     assert f"  {name}" in out  # the class histogram names it as written
 

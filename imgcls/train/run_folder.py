@@ -76,7 +76,7 @@ def check_run_outputs(config: TrainConfig) -> None:
     run_dir = planned_run_dir(config.out, config.name or folder_name(config.model), config.exist_ok,
                               explicit=config.name is not None)
     files, folders = input_paths([config.data, config.weights])
-    check_out_dir("the run folder (--out-dir/--name)", run_dir, files, folders,
+    check_out_dir("run folder (--out-dir/--name)", run_dir, files, folders,
                   writes=RUN_FILES)
 
 
