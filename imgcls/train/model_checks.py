@@ -31,7 +31,7 @@ def physical_memory() -> int | None:
 def _meta_bytes(spec: ModelSpec, num_classes: int, size: Any, options: dict[str, Any]
                 ) -> int | None:
     """The weights' bytes, from a build on the meta device (no memory); None if it cannot."""
-    if "weights" in options:  # loading weights on the meta device means nothing
+    if not options or "weights" in options:  # defaults are sane; weights mean nothing on meta
         return None
     try:
         with torch.device("meta"):
