@@ -135,12 +135,12 @@ def load_folder(source: str | None, outside: str = "allow") -> LoadedDataset:
     base = train_root or root
     folders = class_dirs(base)
     classes = [class_name(folder) for folder in folders if images_under(folder)]
-    _check_class_names(base, folders, classes)
     if not classes:
         raise DataError(
             f"No images found in class sub-folders of {base}.",
             "Expected layout: DATA/<class>/*.jpg, or DATA/train/<class>/ and DATA/val/<class>/.",
         )
+    _check_class_names(base, folders, classes)
     train = _samples(base, classes)
     val = _samples(val_root, classes) if val_root else None
     notes = [f"layout: {base.name}/ + {val_root.name}/" if val_root else "layout: class folders"]
