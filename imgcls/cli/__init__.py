@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:  # arrived outside _run's own handling (while printing)
         return TERMINATED
     finally:
-        if handle:
-            signal.signal(signal.SIGTERM, previous)
+        if handle:  # None: a handler set outside Python; the default is the closest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run(args: list[str]) -> int:
