@@ -82,6 +82,8 @@ def check_output_shape(model: nn.Module, spec: ModelSpec, num_classes: int, size
     try:
         with torch.no_grad():
             out = model(torch.zeros(1, 3, height, width))
+    except (torch.cuda.OutOfMemoryError, MemoryError):
+        return  # memory is no shape problem: training reports it with its own advice
     except Exception as exc:
         raise PluginError(f"Model {spec.name!r} of plugin {_plugin(spec)!r} failed on a "
                           f"{height}x{width} image: {type(exc).__name__}: {exc}",
