@@ -65,9 +65,7 @@ def infer(
 ) -> None:
     """Classify images with a model; writes path, label, confidence (and top-k) per image,
     or for a multi-label model path, labels (;-joined) and each class's probability."""
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}.",
-                          "Leave --threads out for the default (the cores the workers leave).")
+    _check_threads(threads)
     if workers == 0:  # no pool of processes: one thread of this process decodes
         decode = "thread"
     spec, engine_options = _engine(engine, engine_opt, fmt)
@@ -80,6 +78,12 @@ def infer(
     _report(summary, output)
     if summary_json is not None:
         atomic_write_text(summary_json, json.dumps(summary_dict(summary), indent=2) + "\n")
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}.",
+                          "Leave --threads out for the default (the cores the workers leave).")
 
 
 def _check_outputs(model: Path, inputs: list[str], output: Path | None, errors: Path | None,

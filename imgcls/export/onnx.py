@@ -37,7 +37,6 @@ from ..infer.runners import check_tta
 from ..infer.sources import iter_paths
 from ..io import atomic_write_bytes
 from ..manifest import MANIFEST_KEY, manifest_task, manifest_thresholds, onnx_opset
-from ..outputs import check_outputs, input_paths
 from ..specs import Preprocess
 from ..version import __version__
 from .int8 import (
@@ -56,6 +55,7 @@ from .parity import (
     FP16_TOLERANCE,
     PARITY_IMAGES,
     ParityReport,
+    checked_report_path,
     compare_outputs,
 )
 
@@ -365,7 +365,7 @@ def export_onnx(
     of ``imgcls infer --tta flip`` into the graph.
     """
     output = Path(output)
-    report_path = _checked_outputs(output, [checkpoint, calibration, calibrate])
+    report_path = checked_report_path(output, [checkpoint, calibration, calibrate])
     quant = int8_options(int8, calibrate, calib_images, min_agreement, fp16)
     options = ExportOptions(opset, fp16, embed_preprocessing, softmax, quant is not None,
                             check_tta(tta))
@@ -389,15 +389,6 @@ def export_onnx(
         manifest["export"]["quantization"] = quantization.manifest_section()
     _write_outputs(output, _with_manifest(proto, manifest), report_path, report)
     return ExportResult(output, parity, report_path, quantization)
-
-
-def _checked_outputs(output: Path, inputs: list[Any]) -> Path:
-    """The parity report's path, once neither it nor ``output`` would hit an input."""
-    report_path = output.with_name(output.name + ".parity.json")
-    files, folders = input_paths(inputs)
-    check_outputs({"-o": output, "the parity report (-o ... .parity.json)": report_path},
-                  files, folders)
-    return report_path
 
 
 def _write_outputs(output: Path, model: bytes, report_path: Path, report: bytes) -> None:

@@ -6,9 +6,12 @@ Free of torch, so the command line can show the defaults without importing it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..outputs import check_outputs, input_paths
 
 PARITY_IMAGES = 64
 CALIBRATION_SCAN = 10_000  # paths listed from --calibration before sampling PARITY_IMAGES
@@ -58,3 +61,12 @@ def compare_outputs(expected: np.ndarray, actual: np.ndarray, source: str, toler
         tolerance=tolerance, top5_overlap=_top5_overlap(expected, actual),
         mean_abs_diff=float(diff.mean()), min_top1=min_top1, outputs=outputs,
     )
+
+
+def checked_report_path(output: Path, inputs: list[Any]) -> Path:
+    """The parity report's path, once neither it nor ``output`` would hit an input."""
+    report_path = output.with_name(output.name + ".parity.json")
+    files, folders = input_paths(inputs)
+    check_outputs({"-o": output, "the parity report (-o ... .parity.json)": report_path},
+                  files, folders)
+    return report_path
