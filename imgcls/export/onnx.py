@@ -55,7 +55,7 @@ from .parity import (
     FP16_TOLERANCE,
     PARITY_IMAGES,
     ParityReport,
-    checked_report_path,
+    checked_outputs,
     compare_outputs,
 )
 
@@ -364,8 +364,7 @@ def export_onnx(
     fails, nothing at all is written. ``tta="flip"`` builds the mirror-image average
     of ``imgcls infer --tta flip`` into the graph.
     """
-    output = Path(output)
-    report_path = checked_report_path(output, [checkpoint, calibration, calibrate])
+    output, report_path = checked_outputs(output, [checkpoint, calibration, calibrate])
     quant = int8_options(int8, calibrate, calib_images, min_agreement, fp16)
     options = ExportOptions(opset, fp16, embed_preprocessing, softmax, quant is not None,
                             check_tta(tta))

@@ -5,6 +5,7 @@ Free of torch, so the command line can show the defaults without importing it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,11 @@ def compare_outputs(expected: np.ndarray, actual: np.ndarray, source: str, toler
     )
 
 
-def checked_report_path(output: Path, inputs: list[Any]) -> Path:
-    """The parity report's path, once neither it nor ``output`` would hit an input."""
+def checked_outputs(output: str | os.PathLike, inputs: list[Any]) -> tuple[Path, Path]:
+    """``output`` and its parity report's path, once neither would hit an input."""
+    output = Path(output)
     report_path = output.with_name(output.name + ".parity.json")
     files, folders = input_paths(inputs)
     check_outputs({"-o": output, "the parity report (-o ... .parity.json)": report_path},
                   files, folders)
-    return report_path
+    return output, report_path
