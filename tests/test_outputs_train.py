@@ -194,7 +194,7 @@ def test_sigterm_stops_training_like_ctrl_c(data, tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
-    assert "imgcls train --resume" in err and "Traceback" not in err
+    assert "imgcls train --resume" in err and "Traceback" not in err, err
     state = load_resume_state(run)
     assert state["epoch"] >= 1
     assert not list(run.glob(".*.tmp"))
