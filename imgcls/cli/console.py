@@ -144,8 +144,8 @@ def print_class_histogram(classes: list[str], counts: dict[str, list[int]],
     for i in shown[:20]:
         bar = "#" * max(1, round(width * train[i] / top)) if train[i] else ""
         # Class names are folder names: text, never markup.
-        console.print(escape(f"  {classes[i][:name_width]:<{name_width}} {bar:<{width}} "
-                             f"{train[i]:>6} / {val[i]}"), highlight=False)
+        console.print(f"  {classes[i][:name_width]:<{name_width}} {bar:<{width}} "
+                      f"{train[i]:>6} / {val[i]}", highlight=False, markup=False)
     if len(classes) > 20:
         console.print(f"  ... {len(classes) - 20} more classes")
     smallest = min(train)
