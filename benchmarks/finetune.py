@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import efficientnet_lite_plugin  # benchmarks/ is on sys.path above
 from train_recipes import holdout_split
+from tune_cats_dogs import cpu_seconds
 
 from imgcls.evaluate import evaluate_file
 from imgcls.train import TrainConfig, fit
@@ -56,15 +56,6 @@ RECIPE: dict[str, Any] = dict(model=efficientnet_lite_plugin.MODEL, weights="ima
                               freeze_backbone=True, augment="none", img_size=192, epochs=30,
                               batch_size=64, lr=3e-3, warmup_epochs=1.0, weight_decay=0.05,
                               label_smoothing=0.1, ema=False)
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its waited-for children."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
 
 
 def cpu_flags() -> str:

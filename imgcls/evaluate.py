@@ -182,6 +182,12 @@ def _probability_row(labels: Iterable[str], scores: Iterable[float],
 # --------------------------------------------------------------------------- outputs
 
 
+def matrix_csv(classes: list[str], matrix: np.ndarray) -> bytes:
+    """A true x predicted count table as CSV, one row per true class."""
+    return _csv_bytes(["true\\predicted", *classes],
+                      ([name, *matrix[i].tolist()] for i, name in enumerate(classes)))
+
+
 def _csv_bytes(header: list[str], rows: Iterable[Iterable[Any]]) -> bytes:
     # Class names and paths come from the data: a label like =HYPERLINK(...) must
     # not run as a formula when the table is opened in a spreadsheet.
@@ -208,9 +214,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | os.PathLike,
         ["class", "precision", "recall", "f1", "support"],
         ([r["class"], f"{r['precision']:.6f}", f"{r['recall']:.6f}", f"{r['f1']:.6f}",
           r["support"]] for r in summary["per_class"])))
-    atomic_write_bytes(paths["confusion.csv"], _csv_bytes(
-        ["true\\predicted", *evaluation.classes],
-        ([name, *matrix[i].tolist()] for i, name in enumerate(evaluation.classes))))
+    atomic_write_bytes(paths["confusion.csv"], matrix_csv(evaluation.classes, matrix))
     atomic_write_bytes(paths["misclassified.csv"], _csv_bytes(
         ["path", "true", "predicted", "confidence"],
         ([r["path"], r["true"], r["predicted"], f"{r['confidence']:.6f}"]

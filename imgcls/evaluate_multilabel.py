@@ -18,7 +18,7 @@ import numpy as np
 from .data import resolve_loader
 from .data.splits import select_split
 from .errors import DataError
-from .evaluate import _csv_bytes
+from .evaluate import _csv_bytes, matrix_csv
 from .infer.engine import Failure, predict_stream
 from .io import atomic_write_bytes
 from .multilabel import co_occurrence, decide, multi_hot, summary, thresholds_for, unknown_label
@@ -126,9 +126,7 @@ def write_multilabel_evaluation(evaluation: MultiLabelEvaluation, out_dir: str |
         ([r["class"], "" if r["ap"] is None else f"{r['ap']:.6f}", f"{r['threshold']:.6f}",
           f"{r['precision']:.6f}", f"{r['recall']:.6f}", f"{r['f1']:.6f}", r["support"]]
          for r in found["per_class"])))
-    atomic_write_bytes(paths["co_occurrence.csv"], _csv_bytes(
-        ["true\\predicted", *evaluation.classes],
-        ([name, *matrix[i].tolist()] for i, name in enumerate(evaluation.classes))))
+    atomic_write_bytes(paths["co_occurrence.csv"], matrix_csv(evaluation.classes, matrix))
     atomic_write_bytes(paths["largest_errors.csv"], _csv_bytes(
         ["path", "true", "predicted", "error"],
         ([r["path"], r["true"], r["predicted"], f"{r['confidence']:.6f}"]

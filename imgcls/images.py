@@ -226,7 +226,7 @@ def _open_arg(source: str | os.PathLike | bytes, label: str) -> str | io.BytesIO
         return os.fspath(source)
     if not stat.S_ISREG(mode):  # opening a FIFO or a device would block or never end
         raise DecodeError(f"Cannot decode {label}: not a regular file "
-                          f"({'a folder' if stat.S_ISDIR(mode) else 'a FIFO, device or socket'}).",
+                          f"({'a directory' if stat.S_ISDIR(mode) else 'a FIFO, device or socket'}).",
                           "Pass image files.")
     return os.fspath(source)
 
