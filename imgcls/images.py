@@ -225,8 +225,8 @@ def _open_arg(source: str | os.PathLike | bytes, label: str) -> str | io.BytesIO
     except OSError:  # Pillow's own error names the problem (missing, no permission)
         return os.fspath(source)
     if not stat.S_ISREG(mode):  # opening a FIFO or a device would block or never end
-        raise DecodeError(f"Cannot decode {label}: not a regular file "
-                          f"({'a directory' if stat.S_ISDIR(mode) else 'a FIFO, device or socket'}).",
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise DecodeError(f"Cannot decode {label}: not a regular file ({kind}).",
                           "Pass image files.")
     return os.fspath(source)
 
