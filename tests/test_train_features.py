@@ -68,6 +68,10 @@ class Notes(Reporter):
         self.warnings.append(message)
 
 
+# check_output_shape runs one blank image through the model before training starts.
+CHECK = 1
+
+
 def train(tmp_path, name: str, model: str = "tiny-backbone", **options):
     data = colour_data(tmp_path / "colours", per_class=10)
     settings = dict(model=model, name=name, epochs=4, freeze_backbone=True, augment="none",
@@ -83,8 +87,8 @@ def test_a_frozen_unaugmented_run_trains_on_features_with_the_same_results(tmp_p
     cached, cached_seen, reporter = train(tmp_path, "cached")
     images, images_seen, _ = train(tmp_path, "images", cache_features=False)
     # 30 training and 15 validation images: once each with the cache, every epoch without.
-    assert cached_seen == 30 + 15
-    assert images_seen == 4 * (30 + 15)
+    assert cached_seen == CHECK + 30 + 15
+    assert images_seen == CHECK + 4 * (30 + 15)
     assert any("computed once" in note for note in reporter.notes)
     for a, b in zip(cached.history, images.history, strict=True):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
@@ -94,17 +98,17 @@ def test_a_frozen_unaugmented_run_trains_on_features_with_the_same_results(tmp_p
 
 def test_features_are_not_cached_when_images_are_augmented_or_the_backbone_thaws(tmp_path):
     _, augmented, _ = train(tmp_path, "flip", augment="flip")
-    assert augmented == 4 * (30 + 15)
+    assert augmented == CHECK + 4 * (30 + 15)
     # Two frozen epochs on features (45 images once), then two on images (30 training
     # and 15 validation images each).
     _, thawed, _ = train(tmp_path, "thaw", freeze_backbone=False, freeze_backbone_epochs=2)
-    assert thawed == 45 + 2 * 45
+    assert thawed == CHECK + 45 + 2 * 45
 
 
 def test_a_model_that_computes_after_its_head_trains_on_images(tmp_path):
     result, seen, reporter = train(tmp_path, "after", model="after-head")
     assert any("cannot be cached" in warning for warning in reporter.warnings)
-    assert seen == 30 + 4 * (30 + 15)  # one check of the first batch, then images
+    assert seen == CHECK + 30 + 4 * (30 + 15)  # one check of the first batch, then images
     assert len(result.history) == 4
 
 
@@ -119,4 +123,4 @@ def test_imgcls_train_says_it_trains_the_head_on_features(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "features (8 per image) are computed once" in " ".join(out.split())
-    assert SEEN["images"] == 18 + 9  # each training and validation image once
+    assert SEEN["images"] == CHECK + 18 + 9  # each training and validation image once

@@ -9,13 +9,13 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 from ..infer.batch import InferOptions
 from ..infer.engine import BACKENDS, DEFAULT_BACKEND
 from ..infer.writers import Summary, errors_path_for, summary_dict
 from ..io import atomic_write_text
 from ..options import did_you_mean
-from ..outputs import check_outputs, input_paths
+from ..outputs import check_out_dir, check_outputs, input_paths
 from ..registry import LOCAL_ENGINE, get_engine
 from ..specs import EngineSpec
 from .console import console, err_console, parse_options, printable
@@ -69,7 +69,7 @@ def infer(
     if workers == 0:  # no pool of processes: one thread of this process decodes
         decode = "thread"
     spec, engine_options = _engine(engine, engine_opt, fmt)
-    _check_outputs(model, inputs, output, errors, summary_json)
+    _check_outputs(model, inputs, output, errors, summary_json, fmt)
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
                            device=device, workers=check_workers(workers), backend=decode,
                            threads=threads, resume=resume, shard=shard, strict=strict,
@@ -87,11 +87,20 @@ def _check_threads(threads: int | None) -> None:
 
 
 def _check_outputs(model: Path, inputs: list[str], output: Path | None, errors: Path | None,
-                   summary_json: Path | None) -> None:
+                   summary_json: Path | None, fmt: str) -> None:
     files, folders = input_paths(inputs)
     derived = errors_path_for(output) if output is not None and errors is None else None
+    folder_output = None
+    if fmt == "parquet" and output is not None:  # a folder of parts (--engine ray)
+        check_out_dir("-o", output, [model, *files], folders)
+        output, folder_output = None, output
     check_outputs({"-o": output, "--errors": errors, "the errors file (-o ... .errors.csv)":
                    derived, "--summary-json": summary_json}, [model, *files], folders)
+    if folder_output is not None:
+        for flag, path in (("--errors", errors), ("--summary-json", summary_json)):
+            if path is not None and Path(path).resolve().is_relative_to(folder_output.resolve()):
+                raise OutputError(f"{flag} {path} is inside the -o folder {folder_output}.",
+                                  f"Write {flag} outside {folder_output}.")
 
 
 def _engine(name: str, pairs: list[str], fmt: str) -> tuple[EngineSpec, dict[str, Any]]:

@@ -47,11 +47,13 @@ def test_ray_stage_rows_equal_the_local_engines(model, tmp_path):
     from imgcls.infer.batch import InferOptions
 
     rng = np.random.default_rng(0)
+    images = tmp_path / "images"  # outputs go beside the input folder, never inside it
+    images.mkdir()
     for i in range(10):
         Image.fromarray(rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(
-            tmp_path / f"{i}.png")
+            images / f"{i}.png")
     out = tmp_path / "local.csv"
-    assert main(["infer", str(model), str(tmp_path), "-o", str(out)]) == 0
+    assert main(["infer", str(model), str(images), "-o", str(out)]) == 0
     with open(out, newline="") as handle:
         local = {row["path"]: row for row in csv.DictReader(handle)}
     paths = sorted(local)
@@ -82,21 +84,23 @@ def test_ray_stage_rows_equal_the_local_engines(model, tmp_path):
 def test_a_ray_run_writes_the_local_engines_label_set_rows(model, tmp_path):
     ray = pytest.importorskip("ray")
     rng = np.random.default_rng(1)
+    images = tmp_path / "images"
+    images.mkdir()
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(
-            tmp_path / f"{i}.png")
+            images / f"{i}.png")
     local, remote = tmp_path / "local.csv", tmp_path / "ray.csv"
-    assert main(["infer", str(model), str(tmp_path), "-o", str(local)]) == 0
+    assert main(["infer", str(model), str(images), "-o", str(local)]) == 0
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level="warning")
     try:
-        assert main(["infer", str(model), str(tmp_path), "-o", str(remote), "--engine", "ray",
+        assert main(["infer", str(model), str(images), "-o", str(remote), "--engine", "ray",
                      "--threshold", "0.5"]) == 0
-        assert main(["infer", str(model), str(tmp_path), "-o", str(tmp_path / "p.parquet"),
+        assert main(["infer", str(model), str(images), "-o", str(tmp_path / "p.parquet"),
                      "--engine", "ray", "-f", "parquet"]) != 0  # label sets: csv or jsonl
     finally:
         ray.shutdown()
-    assert main(["infer", str(model), str(tmp_path), "-o", str(local.with_suffix(".05.csv")),
+    assert main(["infer", str(model), str(images), "-o", str(local.with_suffix(".05.csv")),
                  "--threshold", "0.5"]) == 0
 
     def rows(path: Path) -> dict[str, list[str]]:
