@@ -187,10 +187,14 @@ def test_sigterm_stops_training_like_ctrl_c(data, tmp_path):
                "--no-report", "--workers", "1", "--cache", "none"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    deadline = time.monotonic() + 120
+    # A loaded machine can take minutes to finish the first epoch; a signal before it
+    # would test setup, not training.
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None and not (
             (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
         time.sleep(0.2)
+    assert process.poll() is None and (run / "metrics.jsonl").read_text(), \
+        "training did not finish its first epoch within 300 s"
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
