@@ -7,61 +7,45 @@ killed mid-write leaves a hidden ``.NAME.*.tmp`` beside the target, which
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
-import tempfile
-import threading
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
-
-_UMASK_LOCK = threading.Lock()
-
-
-def _umask_from_proc() -> int | None:
-    # Linux >= 4.7 reports it without changing it: no window where another thread
-    # could create a file under a wrong umask.
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+from typing import BinaryIO
 
 
-@functools.cache
-def current_umask() -> int:
-    """The process umask, read once on first use (never at import)."""
-    found = _umask_from_proc()
-    if found is not None:
-        return found
-    with _UMASK_LOCK:  # elsewhere it can only be read by setting it and back
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[BinaryIO]:
+    """A binary handle on a hidden temp file beside ``path``, renamed over it on success.
 
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write via a temp file in the same folder, fsync, then rename over ``path``.
-
-    The file gets the permissions a plain ``open(path, "w")`` would give it (mkstemp's
-    are owner-only).
+    Any exception (Ctrl-C and SIGTERM included) removes the temp file and leaves ``path``
+    as it was. The file gets the permissions a plain ``open(path, "w")`` would give it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The name is fixed before the file exists, so a signal raised at any bytecode (even
+    # inside the open) still finds it to remove: mkstemp hands the name back too late.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
     try:
+        # O_EXCL never follows or reuses a planted file; the kernel applies the umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
         with os.fdopen(fd, "wb") as handle:
-            if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode is not POSIX
-                os.fchmod(handle.fileno(), 0o666 & ~current_umask())
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` via :func:`atomic_open`: readers see the old file or the new one."""
+    with atomic_open(path) as handle:
+        handle.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:

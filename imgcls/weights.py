@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ImgclsError
+from .io import atomic_open
 from .specs import ModelSpec, WeightsSpec
 
 OFFLINE_VARIABLES = ("IMGCLS_OFFLINE", "HF_HUB_OFFLINE")
@@ -95,21 +95,13 @@ def fetch(url: str, sha256: str | None = None, file_name: str | None = None, *,
 
 
 def _download(url: str, path: Path, sha256: str | None, progress: bool) -> None:
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _copy(url, out, path.name, progress)
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_open(path, suffix=".part") as out:
+        digest = _copy(url, out, path.name, progress)
         if sha256 and not digest.startswith(sha256):
             raise DownloadError(f"{url} failed its hash check: sha256 {digest} does not start "
                                 f"with {sha256}; the file was removed.",
                                 "The download was damaged or the file was replaced; try again "
                                 "or check the mirror.")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _copy(url: str, out: Any, label: str, progress: bool) -> str:
