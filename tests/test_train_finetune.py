@@ -139,3 +139,23 @@ def test_frozen_training_run_leaves_the_backbone_untouched(colour_folder, tmp_pa
     assert torch.equal(trained["0.weight"], fresh["0.weight"])
     assert torch.equal(trained["7.weight"], fresh["7.weight"])
     assert not torch.equal(trained["9.weight"], fresh["9.weight"])
+
+
+def test_resize_overrides_the_models_crop_so_a_wide_image_stays_whole():
+    from dataclasses import replace
+
+    from imgcls.specs import Preprocess
+    from imgcls.train.finetune import run_preprocess
+
+    cropping = Preprocess(size=(224, 224), resize="shorter", crop_fraction=0.875,
+                          mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    spec = replace(get_model("basic-cnn").spec, preprocess=cropping)
+    assert run_preprocess(spec, TrainConfig(img_size=96)) == cropping.with_size(96)
+    stretched = run_preprocess(spec, TrainConfig(img_size=96, resize="stretch"))
+    assert (stretched.resize, stretched.crop_fraction, stretched.size) == ("stretch", 1.0,
+                                                                          (96, 96))
+    assert stretched.mean == (0.5, 0.5, 0.5)  # the weights' normalisation stays
+    plain = replace(spec, preprocess=Preprocess(size=(64, 64)))
+    assert run_preprocess(plain, TrainConfig(resize="shorter")).resize == "shorter"
+    with pytest.raises(ConfigError, match="resize"):
+        TrainConfig(resize="squash").validate(spec)

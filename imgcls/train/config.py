@@ -40,6 +40,7 @@ MULTILABEL_LOSSES = ("bce", "asl")
 CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("shuffle", "balanced")
 AMP_DTYPES = ("auto", "bf16", "fp16")
+RESIZE_MODES = ("stretch", "shorter")
 MAX_IMG_SIZE = MAX_SIDE  # a typo like --img-size 100000 gets a clear error
 # Defaults of the options a recipe sets (TrainConfig's own default is None: "unset").
 SCRATCH_DEFAULTS: dict[str, float] = {"lr": 2e-3, "warmup_epochs": 1.0, "label_smoothing": 0.0,
@@ -143,6 +144,9 @@ class TrainConfig:
                                    "most confident mistakes.")
     img_size: Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)] | None = _opt(
         None, "Input size (default: the model's).")
+    resize: Annotated[str, one_of(RESIZE_MODES)] | None = _opt(
+        None, "stretch: the whole image, aspect ignored; shorter: scale the shorter side "
+              "and centre-crop (default: the weights' or the model's own).")
     augment: str = _opt(DEFAULT_AUGMENT, 'Augmentations, e.g. "flip,shear=0.2,zoom=0.2", '
                                          "or none.", "-a")
     seed: int = _opt(0, "Random seed.")

@@ -22,9 +22,15 @@ from .optim import freeze_backbone
 
 
 def run_preprocess(spec: ModelSpec, config: TrainConfig) -> Preprocess:
-    """The chosen weights' preprocessing (else the model's), at --img-size when given."""
+    """The chosen weights' preprocessing (else the model's), with --img-size and --resize."""
     chosen = resolve_weights(spec, config.weights)[0] if config.weights else None
     base = chosen.preprocess if chosen is not None else spec.preprocess
+    if config.resize == "stretch":
+        # A centre crop can cut off what a label names (a multi-label image's second
+        # object, a wide document): stretching keeps every pixel in view.
+        base = base.model_copy(update={"resize": "stretch", "crop_fraction": 1.0})
+    elif config.resize == "shorter":
+        base = base.model_copy(update={"resize": "shorter"})
     return base.with_size(config.img_size) if config.img_size else base
 
 
