@@ -276,7 +276,8 @@ def test_imgcls_explain_is_the_function_and_the_package_stays_a_plain_package(fi
 
     assert explain is imgcls.explain and type(sys.modules["imgcls.explain"]) is types.ModuleType
     assert api.explain is sys.modules["imgcls.explain"].explain is not explain
-    assert imgcls.explain(files["basic-cnn"], files["circle"], device="cpu")[0].layer == "4"
+    result = imgcls.explain(files["basic-cnn"], files["circle"], device="cpu")[0]
+    assert result.layer == "4" and result.layer_name.label == "after ReLU 2"
 
 
 @pytest.mark.parametrize("first", ["import imgcls.explain.cam", "from imgcls.explain import cam",
@@ -307,15 +308,19 @@ def test_default_cam_layers_are_each_model_s_last_conv_block():
 
 def test_a_wrong_layer_lists_the_valid_names(files, capsys):
     with pytest.raises(ConfigError) as info:
-        Explainer(files["basic-cnn"], layer="44", device="cpu").layer  # noqa: B018
-    assert "has no layer '44' with a feature map" in info.value.message
-    assert "Did you mean '4'?" in info.value.hint
-    assert "Valid --layer names (last first): 4, 5, 3, 2, 1, 0." in info.value.hint
-    assert Explainer(files["basic-cnn"], layer="2", device="cpu").layer == "2"
+        Explainer(files["basic-cnn"], layer="conv 3", device="cpu").layer  # noqa: B018
+    assert "has no layer 'conv 3' with a feature map" in info.value.message
+    assert info.value.hint.startswith("Did you mean 'conv2' or 'conv1'?")
+    assert "Valid --layer names (last first): conv2, conv1, pool2, relu2," in info.value.hint
+    # Layers are named as the captions name them, or by module name (index) as before.
+    for name, module in (("2", "2"), ("relu1", "1"), ("after ReLU 1", "1"),
+                         ("conv 2 (32 filters)", "3"), ("Pool2", "5")):
+        assert Explainer(files["basic-cnn"], layer=name, device="cpu").layer == module, name
     code = main(["explain", str(files["basic-cnn"]), str(files["circle"]), "--layer", "fc"])
     err = capsys.readouterr().err
     assert code == 1 and "Error: Model 'basic-cnn' has no layer 'fc'" in err
-    assert "Hint: Valid --layer names (last first): 5, 4, 3, 2, 1, 0." in err
+    assert ("Hint: Valid --layer names (last first): pool2, relu2, conv2, pool1, relu1, conv1."
+            in err)
     code = main(["explain", str(files["basic-cnn"]), str(files["circle"]), "--target", "dog"])
     err = capsys.readouterr().err
     assert code == 1 and "Error: Unknown target class 'dog'." in err
@@ -348,6 +353,8 @@ def test_basic_cnn_feature_maps_and_filters_are_the_tutorial_s(tmp_path):
         ("0", "conv", "Conv2d", (32, 62, 62)), ("1", "activation", "ReLU", (32, 62, 62)),
         ("2", "pool", "MaxPool2d", (32, 31, 31)), ("3", "conv", "Conv2d", (32, 29, 29)),
         ("4", "activation", "ReLU", (32, 29, 29)), ("5", "pool", "MaxPool2d", (32, 14, 14))]
+    assert [m.label for m in maps] == ["conv 1 (32 filters)", "after ReLU 1", "pool 1",
+                                       "conv 2 (32 filters)", "after ReLU 2", "pool 2"]
     assert all(m.maps.shape == (16, *m.shape[1:]) for m in maps)
     # The ReLU after a conv is drawn, not the conv's map overwritten in place by it.
     assert maps[0].maps.min() < 0 <= maps[1].maps.min()
@@ -361,6 +368,8 @@ def test_resnet_s_feature_maps_name_every_block(tmp_path):
     assert names[:7] == ["0", "2", "3.body.0", "3.body.2", "3.body.3", "3.relu", "4.body.0"]
     assert "6.shortcut.0" in names and "9.shortcut.0" in names  # the projections
     assert len(maps) == 40 and maps[-1].name == "11.relu" and maps[-1].shape == (64, 8, 8)
+    assert maps[2].label == "conv 2 (16 filters) in block 1"
+    assert maps[-1].label == "after ReLU 19 in block 9" and maps[-1].layer.option == "relu19"
     assert name == "0" and tiles.shape == (16, 3, 3, 3)
 
 
@@ -372,6 +381,9 @@ def test_torchvision_feature_maps_count_each_call_of_a_module(tmp_path):
                          "layer1.0.conv2", "layer1.0.relu#2"]
     assert "layer2.0.downsample.0" in names and "avgpool" not in names  # 1 x 1 maps are not
     assert maps[-1].name == "layer4.1.relu#2" and maps[-1].shape == (512, 2, 2)
+    # Dotted names stay, with what each layer is.
+    assert maps[0].label == "conv1 (conv, 64 filters)"
+    assert maps[-1].label == "layer4.1.relu#2 (ReLU, 2nd call)"
     assert all(len(m.maps) == 16 for m in maps)
     assert name == "conv1" and tiles.shape == (64, 7, 7, 3)
 
@@ -397,11 +409,13 @@ def test_explain_writes_a_png_per_image_and_a_page_and_reports_unreadable_ones(f
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"unreadable: {files['broken']}: Cannot decode" in captured.err
-    assert "2 images explained (gradcam++ on layer 4), 1 unreadable" in captured.out
+    assert "2 images explained (gradcam++, layer relu2: after ReLU 2), 1 unreadable" in (
+        captured.out)
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == sorted([files["circle"].name, files["square"].name])
     page = (out / "explain.html").read_text()
     assert all(f'src="{name}"' in page for name in pngs) and "broken.jpg" in page
+    assert "Class-activation maps: gradcam++, after ReLU 2" in page
     assert Image.open(out / pngs[0]).size[0] > 500  # input, two overlays, the votes
 
 
@@ -409,12 +423,16 @@ def test_explain_feature_maps_and_filters_write_one_grid_per_layer(files, tmp_pa
     out = tmp_path / "maps"
     assert main(["explain", str(files["basic-cnn"]), str(files["circle"]), "--feature-maps",
                  "--filters", "--out-dir", str(out), "--device", "cpu"]) == 0
-    assert "feature maps of 6 layers, filters of 0" in capsys.readouterr().out
+    assert ("feature maps of 6 layers (conv 1 to pool 2), the 32 filters of conv 1"
+            in capsys.readouterr().out)
     assert sorted(p.name for p in (out / "feature-maps").iterdir()) == [
-        f"{i:02d}-{i}.png" for i in range(6)]
+        "00-conv1.png", "01-relu1.png", "02-pool1.png", "03-conv2.png", "04-relu2.png",
+        "05-pool2.png"]
     assert (out / "filters.png").is_file() and not list(out.glob("circle*.png"))
     page = (out / "explain.html").read_text()
-    assert 'src="feature-maps/03-3.png"' in page and "32 x 29 x 29" in page
+    assert 'src="feature-maps/03-conv2.png"' in page
+    assert "<b>conv 2 (32 filters)</b>: 32 x 29 x 29" in page
+    assert "The 32 filters of conv 1 (3 x 3 x 3)" in page and "Filters of 0" not in page
     assert main(["explain", str(files["basic-cnn"]), "--filters", "--out-dir", str(out)]) == 0
     for args, message in (([str(files["circle"]), str(files["square"]), "--feature-maps"],
                            "--feature-maps draws one image, got 2"),

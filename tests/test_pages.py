@@ -102,6 +102,7 @@ def test_audit_html_escapes_labels_paths_and_notes(photo):
 def test_explain_html_escapes_sources_layers_and_failures(tmp_path):
     from imgcls.explain.api import Explanation
     from imgcls.explain.feature_maps import FeatureMap
+    from imgcls.explain.names import named
     from imgcls.explain.page import Written, render_page
     from imgcls.infer.engine import Failure
 
@@ -111,12 +112,12 @@ def test_explain_html_escapes_sources_layers_and_failures(tmp_path):
     written.explained.append((item, tmp_path / "a b.png"))
     written.features.append((FeatureMap(HOSTILE, HOSTILE, HOSTILE, (3, 4, 5), np.zeros(1)),
                              tmp_path / "feature-maps" / "00-x.png"))
-    written.filters = (HOSTILE, tmp_path / "filters.png")
+    written.filters = (named({}, HOSTILE), (32, 3, 3, 3), tmp_path / "filters.png")
     written.failures.append(Failure(HOSTILE, HOSTILE))
     text = render_page(written, HOSTILE, HOSTILE)
-    # title twice, model, method, layer, source, label, feature name, module, kind,
-    # filters' layer, failure path and reason
-    _check(text, 13)
+    # title twice, model, method, layer and its --layer name, source, label, feature label,
+    # --layer name, module name and class, filters' layer, failure path and reason
+    _check(text, 15)
     assert 'src="a b.png"' in text and 'src="feature-maps/00-x.png"' in text
     assert "(75%)" in text and "3 x 4 x 5" in text
 

@@ -30,8 +30,9 @@ def explain(
     output: str | None = output_is_a_file("explain"),
     method: str = typer.Option("gradcam", "--method", help=METHOD_HELP),
     layer: str | None = typer.Option(
-        None, "--layer", help="Module to compute CAMs on (default: the model's last conv "
-                              "block); a wrong name lists the valid ones."),
+        None, "--layer", help="Layer to compute CAMs on, as the captions name it (relu2, "
+                              "conv2, pool2) or by module name (layer4); default: the "
+                              "model's last conv block. A wrong name lists the valid ones."),
     target: str | None = typer.Option(
         None, "--target", help="Also explain this class (the predicted one always is)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Classes in the vote bar chart."),
@@ -83,14 +84,23 @@ def _check(images: list[str], feature_maps: bool, filters: bool, top_k: int) -> 
 
 
 def _summary(written: Written, method: str, page: Path) -> None:
+    from ..explain.names import named
+
     parts = []
     if written.explained:
-        layer = written.explained[0][0].layer
-        parts.append(f"{len(written.explained)} images explained ({method} on layer {layer})")
+        first = written.explained[0][0]
+        layer = first.layer_name or named({}, first.layer)
+        count = len(written.explained)
+        parts.append(f"{count} image{'s' if count != 1 else ''} explained ({method}, layer "
+                     f"{layer.option}: {layer.what})")
     if written.features:
-        parts.append(f"feature maps of {len(written.features)} layers")
+        ends = [f.layer.short if f.layer else f.name for f in (written.features[0][0],
+                                                               written.features[-1][0])]
+        parts.append(f"feature maps of {len(written.features)} layers ({ends[0]} to "
+                     f"{ends[1]})")
     if written.filters:
-        parts.append(f"filters of {written.filters[0]}")
+        layer, shape, _ = written.filters
+        parts.append(f"the {shape[0]} filters of {layer.short}")
     if written.failures:
         parts.append(f"{len(written.failures)} unreadable")
     console.print(escape(f"{', '.join(parts)}; see {page}"), highlight=False)

@@ -28,6 +28,7 @@ from ..system import resolve_device
 from .cam import CLASS_AGNOSTIC, check_method, library_cams
 from .feature_maps import CHANNELS, FeatureMap, feature_maps, first_conv_filters
 from .layers import check_layer, default_cam_layer, map_layers
+from .names import LayerName, layer_names, named
 
 BATCH = 16
 
@@ -39,7 +40,8 @@ class Explanation:
     ``pixels`` (H x W x 3 uint8) is the image as the model saw it, at its input size;
     ``probs`` the class probabilities; ``cams`` one H x W float32 map in [0, 1] per
     explained class: the predicted one (multi-label: each predicted label), and the
-    ``target`` when one was asked for.
+    ``target`` when one was asked for. ``layer`` is the CAM layer's module name,
+    ``layer_name`` its names for people ("after ReLU 2", ``--layer relu2``).
     """
 
     source: str
@@ -49,6 +51,7 @@ class Explanation:
     cams: dict[str, np.ndarray]
     method: str
     layer: str
+    layer_name: LayerName | None = None
 
     @property
     def predicted(self) -> str:
@@ -93,20 +96,26 @@ class Explainer:
         self.preprocess = loaded.preprocess
         self.model = loaded.model.to(self.device).eval()
         self.spec = get_model(loaded.manifest["model"]["name"]).spec
+        self.names = layer_names(self.model)
         self.normalise = NormaliseLayer(self.preprocess).to(self.device)
         self._requested = layer
         self._layer: str | None = None
 
     @property
     def layer(self) -> str:
-        """The CAM layer's name, checked against the layers that output a feature map."""
+        """The CAM layer's module name, checked against the layers that output a feature map;
+        ``--layer`` may name it as the captions do (``relu2``, ``after ReLU 2``)."""
         if self._layer is None:
             blank = np.zeros((1, *self.preprocess.size, 3), dtype=np.uint8)
             valid = map_layers(self.model, self.inputs(blank))
             wanted = self._requested or default_cam_layer(self.model, self.spec)
-            self._layer = check_layer(wanted, valid, self.spec.name,
+            self._layer = check_layer(wanted, valid, self.names, self.spec.name,
                                       requested=self._requested is not None)
         return self._layer
+
+    def named(self, module: str) -> LayerName:
+        """A module's names for people: "conv 1 (32 filters)", ``--layer conv1``."""
+        return named(self.names, module)
 
     def inputs(self, pixels: np.ndarray) -> torch.Tensor:
         """N x H x W x 3 uint8 pixels -> the model's float input, on its device."""
@@ -180,7 +189,8 @@ class Explainer:
                      library_cams(self.model, inputs, layer, self.method, [wanted] * len(maps))[0])
             for per_image, m in zip(cams, extra, strict=True):
                 per_image.setdefault(self.classes[wanted], m)
-        return [Explanation(name, pix, self.classes, prob, cam, self.method, self.layer)
+        return [Explanation(name, pix, self.classes, prob, cam, self.method, self.layer,
+                            self.named(self.layer))
                 for name, pix, prob, cam in zip(names, pixels, probs, cams, strict=True)]
 
     def _label_set_cams(self, inputs: torch.Tensor, layer: torch.nn.Module, probs: np.ndarray,
@@ -215,8 +225,9 @@ def explain(checkpoint: str | os.PathLike, images: Any, method: str = "gradcam",
     """Class-activation maps of a checkpoint for images (paths, PIL images or arrays).
 
     ``method`` is gradcam, gradcam++, layercam, hirescam or eigencam; ``layer`` a module name
-    (default: the model's last conv block); ``target`` a class to explain besides the
-    predicted one. Each :class:`Explanation` holds the model-sized pixels, the class
-    probabilities and an H x W map in [0, 1] per explained class.
+    or a caption's name such as ``relu2`` (default: the model's last conv block);
+    ``target`` a class to explain besides the predicted one. Each :class:`Explanation`
+    holds the model-sized pixels, the class probabilities and an H x W map in [0, 1] per
+    explained class.
     """
     return Explainer(checkpoint, method, layer, device).explain(images, target)

@@ -16,11 +16,21 @@ from torch import nn
 
 from ..errors import ConfigError
 from .layers import is_map, recording
+from .names import (
+    ACTIVATION,
+    ACTIVATIONS,
+    CONV,
+    POOL,
+    POOLS,
+    LayerName,
+    kind_of,
+    layer_names,
+    named,
+)
 
-CONV, ACTIVATION, POOL = "conv", "activation", "pool"
-ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.SiLU,
-               nn.Mish, nn.Hardswish, nn.GELU)
-POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)
+__all__ = ["ACTIVATION", "ACTIVATIONS", "CHANNELS", "CONV", "POOL", "POOLS", "FeatureMap",
+           "feature_maps", "first_conv_filters", "kind_of"]
+
 CHANNELS = 16  # as many channels of each map as the tutorial draws
 
 
@@ -29,7 +39,8 @@ class FeatureMap:
     """One layer's output for one image.
 
     ``name`` is the module's name in ``model.named_modules()`` (``name#2`` for its
-    second call), ``shape`` the whole map's (C, H, W), ``maps`` its first channels.
+    second call), ``shape`` the whole map's (C, H, W), ``maps`` its first channels,
+    ``layer`` the names a user reads ("after ReLU 1", ``--layer relu1``).
     """
 
     name: str
@@ -37,16 +48,11 @@ class FeatureMap:
     module: str
     shape: tuple[int, int, int]
     maps: np.ndarray
+    layer: LayerName | None = None
 
-
-def kind_of(module: nn.Module) -> str | None:
-    if isinstance(module, nn.Conv2d):
-        return CONV
-    if isinstance(module, ACTIVATIONS):
-        return ACTIVATION
-    if isinstance(module, POOLS):
-        return POOL
-    return None
+    @property
+    def label(self) -> str:
+        return self.layer.label if self.layer else self.name
 
 
 def feature_maps(model: nn.Module, inputs: torch.Tensor,
@@ -57,6 +63,7 @@ def feature_maps(model: nn.Module, inputs: torch.Tensor,
                                     ) as calls:
         model(inputs)
     found: list[FeatureMap] = []
+    names = layer_names(model)
     conv_shape: torch.Size | None = None
     for call in calls:
         output = call.output
@@ -71,7 +78,8 @@ def feature_maps(model: nn.Module, inputs: torch.Tensor,
             continue
         found.append(FeatureMap(call.name, kind or "", type(call.module).__name__,
                                 tuple(output.shape[1:]),
-                                output[0, :channels].float().cpu().numpy()))
+                                output[0, :channels].float().cpu().numpy(),
+                                named(names, call.name)))
     return found
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..options import close_matches, did_you_mean
+from .names import LayerName, named, resolve
 
 # How many layer names an error message lists before it only counts the rest.
 LISTED_NAMES = 12
@@ -110,12 +111,14 @@ def default_cam_layer(model: nn.Module, spec: Any) -> str | None:
     return chosen or last_conv(model)
 
 
-def check_layer(name: str | None, valid: dict[str, tuple[int, int, int]], model_name: str,
-                requested: bool) -> str:
-    """``name`` when it is one of ``valid``; else a ConfigError that lists the valid names."""
-    if name in valid:
-        return name
-    names = list(valid)
+def check_layer(name: str | None, valid: dict[str, tuple[int, int, int]],
+                names: dict[str, LayerName], model_name: str, requested: bool) -> str:
+    """The module ``name`` means (a module name, ``relu2``, ``after ReLU 2``) when it is one
+    of ``valid``; else a ConfigError that lists the valid ``--layer`` names."""
+    found = resolve(name, names, list(valid)) if name is not None else None
+    if found is not None:
+        return found
+    options = [named(names, module).option for module in valid]
     if requested:
         problem = f"Model {model_name!r} has no layer {name!r} with a feature map."
     elif name is None:
@@ -123,13 +126,13 @@ def check_layer(name: str | None, valid: dict[str, tuple[int, int, int]], model_
     else:
         problem = (f"Model {model_name!r}: its plugin's CAM layer {name!r} has no feature "
                    "map.")
-    if not names:
+    if not options:
         raise ConfigError(problem, "Class-activation maps need a convolutional network.")
-    close = close_matches(name or "", names)
+    close = close_matches(name or "", options)
     # The last layers are where CAMs are usually taken; the first ones rarely.
-    listed = close + [n for n in names[::-1] if n not in close][:LISTED_NAMES - len(close)]
-    more = len(names) - len(listed)
-    hint = did_you_mean(name or "", names)
+    listed = close + [n for n in options[::-1] if n not in close][:LISTED_NAMES - len(close)]
+    more = len(options) - len(listed)
+    hint = did_you_mean(name or "", options)
     hint += (f"Valid --layer names (last first): {', '.join(listed)}"
              + (f" and {more} more." if more else "."))
     raise ConfigError(problem, hint)

@@ -15,6 +15,7 @@ from ..io import atomic_write_bytes, atomic_write_text
 from .api import Explainer, Explanation
 from .feature_maps import FeatureMap
 from .figures import explanation_png, feature_map_png, filters_png
+from .names import LayerName, named
 
 PAGE = "explain.html"
 FEATURE_DIR = "feature-maps"
@@ -28,7 +29,7 @@ class Written:
     out_dir: Path
     explained: list[tuple[Explanation, Path]] = field(default_factory=list)
     features: list[tuple[FeatureMap, Path]] = field(default_factory=list)
-    filters: tuple[str, Path] | None = None
+    filters: tuple[LayerName, tuple[int, ...], Path] | None = None  # layer, tiles' shape
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -58,17 +59,20 @@ def write_cams(explainer: Explainer, paths: Iterable[str], written: Written,
 
 
 def write_feature_maps(explainer: Explainer, path: str, written: Written) -> None:
-    """One grid PNG per layer, numbered in the order the layers ran."""
+    """One grid PNG per layer, numbered in the order the layers ran, named as ``--layer``
+    names it (``01-relu1.png``)."""
     for index, feature in enumerate(explainer.feature_maps(path)):
-        target = written.out_dir / FEATURE_DIR / f"{index:02d}-{_safe(feature.name)}.png"
+        option = feature.layer.option if feature.layer else feature.name
+        target = written.out_dir / FEATURE_DIR / f"{index:02d}-{_safe(option)}.png"
         atomic_write_bytes(target, feature_map_png(feature))
         written.features.append((feature, target))
 
 
 def write_filters(explainer: Explainer, written: Written) -> None:
     name, tiles = explainer.filters()
-    atomic_write_bytes(written.out_dir / FILTERS, filters_png(name, tiles))
-    written.filters = (name, written.out_dir / FILTERS)
+    layer = explainer.named(name)
+    atomic_write_bytes(written.out_dir / FILTERS, filters_png(layer.short, tiles))
+    written.filters = (layer, tiles.shape, written.out_dir / FILTERS)
 
 
 def write_explanations(explainer: Explainer, images: list[str], out_dir: str | os.PathLike, *,
@@ -101,14 +105,19 @@ def render_page(written: Written, checkpoint: str, model: str) -> str:
     first = written.explained[0][0] if written.explained else None
     cams = [{"src": _link(png, root), "source": item.source, "label": item.top(1)[0][0],
              "p": item.top(1)[0][1]} for item, png in written.explained]
-    features = [{"src": _link(png, root), "name": f.name, "module": f.module, "kind": f.kind,
+    features = [{"src": _link(png, root), "name": f.name, "module": f.module,
+                 "label": f.label, "option": f.layer.option if f.layer else f.name,
                  "shape": f.shape} for f, png in written.features]
-    filters = written.filters and {"name": written.filters[0],
-                                   "src": _link(written.filters[1], root)}
+    filters = None
+    if written.filters:
+        layer, shape, png = written.filters
+        filters = {"layer": layer, "count": shape[0], "kernel": shape[1:3],
+                   "src": _link(png, root)}
+    layer = first and (first.layer_name or named({}, first.layer))
     return report.render_page(
         "explain.html.j2", title=f"imgcls explain: {checkpoint}", model=model, cams=cams,
-        method=first.method if first else "", layer=first.layer if first else "",
-        features=features, filters=filters, failures=written.failures)
+        method=first.method if first else "", layer=layer, features=features,
+        filters=filters, failures=written.failures)
 
 
 def write_page(written: Written, checkpoint: str, model: str) -> Path:
