@@ -79,7 +79,8 @@ def draw(checkpoint: Path, data: Path) -> None:
     _save("explain-cams.png", [explanation_png(e, top_k=2) for e in explained])
     features = {f.name: f for f in explainer.feature_maps(cat)}
     _save("explain-feature-maps.png", [feature_map_png(features[n]) for n in ("1", "5")])
-    _save("explain-filters.png", [filters_png(*explainer.filters())])
+    name, tiles = explainer.filters()
+    _save("explain-filters.png", [filters_png(explainer.named(name).short, tiles)])
     for item in explained:
         print(f"{item.source}: {', '.join(f'{n} {p:.0%}' for n, p in item.top(2))}")
 
