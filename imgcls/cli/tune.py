@@ -128,7 +128,7 @@ def print_trial(trial: TrialSummary, metric: str) -> None:
     """One line: number, state, value (after how many epochs), parameters."""
     value = "-" if trial.value is None else f"{trial.value:.4f}"
     state = (f"pruned after epoch {trial.epochs}" if trial.state == "pruned"
-             else f"{trial.state} ({trial.epochs} epochs)")
+             else f"{trial.state} ({trial.epochs} epoch{'s' if trial.epochs != 1 else ''})")
     line = f"trial {trial.number:>3}  {metric} {value}  {state}  {format_params(trial.params)}"
     if trial.error:
         line += f"  error: {trial.error}"

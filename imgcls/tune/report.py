@@ -7,12 +7,14 @@ so ``imgcls train --config best.toml`` trains the best trial again, exactly.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+from markupsafe import Markup, escape
 from optuna.trial import FrozenTrial, TrialState
 
 from ..io import atomic_write_bytes, atomic_write_text
@@ -21,6 +23,9 @@ from ..train.config import config_from_dict
 from .config import TuneConfig
 
 TOP_TRIALS = 10
+# PED-ANOVA (the importance evaluator) compares the best 10% of trials with the rest; its
+# authors advise at least 5 trials in that best 10%. Fewer complete trials get a caveat.
+IMPORTANCE_TRIALS = 50
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
                TrialState.FAIL: "failed", TrialState.RUNNING: "running",
                TrialState.WAITING: "waiting"}
@@ -98,7 +103,13 @@ def copy_checkpoint(trial: FrozenTrial, path: Path) -> Path | None:
 
 
 def plot_history(study: optuna.Study, metric: str) -> bytes:
+    return png_bytes(history_figure(study, metric))
+
+
+def history_figure(study: optuna.Study, metric: str) -> Any:
     """Each trial's value (pruned ones at their last epoch) and the best so far."""
+    from matplotlib.ticker import MaxNLocator
+
     figure = new_figure(8, 4)
     axes = figure.subplots()
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -106,8 +117,9 @@ def plot_history(study: optuna.Study, metric: str) -> bytes:
     for state, marker in ((TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")):
         rows = [trial_row(t) for t in study.get_trials(deepcopy=False, states=(state,))]
         rows = [r for r in rows if r["value"] is not None and math.isfinite(r["value"])]
-        axes.scatter([r["number"] for r in rows], [r["value"] for r in rows], marker=marker,
-                     label=STATE_NAMES[state])
+        if rows:  # no "pruned" in the legend when none was
+            axes.scatter([r["number"] for r in rows], [r["value"] for r in rows],
+                         marker=marker, label=STATE_NAMES[state])
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if best is None or (trial.value > best if maximize else trial.value < best):
             best = trial.value
@@ -118,9 +130,10 @@ def plot_history(study: optuna.Study, metric: str) -> bytes:
         ys.append(best)
     axes.step(xs, ys, where="post", color="black", label="best so far")
     axes.set(title="Optimisation history", xlabel="trial", ylabel=metric)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # no trial 0.5
     axes.grid(alpha=0.3)
     axes.legend()
-    return png_bytes(figure)
+    return figure
 
 
 def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
@@ -160,18 +173,35 @@ def format_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def breakable(name: str) -> Markup:
+    """A column name that may wrap after "_" and "." (``weight_<wbr>decay``), so that a
+    dozen parameter columns fit the page's width."""
+    return Markup(re.sub(r"([_.])", r"\1<wbr>", str(escape(name))))
+
+
+def importance_caveat(complete: int) -> str | None:
+    """What to make of importances from fewer than IMPORTANCE_TRIALS complete trials."""
+    if complete >= IMPORTANCE_TRIALS:
+        return None
+    return (f"From {complete} complete trial{'s' if complete != 1 else ''} only: a rough "
+            "guess. The importances compare the best 10% of trials with the rest, and "
+            f"mean something from about {IMPORTANCE_TRIALS} trials on (5 in the best 10%).")
+
+
 def render_tune_report(study: optuna.Study, result: TuneResult) -> str:
     """The whole report as one HTML string; the plots are embedded PNGs."""
     importances, why = param_importances(study)
     names = sorted({name for row in result.rows for name in row["params"]})
     rows = [[r["number"], format_value(r["value"]), r["epochs"], format_value(r["seconds"]),
              *(format_value(r["params"].get(n)) for n in names)] for r in result.rows]
+    header = ["trial", result.metric, "epochs", "seconds", *names]
     return render_page(
         "tune-report.html.j2", title=f"imgcls tune {result.study_name}",
         counts=", ".join(f"{n} {state}" for state, n in result.counts.items()),
-        metric=result.metric, header=["trial", result.metric, "epochs", "seconds", *names],
+        metric=result.metric, header=[breakable(name) for name in header],
         rows=rows, history=data_uri(plot_history(study, result.metric), "image/png"),
         importances=importances and data_uri(plot_importances(importances), "image/png"),
+        caveat=importance_caveat(result.counts.get("complete", 0)),
         why=why or "no trials")
 
 
