@@ -186,15 +186,6 @@ def test_what_a_multilabel_model_cannot_do_is_refused_in_one_line(tmp_path, caps
         evaluate_file(model, str(tmp_path))
 
 
-def test_data_audit_refuses_multilabel_data_in_one_line(capsys):
-    args = ["data", "audit", "--data", "shapes"] + [f"--data-opt={k}={v}" for k, v in {
-        "multilabel": 1, "classes": 3, "train_per_class": 10, "val_per_class": 4,
-        "size": 32}.items()]
-    assert main(args) != 0
-    err = capsys.readouterr().err
-    assert "is multi-label" in err and _one_error_line(err)
-
-
 @pytest.mark.slow
 def test_explain_shows_a_cam_per_predicted_label(ml_run):
     from imgcls.explain import Explainer

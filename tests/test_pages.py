@@ -99,6 +99,23 @@ def test_audit_html_escapes_labels_paths_and_notes(photo):
     assert "data:image/jpeg;base64," in text
 
 
+def test_multilabel_audit_html_escapes_label_sets(photo):
+    from imgcls.audit.multilabel import MultiLabelAuditResult, MultiLabelIssue
+
+    entries = [Entry(photo, "train", f"{HOSTILE};b"), Entry(photo, "val", "")]
+    issue = MultiLabelIssue(photo, f"{HOSTILE};b", "b", 0.1, (HOSTILE, "b"), ("b",), (),
+                            (HOSTILE,))
+    result = MultiLabelAuditResult(HOSTILE, [HOSTILE, "b"], entries, entries,
+                                   np.array([[0.1, 0.9], [0.2, 0.1]]), np.ones(2), [issue],
+                                   label_sets=[(0, 1), ()], audited_sets=[(0, 1), ()],
+                                   thresholds=[0.5, 0.5], mean_ap=0.75)
+    text = render_html(result)
+    # h1, headline, the given set and the extra label (the file name: alt and caption)
+    page = _check(text, 4)
+    assert text.count(ESCAPED.replace("/", "_")) == 2 and page.tags.count("figure") == 1
+    assert "out-of-fold mAP" in text and 'class="extra">extra <b>' in text
+
+
 def test_explain_html_escapes_sources_layers_and_failures(tmp_path):
     from imgcls.explain.api import Explanation
     from imgcls.explain.feature_maps import FeatureMap

@@ -27,6 +27,8 @@ from ..errors import DataError
 from ..infer.writers import safe_row, spreadsheet_value
 
 INFER_HEADER = ["path", "label", "confidence"]
+ML_INFER_HEADER = ["path", "labels"]  # then prob_<class> per class (a multi-label model)
+ML_PREFIX = "prob_"
 # imgcls infer writes six decimals: a row of 1,000 classes may be off by 5e-4.
 SUM_TOLERANCE = 1e-3
 
@@ -37,12 +39,17 @@ def infer_hint(path: Path, classes: list[str]) -> str:
             + ",".join(classes[:3]) + (",..." if len(classes) > 3 else "") + ".")
 
 
-def read_probs(path: str | os.PathLike, classes: list[str]) -> dict[str, np.ndarray]:
-    """Real path of each image -> its probabilities, in the order of ``classes``."""
+def read_probs(path: str | os.PathLike, classes: list[str], multilabel: bool = False
+               ) -> dict[str, np.ndarray]:
+    """Real path of each image -> its probabilities, in the order of ``classes``;
+    ``multilabel``: one sigmoid per class, rows need not sum to 1."""
     path = Path(path)
     rows = _table(path, classes)
     header, body = rows[0], rows[1:]
-    if [spreadsheet_value(cell) for cell in header[:3]] == INFER_HEADER:
+    if multilabel and [spreadsheet_value(cell) for cell in header[:2]] == ML_INFER_HEADER:
+        columns = _ml_infer_columns(path, header, classes)
+        parse = _wide_row
+    elif [spreadsheet_value(cell) for cell in header[:3]] == INFER_HEADER:
         columns = _infer_columns(path, header, classes)
         parse = _infer_row
     else:
@@ -55,7 +62,7 @@ def read_probs(path: str | os.PathLike, classes: list[str]) -> dict[str, np.ndar
                             "Every row needs a value under every column of the header.")
         image = spreadsheet_value(row[0])
         values = parse(path, number, row, columns, classes)
-        _check_row(path, number, image, values, classes)
+        _check_row(path, number, image, values, classes, multilabel)
         key = os.path.realpath(image)
         if key in found:
             raise DataError(f"{path} line {number}: {image} has probabilities twice.",
@@ -102,8 +109,14 @@ def _infer_row(path: Path, number: int, row: list[str], columns: list[int],
     return values
 
 
-def _wide_columns(path: Path, header: list[str], classes: list[str]) -> list[int]:
-    names = [spreadsheet_value(cell) for cell in header[1:]]
+def _ml_infer_columns(path: Path, header: list[str], classes: list[str]) -> list[int]:
+    # imgcls infer of a multi-label model: path,labels,prob_<class>...
+    return _wide_columns(path, header, classes, first=2, prefix=ML_PREFIX)
+
+
+def _wide_columns(path: Path, header: list[str], classes: list[str], first: int = 1,
+                  prefix: str = "") -> list[int]:
+    names = [spreadsheet_value(cell).removeprefix(prefix) for cell in header[first:]]
     missing = [name for name in classes if name not in names]
     extra = [name for name in names if name not in classes]
     problems = [f"no column for {', '.join(map(repr, missing[:5]))}"] if missing else []
@@ -114,7 +127,7 @@ def _wide_columns(path: Path, header: list[str], classes: list[str]) -> list[int
     if problems:
         raise DataError(f"{path}: {'; '.join(problems)} (the data's classes: "
                         f"{', '.join(classes)}).", infer_hint(path, classes))
-    return [1 + names.index(name) for name in classes]
+    return [first + names.index(name) for name in classes]
 
 
 def _wide_row(path: Path, number: int, row: list[str], columns: list[int],
@@ -134,7 +147,7 @@ def _number(path: Path, number: int, cell: str) -> float:
 
 
 def _check_row(path: Path, number: int, image: str, values: np.ndarray,
-               classes: list[str]) -> None:
+               classes: list[str], multilabel: bool = False) -> None:
     if not image.strip():
         raise DataError(f"{path} line {number} has an empty path.", "Name an image on every row.")
     if np.isnan(values).any():
@@ -142,7 +155,7 @@ def _check_row(path: Path, number: int, image: str, values: np.ndarray,
         raise DataError(f"{path} line {number}: no probability for {', '.join(missing[:5])}.",
                         infer_hint(path, classes))
     total = float(values.sum())
-    if abs(total - 1.0) > SUM_TOLERANCE:
+    if not multilabel and abs(total - 1.0) > SUM_TOLERANCE:
         raise DataError(f"{path} line {number} ({image}): the probabilities sum to {total:.4g}, "
                         "not 1.", "Write softmax probabilities of every class, not logits or "
                         "a subset of the classes.")

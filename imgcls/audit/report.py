@@ -21,6 +21,7 @@ from ..infer.writers import safe_row
 from ..io import append_text, atomic_write_bytes, atomic_write_text
 from ..report import render_page, thumbnail_uri
 from .duplicates import Entry
+from .multilabel import NONE, MultiLabelAuditResult, MultiLabelIssue
 from .probs import probs_csv
 from .quarantine import Moved, csv_rows, free_name, quarantine, split_by_root
 from .run import AuditResult, LabelIssue
@@ -44,9 +45,7 @@ def write_outputs(result: AuditResult, out_dir: str | os.PathLike) -> dict[str, 
     out = Path(out_dir)
     paths = {name: out / name for name in ("label_issues.csv", "pred_probs.csv",
                                            "near_duplicates.csv", "audit.html")}
-    atomic_write_bytes(paths["label_issues.csv"], _csv(
-        ["path", "given_label", "suggested_label", "score"],
-        ([str(i.path), i.given, i.suggested, f"{i.score:.6f}"] for i in result.issues)))
+    atomic_write_bytes(paths["label_issues.csv"], _issues_csv(result))
     atomic_write_bytes(paths["pred_probs.csv"], probs_csv(
         [Path(os.path.abspath(e.path)) for e in result.audited], result.probs, result.classes))
     if result.searched_duplicates:
@@ -61,6 +60,32 @@ def write_outputs(result: AuditResult, out_dir: str | os.PathLike) -> dict[str, 
     return paths
 
 
+def _issues_csv(result: AuditResult) -> bytes:
+    if isinstance(result, MultiLabelAuditResult):
+        return _csv(["path", "given_labels", "suggested_labels", "missing_labels",
+                     "extra_labels", "score"],
+                    ([str(i.path), i.given, i.suggested, ";".join(i.missing), ";".join(i.extra),
+                      f"{i.score:.6f}"] for i in result.issues))
+    return _csv(["path", "given_label", "suggested_label", "score"],
+                ([str(i.path), i.given, i.suggested, f"{i.score:.6f}"] for i in result.issues))
+
+
+def _label_sets_csv(result: MultiLabelAuditResult, flagged: dict[str, tuple[str, ...]] | None,
+                    keep_flagged: bool) -> bytes:
+    # One 0/1 column per class: read back as multi-label whatever the class names hold,
+    # and an image without labels keeps its row.
+    rows = []
+    for entry, labels in zip(result.entries, result.label_sets, strict=True):
+        names = {result.classes[i] for i in labels}
+        if str(entry.path) in (flagged or {}):
+            if not keep_flagged:
+                continue
+            names = set(flagged[str(entry.path)])
+        rows.append([os.path.abspath(entry.path), entry.split,
+                     *("1" if name in names else "0" for name in result.classes)])
+    return _csv(["path", "split", *result.classes], rows, safe=False)
+
+
 def _labels_csv(entries: Iterable[tuple[Entry, str]]) -> bytes:
     return _csv(["path", "label", "split"],
                 ([os.path.abspath(entry.path), label, entry.split] for entry, label in entries),
@@ -71,6 +96,10 @@ def write_relabelled(result: AuditResult, out_dir: str | os.PathLike) -> Path:
     """relabelled.csv: every image, the flagged ones with their suggested label."""
     suggested = {str(issue.path): issue.suggested for issue in result.issues}
     path = Path(out_dir) / "relabelled.csv"
+    if isinstance(result, MultiLabelAuditResult):
+        atomic_write_bytes(path, _label_sets_csv(result, {
+            str(i.path): i.suggested_labels for i in result.issues}, keep_flagged=True))
+        return path
     atomic_write_bytes(path, _labels_csv((entry, suggested.get(str(entry.path), entry.label))
                                          for entry in result.entries))
     return path
@@ -80,6 +109,10 @@ def write_cleaned(result: AuditResult, out_dir: str | os.PathLike) -> Path:
     """cleaned.csv: every image but the flagged ones, labels as given."""
     flagged = {str(issue.path) for issue in result.issues}
     path = Path(out_dir) / "cleaned.csv"
+    if isinstance(result, MultiLabelAuditResult):
+        atomic_write_bytes(path, _label_sets_csv(result, dict.fromkeys(flagged, ()),
+                                                 keep_flagged=False))
+        return path
     atomic_write_bytes(path, _labels_csv((entry, entry.label) for entry in result.entries
                                          if str(entry.path) not in flagged))
     return path
@@ -133,14 +166,24 @@ def _thumb(path: Path) -> dict[str, Any]:
     return {"uri": thumbnail_uri(path), "name": path.name}
 
 
+def _suspect(issue: LabelIssue) -> dict[str, Any]:
+    if isinstance(issue, MultiLabelIssue):
+        return {"given": issue.given or NONE, "suggested": issue.suggested or NONE,
+                "score": issue.score, "missing": list(issue.missing), "extra": list(issue.extra)}
+    return {"given": issue.given, "suggested": issue.suggested, "score": issue.score,
+            "missing": [], "extra": []}
+
+
 def render_html(result: AuditResult) -> str:
     """The report as one self-contained HTML string (thumbnails are data URIs)."""
     headline = {"data": result.source, "images audited": str(len(result.audited)),
                 "label issues": str(len(result.issues)),
                 "near-duplicate groups": str(len(result.duplicates)),
                 "accuracy of the predictions": f"{result.accuracy:.1%}"}
-    suspects = [_thumb(i.path) | {"given": i.given, "suggested": i.suggested, "score": i.score}
-                for i in result.issues[:GALLERY]]
+    suspects = [_thumb(i.path) | _suspect(i) for i in result.issues[:GALLERY]]
+    if isinstance(result, MultiLabelAuditResult):
+        headline["accuracy of the predictions"] = f"{result.accuracy:.1%} exact match"
+        headline["out-of-fold mAP"] = f"{result.mean_ap:.3f}"
     groups = [{"kind": group.kind, "distance": group.distance,
                "members": [_thumb(m.path) | {"split": m.split, "label": m.label}
                            for m in group.members[:8]]}

@@ -34,6 +34,7 @@ from ..data import call_loader, resolve_loader
 from ..data.splits import check_split, select_split
 from ..errors import ConfigError, DataError, require_extra
 from ..io import atomic_write_bytes
+from ..specs import LoadedDataset
 from ..train.config import TrainConfig
 from ..train.progress import Reporter
 from .duplicates import DEFAULT_MAX_DISTANCE, DuplicateGroup, Entry, check_distance
@@ -113,13 +114,15 @@ class AuditResult:
 # --------------------------------------------------------------------------- data
 
 
-def load_entries(data: str, options: dict[str, Any]) -> tuple[str, list[str], list[Entry]]:
+def load_data(data: str, options: dict[str, Any]) -> LoadedDataset:
+    """``data`` as its loader gives it (multi-label data is audited by .multilabel)."""
+    return call_loader(*resolve_loader(data), options)
+
+
+def load_entries(data: str, options: dict[str, Any], loaded: LoadedDataset | None = None
+                 ) -> tuple[str, list[str], list[Entry]]:
     """Every image of ``data`` (train, then val) with its split and class name."""
-    name, source = resolve_loader(data)
-    loaded = call_loader(name, source, options)
-    if loaded.task == "multilabel":
-        raise DataError(f"{data!r} is multi-label; imgcls data audit checks one label per "
-                        "image.", "Audit a multi-class data set (see docs/multilabel.md).")
+    loaded = loaded or load_data(data, options)
     if len(loaded.classes) < 2:
         raise DataError(f"Found {len(loaded.classes)} class in {data!r}; an audit compares "
                         "labels, so it needs at least 2.", "Put each class in its own folder.")
@@ -129,12 +132,11 @@ def load_entries(data: str, options: dict[str, Any]) -> tuple[str, list[str], li
     return loaded.source or data, list(loaded.classes), entries
 
 
-def select_entries(data: str, options: dict[str, Any], split: str
+def select_entries(data: str, options: dict[str, Any], split: str,
+                   loaded: LoadedDataset | None = None
                    ) -> tuple[str, list[str], list[Entry], list[Entry]]:
     """(source, classes, every entry, the entries of ``split``)."""
-    from ..specs import LoadedDataset
-
-    source, classes, entries = load_entries(data, options)
+    source, classes, entries = load_entries(data, options, loaded)
     index = {name: i for i, name in enumerate(classes)}
     as_loaded = LoadedDataset(classes, [(e.path, index[e.label]) for e in entries
                                         if e.split == "train"],
@@ -224,7 +226,8 @@ def predict_fold(config: TrainConfig, held: list[Entry], classes: list[str],
     images = decode_samples([(entry.path, 0) for entry in held], checkpoint.preprocess,
                             workers=None)
     predicted = predict_decoded(checkpoint.model.to(device), images, checkpoint.preprocess,
-                                device, batch_size=max(config.batch_size, 64))
+                                device, batch_size=max(config.batch_size, 64),
+                                multilabel=config.task == "multilabel")
     # The fold's classes are those of its training rows, sorted by its loader: by name.
     columns = {name: i for i, name in enumerate(checkpoint.classes)}
     rows = {str(path): i for i, path in enumerate(images.paths)}
@@ -238,11 +241,11 @@ def predict_fold(config: TrainConfig, held: list[Entry], classes: list[str],
 
 
 def file_probs(options: AuditOptions, classes: list[str], entries: list[Entry],
-               audited: list[Entry]) -> tuple[np.ndarray, list[str]]:
+               audited: list[Entry], multilabel: bool = False) -> tuple[np.ndarray, list[str]]:
     """Probabilities from ``options.probs`` for ``audited`` (NaN rows where absent), notes."""
     from .probs import read_probs
 
-    given = read_probs(options.probs, classes)
+    given = read_probs(options.probs, classes, multilabel)
     known = {os.path.realpath(entry.path) for entry in entries}
     unknown = [path for path in given if path not in known]
     if unknown:
@@ -296,8 +299,13 @@ def audit(options: AuditOptions, reporter: Reporter | None = None,
 
     require_extra("cleanlab")  # before the folds train, not after
     options.validate()
+    loaded = load_data(options.data, options.data_options)
+    if loaded.task == "multilabel":
+        from .multilabel import audit_multilabel
+
+        return audit_multilabel(options, loaded, reporter, on_fold, on_hash)
     source, classes, entries, audited = select_entries(options.data, options.data_options,
-                                                       options.split)
+                                                       options.split, loaded)
     notes: list[str] = []
     unreadable: list[tuple[Path, str]] = []
     fold_accuracy: list[float] = []

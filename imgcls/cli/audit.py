@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .console import ConsoleReporter, parse_options, print_warning, progress, say
 
 if TYPE_CHECKING:
-    from ..audit.run import AuditOptions, AuditResult
+    from ..audit.run import AuditOptions, AuditResult, LabelIssue
     from ..train.config import TrainConfig
 
 # Folds train for fewer epochs than imgcls train's 10 by default: K of them run.
@@ -122,9 +122,10 @@ def print_result(result: AuditResult, show: int) -> None:
     n = len(result.audited)
     say(f"label issues: {len(result.issues)} of {n} images ({len(result.issues) / n:.1%}); "
         f"the predictions agree with {result.accuracy:.1%} of the labels")
-    _section([f"{issue.path}: given {issue.given!r}, suggested {issue.suggested!r} "
-              f"(score {issue.score:.3f})" for issue in result.issues], show,
-             "label_issues.csv")
+    if getattr(result, "task", "") == "multilabel":
+        say(f"out-of-fold mAP {result.mean_ap:.3f} (against the given labels); agreeing "
+            "means the whole label set")
+    _section([_issue_line(issue) for issue in result.issues], show, "label_issues.csv")
     if result.searched_duplicates:
         groups = result.duplicates
         classes = sum(group.across_classes for group in groups)
@@ -138,6 +139,19 @@ def print_result(result: AuditResult, show: int) -> None:
         print_warning(f"not audited, unreadable: {path}: {reason}")
     for note in result.notes:
         say(f"note: {note}")
+
+
+def _issue_line(issue: LabelIssue) -> str:
+    from ..audit.multilabel import NONE, MultiLabelIssue
+
+    if not isinstance(issue, MultiLabelIssue):
+        return (f"{issue.path}: given {issue.given!r}, suggested {issue.suggested!r} "
+                f"(score {issue.score:.3f})")
+    changes = [f"{what} {', '.join(map(repr, names))}" for what, names in
+               (("missing", issue.missing), ("extra", issue.extra)) if names]
+    return (f"{issue.path}: given {issue.given or NONE!r}, suggested "
+            f"{issue.suggested or NONE!r}" + (f" ({'; '.join(changes)})" if changes else "")
+            + f" (score {issue.score:.3f})")
 
 
 def _section(lines: list[str], show: int, where: str) -> None:
