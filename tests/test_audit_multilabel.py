@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgcls.audit import audit
 from imgcls.audit.probs import read_probs
 from imgcls.audit.report import write_outputs
-from imgcls.audit.run import AuditOptions, audit
+from imgcls.audit.run import AuditOptions
 from imgcls.cli import main
 from imgcls.data.csv_loader import load_csv
 from imgcls.data.shapes_multilabel import draw_scene
@@ -91,7 +92,8 @@ def test_cross_validated_audit_ranks_altered_label_sets_first(altered_scenes, tm
     found = len(top & set(altered))
     print(f"out-of-fold mAP {result.mean_ap:.3f}; {found} of {ALTERED} altered rows in the "
           f"top {TOP} of {IMAGES}; {len(result.issues)} flagged")
-    # Measured: 8 to 10 of 10 over seeds 0-5 (9 with seed 0); mAP 0.92-0.96.
+    # Measured over seeds 0-5 (data and training): 7 to 10 of 10 (10 with seed 0), mAP
+    # 0.92 to 0.96.
     assert found >= 7 and result.mean_ap >= 0.85
     assert len(result.fold_accuracy) == 2 and len(result.probs) == IMAGES
     paths = write_outputs(result, out)

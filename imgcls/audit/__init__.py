@@ -17,10 +17,11 @@ if TYPE_CHECKING:
     from .duplicates import near_duplicates
     from .quarantine import quarantine
     from .report import write_outputs
-    from .run import AuditOptions, AuditResult, audit
+    from .run import AuditOptions, AuditResult
+    from .task import audit
 
 # Lazy: `imgcls --help` reads the CLI without importing torch or cleanlab.
 __getattr__ = lazy_exports(__name__, {
-    "AuditOptions": ".run", "AuditResult": ".run", "audit": ".run",
+    "AuditOptions": ".run", "AuditResult": ".run", "audit": ".task",
     "near_duplicates": ".duplicates", "quarantine": ".quarantine", "write_outputs": ".report",
 })

@@ -215,7 +215,7 @@ def audit_multilabel(options: AuditOptions, loaded: LoadedDataset,
                      on_fold: Callable[[int, int, float], None] | None = None,
                      on_hash: Callable[[int, int], None] | None = None
                      ) -> MultiLabelAuditResult:
-    """:func:`imgcls.audit.run.audit` for multi-label data (see the module docstring)."""
+    """The audit of label sets (see the module docstring); ``loaded`` is the data."""
     classes = list(loaded.classes)
     if len(classes) < 2:
         raise DataError(f"Found {len(classes)} class in {options.data!r}; an audit compares "

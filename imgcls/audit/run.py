@@ -114,15 +114,13 @@ class AuditResult:
 # --------------------------------------------------------------------------- data
 
 
-def load_data(data: str, options: dict[str, Any]) -> LoadedDataset:
-    """``data`` as its loader gives it (multi-label data is audited by .multilabel)."""
-    return call_loader(*resolve_loader(data), options)
-
-
 def load_entries(data: str, options: dict[str, Any], loaded: LoadedDataset | None = None
                  ) -> tuple[str, list[str], list[Entry]]:
     """Every image of ``data`` (train, then val) with its split and class name."""
-    loaded = loaded or load_data(data, options)
+    loaded = loaded or call_loader(*resolve_loader(data), options)
+    if loaded.task == "multilabel":
+        raise DataError(f"{data!r} is multi-label; this audit checks one label per image.",
+                        "Use imgcls.audit.audit, which audits multi-label data too.")
     if len(loaded.classes) < 2:
         raise DataError(f"Found {len(loaded.classes)} class in {data!r}; an audit compares "
                         "labels, so it needs at least 2.", "Put each class in its own folder.")
@@ -293,17 +291,15 @@ def find_issues(audited: list[Entry], probs: np.ndarray, classes: list[str]
 
 def audit(options: AuditOptions, reporter: Reporter | None = None,
           on_fold: Callable[[int, int, float], None] | None = None,
-          on_hash: Callable[[int, int], None] | None = None) -> AuditResult:
-    """Run the audit (see the module docstring); nothing is written but the folds' runs."""
+          on_hash: Callable[[int, int], None] | None = None,
+          loaded: LoadedDataset | None = None) -> AuditResult:
+    """Run the audit (see the module docstring) of ``loaded``, the data if given already;
+    nothing is written but the folds' runs. :func:`imgcls.audit.task.audit` picks this
+    or the multi-label audit."""
     from .duplicates import near_duplicates
 
     require_extra("cleanlab")  # before the folds train, not after
     options.validate()
-    loaded = load_data(options.data, options.data_options)
-    if loaded.task == "multilabel":
-        from .multilabel import audit_multilabel
-
-        return audit_multilabel(options, loaded, reporter, on_fold, on_hash)
     source, classes, entries, audited = select_entries(options.data, options.data_options,
                                                        options.split, loaded)
     notes: list[str] = []

@@ -69,7 +69,7 @@ def train_config(config_file: str | None, given: dict[str, Any],
 def run(options: AuditOptions, actions: Actions) -> AuditResult:
     """Check the targets, audit, write, print; returns what was found."""
     from ..audit.report import write_outputs
-    from ..audit.run import audit
+    from ..audit.task import audit
 
     root = _quarantine_root(options, actions) if actions.quarantine is not None else None
     say(f"auditing {options.data} ({options.split} images): {options.describe()}")
