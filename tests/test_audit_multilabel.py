@@ -1,7 +1,7 @@
 """imgcls data audit on multi-label data: labels removed from or added to a CSV of
 generated multi-label shapes rank at the top of cross-validated cleanlab scores; a
 --probs file of sigmoids gives label_issues.csv with missing/extra labels, the console
-summary with the out-of-fold mAP, and corrected CSVs that load back as multi-label."""
+summary with the mAP, and corrected CSVs that load back as multi-label."""
 
 from __future__ import annotations
 
@@ -153,7 +153,8 @@ def test_probs_file_gives_missing_and_extra_labels_and_corrected_csvs(tagged, tm
                    r["extra_labels"]) for name, r in issues.items()} == {
         "im00.png": ("a;b", "a", "", "b"), "im01.png": ("", "a", "a", ""),
         "im02.png": ("b", "a", "a", "b")}
-    assert "label issues: 3 of 40 images" in stdout and "out-of-fold mAP" in stdout
+    assert "label issues: 3 of 40 images" in stdout
+    assert "mAP of the probabilities 0." in stdout and "agreeing means the whole" in stdout
     assert "given '(none)', suggested 'a' (missing 'a')" in stdout
     assert "given 'b', suggested 'a' (missing 'a'; extra 'b')" in stdout
     html = (out / "audit.html").read_text()

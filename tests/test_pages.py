@@ -108,7 +108,7 @@ def test_multilabel_audit_html_escapes_label_sets(photo):
     result = MultiLabelAuditResult(HOSTILE, [HOSTILE, "b"], entries, entries,
                                    np.array([[0.1, 0.9], [0.2, 0.1]]), np.ones(2), [issue],
                                    label_sets=[(0, 1), ()], audited_sets=[(0, 1), ()],
-                                   thresholds=[0.5, 0.5], mean_ap=0.75)
+                                   thresholds=[0.5, 0.5], mean_ap=0.75, fold_accuracy=[0.5, 1.0])
     text = render_html(result)
     # h1, headline, the given set and the extra label (the file name: alt and caption)
     page = _check(text, 4)

@@ -65,6 +65,11 @@ class MultiLabelAuditResult(AuditResult):
     task: str = "multilabel"
 
     @property
+    def map_name(self) -> str:
+        """What ``mean_ap`` measures: out-of-fold probabilities, or a --probs file's."""
+        return "out-of-fold mAP" if self.fold_accuracy else "mAP of the probabilities"
+
+    @property
     def accuracy(self) -> float:
         """How often the suggested label set is the given one (exact match)."""
         if not self.audited_sets:

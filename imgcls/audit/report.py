@@ -183,7 +183,7 @@ def render_html(result: AuditResult) -> str:
     suspects = [_thumb(i.path) | _suspect(i) for i in result.issues[:GALLERY]]
     if isinstance(result, MultiLabelAuditResult):
         headline["accuracy of the predictions"] = f"{result.accuracy:.1%} exact match"
-        headline["out-of-fold mAP"] = f"{result.mean_ap:.3f}"
+        headline[result.map_name] = f"{result.mean_ap:.3f}"
     groups = [{"kind": group.kind, "distance": group.distance,
                "members": [_thumb(m.path) | {"split": m.split, "label": m.label}
                            for m in group.members[:8]]}

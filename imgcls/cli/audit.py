@@ -123,7 +123,7 @@ def print_result(result: AuditResult, show: int) -> None:
     say(f"label issues: {len(result.issues)} of {n} images ({len(result.issues) / n:.1%}); "
         f"the predictions agree with {result.accuracy:.1%} of the labels")
     if getattr(result, "task", "") == "multilabel":
-        say(f"out-of-fold mAP {result.mean_ap:.3f} (against the given labels); agreeing "
+        say(f"{result.map_name} {result.mean_ap:.3f} (against the given labels); agreeing "
             "means the whole label set")
     _section([_issue_line(issue) for issue in result.issues], show, "label_issues.csv")
     if result.searched_duplicates:
