@@ -187,6 +187,12 @@ def test_multilabel_probs_need_not_sum_to_one_but_stay_probabilities(tagged, tmp
     read = read_probs(infer, classes, multilabel=True)
     first = np.array([float(rows[0]["a"]), float(rows[0]["b"])])
     assert np.allclose(next(iter(read.values())), first)
+    with open(infer, "w", newline="") as handle:  # a one-label model's ranked labels
+        csv.writer(handle).writerows([["path", "label", "confidence", "label_2",
+                                       "confidence_2"], [rows[0]["path"], "a", "0.9", "b",
+                                                         "0.1"]])
+    with pytest.raises(DataError, match="ranks the labels of a one-label model"):
+        read_probs(infer, classes, multilabel=True)
     rows[0]["a"] = "1.5"
     with open(probs, "w", newline="") as handle:
         writer = csv.DictWriter(handle, ["path", *CLASSES])

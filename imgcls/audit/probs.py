@@ -35,7 +35,8 @@ SUM_TOLERANCE = 1e-3
 
 def infer_hint(path: Path, classes: list[str]) -> str:
     return (f"Write every class's probability: imgcls infer MODEL IMAGES --top-k "
-            f"{len(classes)} -o {path.name}, or a CSV with columns path,"
+            f"{len(classes)} -o {path.name} (for a multi-label model, without --top-k), or a "
+            "CSV with columns path,"
             + ",".join(classes[:3]) + (",..." if len(classes) > 3 else "") + ".")
 
 
@@ -50,6 +51,10 @@ def read_probs(path: str | os.PathLike, classes: list[str], multilabel: bool = F
         columns = _ml_infer_columns(path, header, classes)
         parse = _wide_row
     elif [spreadsheet_value(cell) for cell in header[:3]] == INFER_HEADER:
+        if multilabel:
+            raise DataError(f"{path} ranks the labels of a one-label model; a multi-label "
+                            "audit needs each class's sigmoid probability.",
+                            infer_hint(path, classes))
         columns = _infer_columns(path, header, classes)
         parse = _infer_row
     else:
