@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 from imgcls.audit import audit
+from imgcls.audit.duplicates import Entry
+from imgcls.audit.multilabel import SEPARATORS, find_issues, fold_separator
 from imgcls.audit.probs import read_probs
 from imgcls.audit.report import write_outputs
 from imgcls.audit.run import AuditOptions
@@ -200,3 +202,14 @@ def test_multilabel_probs_need_not_sum_to_one_but_stay_probabilities(tagged, tmp
         writer.writerows(rows)
     with pytest.raises(DataError, match="is not a probability"):
         read_probs(probs, classes, multilabel=True)
+
+
+def test_a_class_on_every_image_and_separators_in_class_names(tmp_path):
+    entries = [Entry(tmp_path / f"{i}.png", "train", "") for i in range(4)]
+    with pytest.raises(DataError, match="Every audited image is given 'a'"):
+        find_issues(entries, [(0,), (0, 1), (0,), (0, 1)], np.full((4, 2), 0.5), ["a", "b"],
+                    np.full(2, 0.5))
+    # A fold's CSV joins label sets with a separator that no class name holds.
+    assert fold_separator(["a;b", "c|d"]) == "+"
+    with pytest.raises(DataError, match="occurs in a class name"):
+        fold_separator(list(SEPARATORS))

@@ -184,6 +184,12 @@ def find_issues(audited: list[Entry], sets: list[tuple[int, ...]], probs: np.nda
     from cleanlab.multilabel_classification.filter import find_label_issues
     from cleanlab.multilabel_classification.rank import get_label_quality_scores
 
+    given = multi_hot(sets, len(classes)) > 0.5
+    if given.all(0).any():  # cleanlab's one-vs-rest needs both sides of every class
+        name = classes[int(np.flatnonzero(given.all(0))[0])]
+        raise DataError(f"Every audited image is given {name!r}, so no image shows what its "
+                        "absence looks like.", "Audit more images (--split all), or leave "
+                        f"{name!r} out of the labels.")
     labels = [list(labels) for labels in sets]
     probs = np.clip(probs, 0.0, 1.0)  # a file's six decimals may step just outside
     with warnings.catch_warnings(record=True) as caught:
@@ -191,7 +197,6 @@ def find_issues(audited: list[Entry], sets: list[tuple[int, ...]], probs: np.nda
         scores = get_label_quality_scores(labels, probs, method="self_confidence")
         ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence",
                                    n_jobs=1)
-    given = multi_hot(sets, len(classes)) > 0.5
     chosen = decide(probs, thresholds)
     issues = [_issue(audited[i], given[i], chosen[i], classes, float(scores[i]))
               for i in ranked]
