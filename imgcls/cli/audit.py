@@ -119,10 +119,12 @@ def _corrections(result: AuditResult, options: AuditOptions, actions: Actions,
 
 def print_result(result: AuditResult, show: int) -> None:
     """The headline, the most suspicious labels, the near-duplicate groups, the notes."""
+    from ..audit.multilabel import MultiLabelAuditResult
+
     n = len(result.audited)
     say(f"label issues: {len(result.issues)} of {n} images ({len(result.issues) / n:.1%}); "
         f"the predictions agree with {result.accuracy:.1%} of the labels")
-    if getattr(result, "task", "") == "multilabel":
+    if isinstance(result, MultiLabelAuditResult):
         say(f"{result.map_name} {result.mean_ap:.3f} (against the given labels); agreeing "
             "means the whole label set")
     _section([_issue_line(issue) for issue in result.issues], show, "label_issues.csv")
