@@ -213,3 +213,22 @@ def test_a_class_on_every_image_and_separators_in_class_names(tmp_path):
     assert fold_separator(["a;b", "c|d"]) == "+"
     with pytest.raises(DataError, match="occurs in a class name"):
         fold_separator(list(SEPARATORS))
+
+
+def test_corrected_csvs_of_classes_named_like_columns_keep_a_labels_column(tmp_path):
+    from imgcls.audit.multilabel import MultiLabelAuditResult, MultiLabelIssue
+    from imgcls.audit.report import write_cleaned, write_relabelled
+
+    classes = ["image", "split"]  # a 0/1 table would read these as the path and split
+    entries = [Entry(tmp_path / f"{i}.png", "train", "") for i in range(3)]
+    for entry in entries:
+        Image.new("RGB", (8, 8)).save(entry.path)
+    issue = MultiLabelIssue(entries[1].path, "", "image;split", 0.1, (), ("image", "split"),
+                            ("image", "split"), ())
+    result = MultiLabelAuditResult("x", classes, entries, entries, np.zeros((3, 2)),
+                                   np.ones(3), [issue], label_sets=[(0,), (), (1,)])
+    relabelled = load_csv(str(write_relabelled(result, tmp_path)), task="multilabel")
+    assert relabelled.classes == classes
+    assert [labels for _, labels in relabelled.train] == [(0,), (0, 1), (1,)]
+    cleaned = load_csv(str(write_cleaned(result, tmp_path)), task="multilabel")
+    assert [labels for _, labels in cleaned.train] == [(0,), (1,)]

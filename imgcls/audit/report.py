@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..data.csv_loader import LABEL_NAMES, PATH_NAMES, SPLIT_NAMES, column_name
 from ..errors import DataError
 from ..infer.writers import safe_row
 from ..io import append_text, atomic_write_bytes, atomic_write_text
 from ..report import render_page, thumbnail_uri
 from .duplicates import Entry
-from .multilabel import NONE, MultiLabelAuditResult, MultiLabelIssue
+from .multilabel import NONE, MultiLabelAuditResult, MultiLabelIssue, fold_separator
 from .probs import probs_csv
 from .quarantine import Moved, csv_rows, free_name, quarantine, split_by_root
 from .run import AuditResult, LabelIssue
@@ -29,6 +30,7 @@ from .run import AuditResult, LabelIssue
 GALLERY = 60  # suspects shown in audit.html (every one is in label_issues.csv)
 GROUPS = 30  # near-duplicate groups shown
 COPIED = "copied.csv"
+RESERVED = frozenset(map(column_name, PATH_NAMES + LABEL_NAMES + SPLIT_NAMES))
 
 def _csv(header: list[str], rows: Iterable[Iterable[Any]], safe: bool = True) -> bytes:
     # Reports are opened in spreadsheets: cells that would run as formulas are quoted
@@ -70,20 +72,26 @@ def _issues_csv(result: AuditResult) -> bytes:
                 ([str(i.path), i.given, i.suggested, f"{i.score:.6f}"] for i in result.issues))
 
 
-def _label_sets_csv(result: MultiLabelAuditResult, flagged: dict[str, tuple[str, ...]] | None,
+def _label_sets_csv(result: MultiLabelAuditResult, flagged: dict[str, tuple[str, ...]],
                     keep_flagged: bool) -> bytes:
     # One 0/1 column per class: read back as multi-label whatever the class names hold,
-    # and an image without labels keeps its row.
-    rows = []
+    # and an image without labels keeps its row. A class named like a column the csv
+    # loader looks for (path, label, split ...) would be taken for it: a labels column then.
+    sets = []
     for entry, labels in zip(result.entries, result.label_sets, strict=True):
-        names = {result.classes[i] for i in labels}
-        if str(entry.path) in (flagged or {}):
-            if not keep_flagged:
-                continue
-            names = set(flagged[str(entry.path)])
-        rows.append([os.path.abspath(entry.path), entry.split,
-                     *("1" if name in names else "0" for name in result.classes)])
-    return _csv(["path", "split", *result.classes], rows, safe=False)
+        if str(entry.path) in flagged and not keep_flagged:
+            continue
+        names = flagged.get(str(entry.path), tuple(result.classes[i] for i in labels))
+        sets.append((entry, set(names)))
+    if not any(column_name(name) in RESERVED for name in result.classes):
+        return _csv(["path", "split", *result.classes], (
+            [os.path.abspath(entry.path), entry.split,
+             *("1" if name in names else "0" for name in result.classes)]
+            for entry, names in sets), safe=False)
+    sep = fold_separator(result.classes)
+    return _csv(["path", "labels", "split"], (
+        [os.path.abspath(entry.path), sep.join(n for n in result.classes if n in names),
+         entry.split] for entry, names in sets), safe=False)
 
 
 def _labels_csv(entries: Iterable[tuple[Entry, str]]) -> bytes:

@@ -189,8 +189,12 @@ def _delimiter(csv_path: Path, text: str) -> str:
         return ","
 
 
-def _normal(name: str) -> str:
+def column_name(name: str) -> str:
+    """A header cell as the names above are written (``"Image Path"`` -> ``image_path``)."""
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+_normal = column_name
 
 
 def _pick(header: list[str], wanted: str, kind: str, csv_path: Path) -> str:
