@@ -36,7 +36,14 @@ from ..multilabel import choose_thresholds, decide, label_names, multi_hot, summ
 from ..specs import LoadedDataset
 from ..train.progress import Reporter
 from .duplicates import DuplicateGroup, Entry
-from .run import AuditOptions, AuditResult, LabelIssue, predict_fold, stratified_folds
+from .run import (
+    AuditOptions,
+    AuditResult,
+    LabelIssue,
+    file_probs,
+    predict_fold,
+    stratified_folds,
+)
 
 # A fold's CSV joins a label set with the first of these that no class name holds.
 SEPARATORS = (";", "|", "+", "^", "~", "#")
@@ -93,8 +100,8 @@ def ml_entries(loaded: LoadedDataset, data: str, split: str
     sets: list[tuple[int, ...]] = []
     for name, samples in (("train", loaded.train), ("val", loaded.val or [])):
         for path, labels in samples:
-            entries.append(Entry(Path(path), name, joined(label_names(
-                multi_hot([labels], len(loaded.classes))[0], loaded.classes))))
+            entries.append(Entry(Path(path), name, joined([loaded.classes[i]
+                                                           for i in labels])))
             sets.append(tuple(labels))
     wanted = {str(path) for path, _ in select_split(loaded, split, data)}
     audited = [i for i, entry in enumerate(entries) if str(entry.path) in wanted]
@@ -164,14 +171,6 @@ def cross_validated_probs(audited: list[Entry], sets: list[tuple[int, ...]],
     return probs, exact, unreadable
 
 
-def file_probs(options: AuditOptions, classes: list[str], entries: list[Entry],
-               audited: list[Entry]) -> tuple[np.ndarray, list[str]]:
-    """Per-class probabilities from ``options.probs`` (see :mod:`imgcls.audit.probs`)."""
-    from .run import file_probs as read_file_probs
-
-    return read_file_probs(options, classes, entries, audited, multilabel=True)
-
-
 # --------------------------------------------------------------------------- cleanlab
 
 
@@ -238,7 +237,7 @@ def audit_multilabel(options: AuditOptions, loaded: LoadedDataset,
     unreadable: list[tuple[Path, str]] = []
     exact: list[float] = []
     if options.probs is not None:
-        probs, notes = file_probs(options, classes, entries, audited)
+        probs, notes = file_probs(options, classes, entries, audited, multilabel=True)
     else:
         probs, exact, unreadable = cross_validated_probs(audited, audited_sets, classes,
                                                          options, reporter, on_fold)
