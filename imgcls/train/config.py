@@ -22,6 +22,7 @@ from ..options import check_finite_option, did_you_mean
 from ..schema import MAX_SIDE, MIN_SIDE, Location, one_of, validate
 from ..specs import ModelSpec
 from ..system import max_workers
+from .budget import BUDGET_MAX_EPOCHS, DEFAULT_EPOCHS, parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,7 +76,12 @@ class TrainConfig:
     model: str = _opt("basic-cnn", "Model name (imgcls models).", "-m")
     data: str = _opt("shapes", "A folder of class sub-folders, or a dataset name like shapes.",
                      "-d")
-    epochs: Annotated[int, Field(ge=1)] = _opt(10, "Training epochs.", "-e")
+    epochs: Annotated[int, Field(ge=1)] | None = _opt(
+        None, "Training epochs (default 10; with --time, the most the plan may use, default "
+              "1000).", "-e")
+    time: str | None = _opt(
+        None, "Time budget, e.g. 90s, 10m or 1h30m: the epoch count and the LR schedule are "
+              "fitted to it from the measured speed, and the run ends on time.")
     batch_size: Annotated[int, Field(ge=1)] = _opt(
         64, "Images per batch (per process under torchrun).", "-b")
     lr: Annotated[float, Field(gt=0)] | None = _opt(
@@ -168,6 +174,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Unset optimisation options take the defaults of the recipe: from scratch, or
         # fine-tuning when training starts from --weights.
+        if self.epochs is None:  # with a budget, the plan picks the count up to a cap
+            self.epochs = BUDGET_MAX_EPOCHS if self.time else DEFAULT_EPOCHS
         recipe = FINETUNE_DEFAULTS if self.weights else SCRATCH_DEFAULTS
         for name, value in recipe.items():
             if getattr(self, name) is None:
@@ -176,6 +184,8 @@ class TrainConfig:
     def validate(self, spec: ModelSpec) -> None:
         """Raise ConfigError for the first invalid option, with an example that works."""
         validate(_schema(), self, ConfigError, hint=lambda loc: _example(loc, spec), name=_flag)
+        if self.time is not None:
+            parse_duration(self.time)
         for flag, options in (("--model-opt", self.model_options),
                               ("--data-opt", self.data_options)):
             for key, value in options.items():
@@ -213,7 +223,8 @@ def _flag(loc: Location) -> str:
 def _example(loc: Location, spec: ModelSpec) -> str:
     """``For example: --lr 0.002`` (the from-scratch default) for the option at ``loc``."""
     key = str(loc[0])
-    examples = {"img_size": spec.input_size[0], "workers": 0, **SCRATCH_DEFAULTS}
+    examples = {"img_size": spec.input_size[0], "workers": 0, "epochs": DEFAULT_EPOCHS,
+                **SCRATCH_DEFAULTS}
     value = examples.get(key, getattr(TrainConfig, key, None))
     return f"For example: {_flag(loc)} {value}." if value is not None else "See --help."
 

@@ -29,6 +29,7 @@ from ..plugins import call_hook
 from ..registry import get_model
 from ..system import reuse_freed_memory
 from . import distributed
+from .budget import TimeBudget
 from .config import TrainConfig
 from .distributed import DistEnv
 from .features import FeatureCache, epoch_features
@@ -76,6 +77,7 @@ class FitResult:
     skipped: list[tuple[Path, str]]
     stopped_early: bool = False
     report_path: Path | None = None
+    plan: dict[str, Any] | None = None  # --time: the budget, the plan and its re-plans
 
 
 @dataclass
@@ -142,6 +144,9 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock,
     if features is not None:
         model, batches = features.module(s.model), features.batches(s.train_loader, clock)
     for step, (inputs, labels) in enumerate(batches, 1):
+        # A time budget may end the run part-way through its last epoch.
+        if s.budget is not None and not s.budget.go_on(s.stepper, step - 1, not s.env.enabled):
+            break
         with clock("normalise"):
             labels = labels.to(device, non_blocking=True)
             inputs, targets = soft_targets(inputs, labels, s.augment, s.loss_fn)
@@ -190,13 +195,14 @@ def fit(config: TrainConfig | None = None, reporter: Reporter | None = None, *,
     """Train a model as ``imgcls train`` does; ``resume`` continues a run folder exactly."""
     state = load_resume_state(resume) if resume is not None else None
     config = resolve_config(config, state, overrides)
+    budget = TimeBudget.begin(config, state)
     env, device = distributed.setup(config.device)
     reporter = reporter if reporter is not None and env.is_main else Reporter()
     if env.is_main and state is None:
         check_run_outputs(config)  # before any work: the run must not land on its inputs
     try:
         return _fit(config, env, device, reporter, state,
-                    resume_path(resume).parent if resume is not None else None)
+                    resume_path(resume).parent if resume is not None else None, budget)
     finally:
         distributed.cleanup(env)
 
@@ -235,10 +241,12 @@ class Session:
     outputs: RunFolder
     multilabel: list[str] | None = None  # the class names of a multi-label run
     features: FeatureCache | None = None  # a frozen backbone's, built on first use
+    budget: TimeBudget | None = None  # --time: the plan decides the last epoch
 
 
 def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
-         state: dict[str, Any] | None, resume_dir: Path | None) -> FitResult:
+         state: dict[str, Any] | None, resume_dir: Path | None,
+         budget: TimeBudget | None = None) -> FitResult:
     # configuration
     spec = get_model(config.model).spec
     config.validate(spec)
@@ -266,7 +274,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     history: list[dict[str, float]] = []
     start = _restore(state, model, stepper, tracker, history) if state else 1
     outputs = RunFolder.create(config, env, resume_dir, spec, dataset, preprocess,
-                               (train_images, val_images), weights)
+                               (train_images, val_images), weights, budget)
     info = outputs.start_info(model, device, precision, env, start)
     reporter.start(info)
     if env.is_main:
@@ -274,18 +282,24 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
                       stepper, loss_fn, DeviceNormaliser(preprocess, device), augment,
                       on_device, train_loader, val_loader, num_classes, tracker, history, outputs,
-                      multilabel)
+                      multilabel, budget=budget)
     stopped_early = _run_loop(session, start)
 
     # outputs: reports from the best weights on rank 0; the result everywhere
     result = FitResult(outputs.run_dir, outputs.best_path, tracker.best, history,
-                       dataset.classes, train_images.skipped + val_images.skipped, stopped_early)
-    if env.is_main and config.report:
-        result.report_path = outputs.finish(device, precision, history)
-    if env.is_main:
+                       dataset.classes, train_images.skipped + val_images.skipped, stopped_early,
+                       plan=budget.summary(len(history)) if budget else None)
+    return _finish(session, result, device)
+
+
+def _finish(s: Session, result: FitResult, device: torch.device) -> FitResult:
+    """The report from the best weights and on_fit_end on rank 0; then every rank ends."""
+    if s.env.is_main and s.config.report:
+        result.report_path = s.outputs.finish(device, s.precision, s.history)
+    if s.env.is_main:
         call_hook("on_fit_end", result=result)
-    distributed.barrier(env)
-    reporter.end(result)
+    distributed.barrier(s.env)
+    s.reporter.end(result)
     return result
 
 
@@ -303,6 +317,8 @@ def _run_loop(s: Session, start: int) -> bool:
             f"Try --batch-size {max(1, batch // 2)}, --amp, or a smaller --img-size; resume "
             f"with --resume {s.outputs.run_dir} after the last good epoch.",
         ) from exc
+    if s.budget is not None:
+        s.reporter.note(s.budget.describe(len(s.history)))
     if not s.tracker.best:
         raise NonFiniteLossError("No epoch had finite validation metrics, so none was saved.",
                                  "Lower --lr, or train without --skip-nonfinite to stop at "
@@ -312,7 +328,10 @@ def _run_loop(s: Session, start: int) -> bool:
 
 def run_epochs(s: Session, start: int) -> bool:
     """Train, validate, keep the best, save state, log; True when patience ran out."""
-    for epoch in range(start, s.config.epochs + 1):
+    epoch = start
+    if s.budget is not None:
+        s.budget.loop_starts(len(s.train_loader))
+    while (s.budget.steps_left(s.stepper.steps) > 0 if s.budget else epoch <= s.config.epochs):
         seed_epoch(s.config.seed, epoch, s.env.rank)
         s.train_loader.sampler.set_epoch(epoch)
         if s.config.freeze_backbone_epochs:
@@ -330,6 +349,9 @@ def run_epochs(s: Session, start: int) -> bool:
                validate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
                         s.num_classes, s.config.top_k, s.multilabel))
         record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
+        if s.budget is not None:  # after validation: the epoch's time includes it
+            record["planned_epochs"] = s.budget.epoch_end(
+                epoch, s.stepper, seconds, lambda times: distributed.broadcast_object(times, s.env))
         timing = {"epoch_seconds": seconds,
                   "images_per_second": totals[2].item() * s.env.world_size / seconds,
                   **clock.as_timing()}
@@ -343,6 +365,7 @@ def run_epochs(s: Session, start: int) -> bool:
             s.reporter.note(f"early stop: no improvement in {s.config.select_metric} for "
                             f"{s.config.patience} epochs (best: epoch {s.tracker.best['epoch']}).")
             return True
+        epoch += 1
     return False
 
 

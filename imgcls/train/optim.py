@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..weights import find_head
+from .budget import BudgetSchedule
 from .config import TrainConfig
 from .precision import Precision
 
@@ -227,8 +228,12 @@ class Stepper:
                  precision: Precision, head: str | None = None) -> None:
         self.model = model
         self.optimizer = build_optimizer(model, config, head)
+        # With a time budget the schedule is re-planned as the run goes (budget.py).
+        self.schedule = (BudgetSchedule(config.scheduler, config.warmup_epochs, steps_per_epoch,
+                                        config.epochs * steps_per_epoch, config.step_size,
+                                        config.gamma) if config.time else None)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_factor(config, steps_per_epoch))
+            self.optimizer, self.schedule or lr_factor(config, steps_per_epoch))
         self.scaler = precision.grad_scaler()
         self.grad_clip = config.grad_clip
         self.ema = ModelEma(model, config.ema_decay) if config.ema else None
@@ -252,6 +257,20 @@ class Stepper:
         if self.ema is not None:
             self.ema.update(self.model)
 
+    @property
+    def steps(self) -> int:
+        """Scheduler steps taken so far: the index of the next step."""
+        return int(self.scheduler.last_epoch)
+
+    def replan(self, total_steps: int) -> None:
+        """Fit the rest of a budget schedule into ``total_steps``; the next LR follows it."""
+        assert self.schedule is not None
+        self.schedule.replan(self.steps, total_steps)
+        factor = self.schedule(self.steps)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                               strict=True):
+            group["lr"] = base * factor
+
     def eval_model(self) -> nn.Module:
         """The weights to evaluate and save: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.model
@@ -265,6 +284,8 @@ class Stepper:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.schedule is not None:
+            self.schedule.check()
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema"):

@@ -10,7 +10,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +182,14 @@ class RunFolder:
     started: float
     weights: dict[str, Any] | None = None  # where --weights came from (manifest, state)
     thresholds: list[float] | None = None  # multi-label: chosen on val in the latest epoch
+    budget: Any = None  # --time: the TimeBudget (budget.py), kept in last.pt and config.json
+    resolved: dict[str, Any] = field(default_factory=dict)  # config.json's contents
 
     @classmethod
     def create(cls, config: TrainConfig, env: DistEnv, resume_dir: Path | None, spec: ModelSpec,
                dataset: LoadedDataset, preprocess: Preprocess,
                images: tuple[DecodedImages, DecodedImages],
-               weights: dict[str, Any] | None = None) -> RunFolder:
+               weights: dict[str, Any] | None = None, budget: Any = None) -> RunFolder:
         run_dir = resume_dir
         if env.is_main and run_dir is None:
             run_dir = make_run_dir(config.out, config.name or folder_name(config.model),
@@ -197,7 +199,7 @@ class RunFolder:
             clean_stale_temp_files(run_dir)
         run_dir = Path(str(distributed.broadcast_object(str(run_dir), env)))
         return cls(run_dir, config, spec, dataset, preprocess, images, time.perf_counter(),
-                   weights)
+                   weights, budget=budget)
 
     @property
     def best_path(self) -> Path:
@@ -244,12 +246,12 @@ class RunFolder:
         config.toml is what to train (reproducible anywhere); config.json adds what
         this run resolved it to (device, precision, processes, run folder).
         """
-        resolved = asdict(self.config) | {
+        self.resolved = asdict(self.config) | {
             "device": str(info["device"]), "precision": info["precision"],
             "world_size": info["world_size"], "run_dir": str(self.run_dir),
             "requested_device": self.config.device}
         atomic_write_text(self.run_dir / "config.toml", self.config.to_toml())
-        atomic_write_text(self.run_dir / "config.json", json.dumps(resolved, indent=2))
+        self._write_resolved(epochs_done)
         call_hook("on_fit_start", config=self.config, classes=self.dataset.classes,
                   run_dir=self.run_dir, history=list(history))
         if epochs_done == 0:
@@ -262,16 +264,27 @@ class RunFolder:
         if is_best:
             save_checkpoint(self.best_path, stepper.eval_model(), self.manifest(tracker.best))
         self._save_state(epoch, stepper, tracker, history)
+        if self.budget is not None:
+            self._write_resolved(epoch)
         call_hook("on_epoch_end", epoch=epoch, metrics=metrics, run_dir=self.run_dir,
                   timing=timing)
 
+    def _write_resolved(self, epochs_done: int) -> None:
+        """config.json; with --time, the plan so far as ``time_budget`` (budget.py)."""
+        plan = ({"time_budget": self.budget.summary(epochs_done)} if self.budget is not None
+                else {})
+        atomic_write_text(self.run_dir / "config.json",
+                          json.dumps(self.resolved | plan, indent=2))
+
     def _save_state(self, epoch: int, stepper: Any, tracker: Any,
                     history: list[dict[str, float]]) -> None:
+        saved = self.budget.state() if self.budget is not None else None
+        plan = {"budget": saved} if saved is not None else {}
         save_resume_state(self.last_path, {
             "epoch": epoch, "config": asdict(self.config), "classes": self.dataset.classes,
             "model": stepper.model.state_dict(), "stepper": stepper.state_dict(),
             "best": dict(tracker.best), "history": [dict(r) for r in history],
-            "rng": rng_state(), "weights": self.weights})
+            "rng": rng_state(), "weights": self.weights, **plan})
 
     def manifest(self, best: dict[str, float]) -> dict[str, Any]:
         config, (train, val) = self.config, self.images
@@ -343,4 +356,6 @@ class RunFolder:
             if key.startswith("top") and key.endswith("_accuracy"):
                 headline[key.replace("_", " ")] = f"{value:.2%}"
         headline["train time"] = f"{time.perf_counter() - self.started:.0f} s"
+        if self.budget is not None:
+            headline["time budget"] = self.budget.describe(len(history))
         return headline
