@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/data/cats-dogs"
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace, data: Path) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    print_header()  # after --threads: the header names them
     spec = get_model(args.model).spec
     samples = load_dataset(str(data)).train
     samples = samples[: args.limit] if args.limit else samples

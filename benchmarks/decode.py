@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/data/cats-dogs/val"
 
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="timed passes per mode")
     parser.add_argument("--limit", type=int, default=0, help="use at most this many files")
     args = parser.parse_args(argv)
+    print_header()
 
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
     import numpy as np

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/data/cats-dogs"
 IMAGES = ROOT / "docs" / "images"
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--checkpoint", default=None, help="explain this one, do not train")
     args = parser.parse_args(argv)
+    print_header()
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
     data = (ROOT / args.data).resolve()
     if not (data / "val" / "cats").is_dir():

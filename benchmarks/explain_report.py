@@ -23,6 +23,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     RunFolder.finish = keep  # type: ignore[method-assign]
     if args.threads:
         torch.set_num_threads(args.threads)
+    print_header()  # after --threads: the header names them
     with tempfile.TemporaryDirectory() as out:
         fit(model=args.model, data=args.data, epochs=args.epochs, out=out, name="bench")
         folder, rest = captured[0]

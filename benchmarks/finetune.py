@@ -26,8 +26,6 @@ are shared); ``--threads 0`` keeps torch's default.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import efficientnet_lite_plugin  # benchmarks/ is on sys.path above
+import hardware
 from train_recipes import holdout_split
 from tune_cats_dogs import cpu_seconds
 
@@ -58,15 +57,6 @@ RECIPE: dict[str, Any] = dict(model=efficientnet_lite_plugin.MODEL, weights="ima
                               label_smoothing=0.1, ema=False)
 
 
-def cpu_flags() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
-    except (OSError, IndexError):
-        return "unknown"
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx_vnni")
-    return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in wanted)
-
-
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -74,11 +64,10 @@ def load_average() -> str:
         return "unknown"
 
 
-def header(threads: int) -> str:
+def header() -> str:
     import torch
 
-    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{cpu_flags()}\ntorch {torch.__version__}, {threads} threads; load average "
+    return (f"{hardware.header()}\ntorch {torch.__version__}; load average "
             f"{load_average()} (1, 5, 15 min)")
 
 
@@ -164,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(header(torch.get_num_threads()), flush=True)
+    print(header(), flush=True)
     efficientnet_lite_plugin.register()
     recipe = RECIPE | {"img_size": args.img_size, "epochs": args.epochs}
     with tempfile.TemporaryDirectory(prefix="imgcls-finetune-") as tmp:

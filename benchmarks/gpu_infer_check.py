@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SHAPES = {"classes": 3, "train_per_class": 200, "val_per_class": 30, "size": 64}
 
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, default=20000, help="paths for imgcls infer")
     args = parser.parse_args(argv)
+    print_header()
     sys.path.insert(0, str(ROOT))
     reason = why_not_ready()
     if reason:

@@ -22,6 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hardware import print_header  # benchmarks/hardware.py
+
 from imgcls.train import TrainConfig, fit
 from imgcls.train.progress import Reporter
 
@@ -60,6 +62,7 @@ def main() -> int:
     parser.add_argument("--data", default=None)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
+    print_header()
     if not torch.cuda.is_available():
         print("no GPU")
         return 0

@@ -46,6 +46,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cats-dogs" / "val"
 MODELS = ("basic-cnn", "deep-cnn")
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the Ray rows (benchmarks/inference_ray.py: Ray local vs "
                              "imgcls infer, start-up counted and not; needs imgcls-ray)")
     args = parser.parse_args(argv)
+    print_header()
     sys.path.insert(0, str(ROOT))
     from imgcls.infer.engine import BACKENDS, DEFAULT_BACKEND, default_workers
     from imgcls.infer.sources import iter_paths

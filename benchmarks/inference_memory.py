@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _WRAPPER = (
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--images", type=int, default=300, help="distinct generated images")
     args = parser.parse_args(argv)
+    print_header()
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="imgcls-mem-") as tmp:
         folder = Path(tmp)

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hardware import print_header  # benchmarks/hardware.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cats-dogs" / "val"
 MODEL = "basic-cnn"
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (median)")
     parser.add_argument("--cpus", type=int, default=2, help="cores for both engines")
     args = parser.parse_args(argv)
+    print_header()
     sys.path.insert(0, str(ROOT))
     if not Path(args.data).is_dir():
         print(f"error: {args.data} not found; pass --data with a folder of photos")

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hardware import print_header  # benchmarks/hardware.py
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.epochs_given = args.epochs is not None
     args.epochs = 12 if args.epochs is None else args.epochs
+    print_header()
     if not (args.data / "train" / "cats").is_dir():
         print(f"skipped: no data at {args.data}")
         return 0

@@ -34,6 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hardware import print_header  # benchmarks/hardware.py
+
 from imgcls.evaluate import evaluate_file
 from imgcls.train import TrainConfig, fit
 
@@ -126,6 +128,7 @@ def main() -> int:
     parser.add_argument("--swap-halves", action="store_true",
                         help="With --holdout: select on the half that is otherwise held out.")
     args = parser.parse_args()
+    print_header()
     with tempfile.TemporaryDirectory(prefix="imgcls-recipes-") as out:
         data, test = args.data, None
         if args.holdout:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F
+from hardware import print_header  # benchmarks/hardware.py
 
 from imgcls.registry import get_model
 from imgcls.system import reuse_freed_memory
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Pixels the loop augments per call (default: fit's); "
                              "to compare chunk sizes.")
     args = parser.parse_args(argv)
+    print_header()
     if args.augment_pixels is not None:
         feed.AUGMENT_PIXELS = args.augment_pixels
     reuse_freed_memory()

@@ -13,6 +13,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import efficientnet_lite_plugin
 import finetune
+import hardware
 import inference  # the benchmark scripts themselves
 import multilabel
 import train_recipes
@@ -120,7 +121,7 @@ def test_finetune_benchmark_prints_both_accuracies_cpu_seconds_and_the_scratch_f
     finally:
         plugins.pm.unregister(name=efficientnet_lite_plugin.PLUGIN)
     out = capsys.readouterr().out
-    assert "load average" in out and "avx2 " in out and "1 threads" in out
+    assert "load average" in out and "AVX2 " in out and "torch threads 1" in out
     lines = out.splitlines()
     head = next(i for i, line in enumerate(lines) if "--tta flip" in line and "CPU s" in line)
     assert lines[head + 1].startswith("fine-tuned EfficientNet-Lite0 (32 px)")
@@ -132,3 +133,33 @@ def test_finetune_benchmark_prints_both_accuracies_cpu_seconds_and_the_scratch_f
 def test_finetune_benchmark_skips_cleanly_without_the_data(tmp_path, capsys):
     assert finetune.main(["--data", str(tmp_path / "missing")]) == 0
     assert capsys.readouterr().out.startswith("skipped: no data at")
+
+
+CPUINFO = """processor\t: 0
+model name\t: Test CPU 9000
+flags\t\t: fpu sse2 avx avx2 fma {extra}
+"""
+
+
+@pytest.mark.parametrize("extra, amp", [("", "fp32 (no bf16 on this CPU)"),
+                                        ("avx512f avx512_vnni avx512_bf16", "bf16")])
+def test_the_hardware_header_names_the_cpu_its_vector_units_threads_and_gpu(tmp_path, extra,
+                                                                             amp):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(extra=extra))
+    line = hardware.header(cpuinfo)
+    assert line.startswith("hardware: Test CPU 9000, ") and f"CPU --amp: {amp};" in line
+    on = "yes" if extra else "no"
+    assert "AVX2 yes" in line and f"AVX-512 {on}" in line and f"AVX512-BF16 {on}" in line
+    assert f"AVX512-VNNI {on}" in line and "AMX-BF16 no" in line
+    assert "torch threads " in line and "; GPU " in line
+
+
+def test_every_benchmark_script_prints_the_hardware_header():
+    scripts = sorted(Path(hardware.__file__).parent.glob("*.py"))
+    mains = [p for p in scripts if "def main(" in p.read_text()]
+    assert len(mains) >= 14
+    missing = [p.name for p in mains
+               if "print_header()" not in p.read_text() and "hardware.header()" not in
+               p.read_text()]
+    assert not missing

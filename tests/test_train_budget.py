@@ -42,12 +42,13 @@ class Clock(Reporter):
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h30m", 5400),
-                                           ("1.5h", 5400), (" 2M ", 120), ("0.5s", 0.5)])
+                                           ("1.5h", 5400), (" 2M ", 120), ("0.5s", 0.5),
+                                           ("45", 45), ("1d", 86400)])
 def test_durations_parse(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["10", "m", "10x", "1m1m", "0s", "-5m", "", "31d", "99999h"])
+@pytest.mark.parametrize("text", ["m", "10x", "1m1m", "0s", "-5m", "", "31d", "99999h", "s5"])
 def test_bad_durations_are_config_errors_with_an_example(text):
     with pytest.raises(ConfigError, match="--time") as caught:
         parse_duration(text)

@@ -26,22 +26,25 @@ from ..errors import ConfigError
 # budget would otherwise plan thousands of one-second epochs).
 BUDGET_MAX_EPOCHS = 1000
 DEFAULT_EPOCHS = 10
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([hms])")
-_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([dhms])")
+_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 # onecycle's start and end as fractions of the peak (as torch's OneCycleLR).
 ONECYCLE_START, ONECYCLE_END = 1 / 25, 1 / 25e4
 
 
 def parse_duration(text: str) -> float:
-    """``"90s"``, ``"10m"``, ``"1h30m"``, ``"1.5h"`` -> seconds; anything else is a ConfigError."""
+    """``"90s"``, ``"10m"``, ``"1h30m"``, ``"1.5h"`` -> seconds; a bare number is seconds
+    (as tune's ``--timeout``); anything else is a ConfigError."""
     cleaned = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d*)?", cleaned):
+        cleaned += "s"
     parts = _PART.findall(cleaned)
     units = [unit for _, unit in parts]
     if (not parts or "".join(n + u for n, u in parts) != cleaned
             or len(set(units)) != len(units)):
         raise ConfigError(f"--time {text!r} is not a duration.",
-                          "Give a number with a unit: e.g. --time 90s, --time 10m or "
-                          "--time 1h30m.")
+                          "Give seconds, or numbers with d, h, m or s: e.g. --time 90s, "
+                          "--time 10m or --time 1h30m.")
     seconds = sum(float(number) * _SECONDS[unit] for number, unit in parts)
     if not 0 < seconds <= 30 * 86400:
         raise ConfigError(f"--time {text!r} is not a usable budget.",

@@ -22,7 +22,7 @@ TABLE_KEYS = {"float": ("type", "low", "high", "log", "step"),
               "int": ("type", "low", "high", "log", "step"),
               "categorical": ("type", "choices")}
 # Fields a trial may not change: what and where to train, and the tune's own settings.
-NOT_TUNABLE = ("model", "data", "epochs", "out", "name", "exist_ok", "device", "workers",
+NOT_TUNABLE = ("model", "data", "epochs", "time", "out", "name", "exist_ok", "device", "workers",
                "cache", "report", "select_metric", "seed", "weights", "model_options",
                "data_options")
 AUGMENT_STRENGTH = "augment_strength"
