@@ -44,6 +44,9 @@ AMP_DTYPES = ("auto", "bf16", "fp16")
 RESIZE_MODES = ("stretch", "shorter")
 MAX_IMG_SIZE = MAX_SIDE  # a typo like --img-size 100000 gets a clear error
 # Defaults of the options a recipe sets (TrainConfig's own default is None: "unset").
+# One epoch of warm-up, for onecycle too (its peak after one epoch, not at 30% of the
+# run): every recipe in docs/training.md was measured with it. --warmup-epochs 0 gives
+# onecycle torch's 30%.
 SCRATCH_DEFAULTS: dict[str, float] = {"lr": 2e-3, "warmup_epochs": 1.0, "label_smoothing": 0.0,
                                       "backbone_lr_scale": 1.0}
 # From pretrained weights: a lower peak rate, the backbone at a tenth of the head's
