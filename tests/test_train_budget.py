@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class Clock(Reporter):
     """Notes when training starts (after data and model are ready: the budget's start)."""
 
     def start(self, info: dict) -> None:
-        self.started = time.perf_counter()
+        self.started, self.info = time.perf_counter(), info
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h30m", 5400),
@@ -130,10 +131,21 @@ def test_a_budget_run_resumes_with_the_time_it_has_left(data, tmp_path):
     spent = json.loads((run / "config.json").read_text())["time_budget"]["used_seconds"]
     with pytest.raises(ConfigError, match="cannot change when resuming: time"):
         fit(resume=run, time="1h")
-    result = fit(resume=run)
+    saved = json.loads((run / "config.json").read_text())["time_budget"]["planned_epochs"]
+    clock = Clock()
+    result = fit(resume=run, reporter=clock)
+    assert clock.info["start_epoch"] == 3 and clock.info["epochs"] == math.ceil(saved)
     assert result.plan["decay_completed"] and result.plan["used_seconds"] > spent
     assert result.plan["used_seconds"] <= 3.0 * 1.1
     assert [r["epoch"] for r in read_metrics(run)] == list(range(1, len(result.history) + 1))
     assert read_metrics(run)[-1]["lr"] == 0.0
     with pytest.raises(ConfigError, match="run is complete"):
         fit(resume=run)
+
+
+def test_tune_trials_keep_the_budget_and_cannot_tune_it():
+    from imgcls.tune.space import apply_params, tunable_names
+
+    trial = apply_params(TrainConfig(time="2m", epochs=8), {"lr": 0.01})
+    assert trial.time == "2m" and trial.epochs == 8 and trial.lr == 0.01
+    assert "time" not in tunable_names() and "epochs" not in tunable_names()

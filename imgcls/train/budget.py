@@ -281,6 +281,13 @@ class TimeBudget:
         self.mark = time.perf_counter()
         self.started = self.mark - self.plan.spent
 
+    def epochs(self) -> int:
+        """Epochs the plan holds (a part epoch counts); the cap before the first is timed."""
+        plan = self.plan.state() if self.plan is not None else self.saved
+        if not plan:
+            return self.cap
+        return math.ceil(plan["planned_steps"] / plan["steps_per_epoch"])
+
     def steps_left(self, steps: int) -> int:
         """Steps the plan still holds after ``steps``."""
         assert self.plan is not None

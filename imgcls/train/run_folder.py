@@ -224,7 +224,8 @@ class RunFolder:
                 "notes": self.dataset.notes + self._label_set_note(),
                 "class_counts": self.class_counts(),
                 "precision": precision.name, "world_size": env.world_size,
-                "start_epoch": start_epoch, "epochs": config.epochs,
+                "start_epoch": start_epoch,
+                "epochs": self.budget.epochs() if self.budget is not None else config.epochs,
                 "balanced": config.class_weights != "none" or config.sampler != "shuffle",
                 "recipe": recipe_note(config, self.weights)}
 
