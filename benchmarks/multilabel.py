@@ -123,9 +123,6 @@ def report(found: dict, args: argparse.Namespace, wall: float, cpu: float,
     for row in summary["per_class"]:
         print(f"  {row['class']}: AP {row['ap']:.3f}  F1 {row['f1']:.3f}  threshold "
               f"{row['threshold']:.3f}  support {row['support']}")
-    from finetune import cpu_flags
-
-    print(f"machine: {os.cpu_count()} cores, {cpu_flags()}")
     print(f"time: {wall:.0f} s wall, {cpu:.0f} CPU s; load average {load[0]:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores)")
 
