@@ -91,6 +91,9 @@ def test_a_plan_fits_whole_epochs_then_a_shortened_last_one():
     assert planned == 20 + 30 + 9 and plan.planned_epochs == 5.9
     assert [r["planned_epochs"] for r in plan.replans] == [10.0, 5.9]
     assert plan.after_epoch(3, 30, spent=3.8, times=(0.8, 1.0), decay_done=True) == 30
+    late = BudgetPlan.start(seconds=1.0, cap=100, steps_per_epoch=10)  # epoch 1 overran:
+    assert late.after_epoch(1, 10, spent=2.0, times=(1.5, 2.0), decay_done=False) == 11
+    assert late.replans[-1]["planned_epochs"] == 1.1  # one step more finishes the decay
     capped = BudgetPlan.start(seconds=100.0, cap=3, steps_per_epoch=10)
     assert capped.after_epoch(1, 10, spent=1.0, times=(0.8, 1.0), decay_done=False) == 30
 

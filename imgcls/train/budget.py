@@ -195,6 +195,10 @@ class BudgetPlan:
         self.other_seconds = max(0.0, cycle - train)
         self.last_steps = steps
         planned = self.fit(steps, 0, self.seconds - spent, decay_done)
+        if not decay_done and planned <= steps:
+            # The time ran out before the decay did: one more step (and validation)
+            # finishes it, a small overrun for the model the schedule was meant to give.
+            planned = steps + 1
         if planned != self.planned_steps or not self.replans:
             self.planned_steps = planned
             self.replans.append({"epoch": epoch, "planned_epochs": self.planned_epochs,
@@ -331,10 +335,6 @@ class TimeBudget:
         self.mark = now
         done = stepper.schedule.decay_done(stepper.steps)
         planned = self.plan.after_epoch(epoch, stepper.steps, spent, (train, cycle), done)
-        if not done and planned <= stepper.steps:
-            # The time ran out before the decay did: one more step (and validation)
-            # finishes it, a small overrun for the model the schedule was meant to give.
-            planned = self.plan.planned_steps = stepper.steps + 1
         if planned <= stepper.steps:  # the run ends here
             self.plan.decay_completed = done
         else:
