@@ -250,14 +250,17 @@ def format_seconds(seconds: float) -> str:
 class TimeBudget:
     """The budget's clock and plan, and what fit() does with them at each epoch end."""
 
-    def __init__(self, seconds: float, cap: int, saved: dict[str, Any] | None) -> None:
+    def __init__(self, seconds: float, cap: int, saved: dict[str, Any] | None,
+                 agree: Callable[[Any], Any]) -> None:
         self.seconds, self.cap, self.saved = seconds, cap, saved
+        self.agree = agree  # rank 0's figures on every rank (under torchrun)
         self.plan: BudgetPlan | None = None  # made when the steps per epoch are known
         self.started = self.mark = self.train_mark = 0.0  # set as the epochs start
         self.step_mark = 0.0  # the previous epoch's seconds a step
 
     @classmethod
-    def begin(cls, config: Any, state: dict[str, Any] | None) -> TimeBudget | None:
+    def begin(cls, config: Any, state: dict[str, Any] | None,
+              agree: Callable[[Any], Any] = lambda value: value) -> TimeBudget | None:
         """The budget of ``config.time`` (None without one); a resume continues its own."""
         if not config.time:
             return None
@@ -267,11 +270,11 @@ class TimeBudget:
                               f"{state['epoch']} epochs is done, so there is nothing to "
                               "resume.", "A finished schedule cannot be stretched: start a "
                               "new run for more training.")
-        return cls(parse_duration(config.time), config.epochs, saved)
+        return cls(parse_duration(config.time), config.epochs, saved, agree)
 
-    def loop_starts(self, steps_per_epoch: int) -> None:
-        """The first epoch begins: the budget's clock starts (a resume's goes on from
-        where the saved epoch left it). Loading data before and the report after the
+    def _start(self, steps_per_epoch: int) -> None:
+        """The first step is about to run: the budget's clock starts (a resume's goes on
+        from where the saved epoch left it). Loading data before and the report after the
         training are not in the budget."""
         if self.saved is None:
             self.plan = BudgetPlan.start(self.seconds, self.cap, steps_per_epoch)
@@ -293,9 +296,8 @@ class TimeBudget:
         return math.ceil(plan["planned_steps"] / plan["steps_per_epoch"])
 
     def steps_left(self, steps: int) -> int:
-        """Steps the plan still holds after ``steps``."""
-        assert self.plan is not None
-        return self.plan.planned_steps - steps
+        """Steps the plan still holds after ``steps`` (before the first: some)."""
+        return self.plan.planned_steps - steps if self.plan is not None else 1
 
     def go_on(self, stepper: Any, into_epoch: int, refit: bool) -> bool:
         """Before each step: whether the plan holds another.
@@ -306,7 +308,8 @@ class TimeBudget:
         passing slowdown would otherwise end the schedule early for good. Not under
         torchrun (``refit`` False): ranks would have to agree on every step.
         """
-        assert self.plan is not None
+        if self.plan is None:
+            self._start(stepper.schedule.steps_per_epoch)
         now, plan, steps = time.perf_counter(), self.plan, stepper.steps
         if into_epoch == 0:
             self.train_mark, self.step_mark = now, plan.step_seconds
@@ -325,13 +328,12 @@ class TimeBudget:
                 stepper.replan(planned)
         return self.steps_left(steps) > 0
 
-    def epoch_end(self, epoch: int, stepper: Any, train_seconds: float,
-                  agree: Callable[[Any], Any]) -> float:
-        """Re-plan from the time used so far (``agree``: rank 0's figures on every rank)
-        and fit the schedule's rest to it; returns the planned epochs."""
+    def epoch_end(self, epoch: int, stepper: Any, train_seconds: float) -> float:
+        """Re-plan from the time used so far (rank 0's figures on every rank) and fit the
+        schedule's rest to it; returns the planned epochs."""
         assert self.plan is not None
         now = time.perf_counter()
-        spent, train, cycle = agree((now - self.started, train_seconds, now - self.mark))
+        spent, train, cycle = self.agree((now - self.started, train_seconds, now - self.mark))
         self.mark = now
         done = stepper.schedule.decay_done(stepper.steps)
         planned = self.plan.after_epoch(epoch, stepper.steps, spent, (train, cycle), done)

@@ -144,7 +144,6 @@ def train_one_epoch(s: Session, epoch: int, clock: StageClock,
     if features is not None:
         model, batches = features.module(s.model), features.batches(s.train_loader, clock)
     for step, (inputs, labels) in enumerate(batches, 1):
-        # A time budget may end the run part-way through its last epoch.
         if s.budget is not None and not s.budget.go_on(s.stepper, step - 1, not s.env.enabled):
             break
         with clock("normalise"):
@@ -195,14 +194,13 @@ def fit(config: TrainConfig | None = None, reporter: Reporter | None = None, *,
     """Train a model as ``imgcls train`` does; ``resume`` continues a run folder exactly."""
     state = load_resume_state(resume) if resume is not None else None
     config = resolve_config(config, state, overrides)
-    budget = TimeBudget.begin(config, state)
     env, device = distributed.setup(config.device)
     reporter = reporter if reporter is not None and env.is_main else Reporter()
     if env.is_main and state is None:
         check_run_outputs(config)  # before any work: the run must not land on its inputs
     try:
         return _fit(config, env, device, reporter, state,
-                    resume_path(resume).parent if resume is not None else None, budget)
+                    resume_path(resume).parent if resume is not None else None)
     finally:
         distributed.cleanup(env)
 
@@ -245,8 +243,7 @@ class Session:
 
 
 def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
-         state: dict[str, Any] | None, resume_dir: Path | None,
-         budget: TimeBudget | None = None) -> FitResult:
+         state: dict[str, Any] | None, resume_dir: Path | None) -> FitResult:
     # configuration
     spec = get_model(config.model).spec
     config.validate(spec)
@@ -271,6 +268,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     loss_fn = (MultiLabelLoss.build(config, train_images.labels, device) if multilabel
                else TrainLoss.build(config, train_images.labels, num_classes, device))
     tracker = BestTracker(config.select_metric, config.patience)
+    budget = TimeBudget.begin(config, state, lambda value: distributed.broadcast_object(value, env))
     history: list[dict[str, float]] = []
     start = _restore(state, model, stepper, tracker, history) if state else 1
     outputs = RunFolder.create(config, env, resume_dir, spec, dataset, preprocess,
@@ -329,8 +327,6 @@ def _run_loop(s: Session, start: int) -> bool:
 def run_epochs(s: Session, start: int) -> bool:
     """Train, validate, keep the best, save state, log; True when patience ran out."""
     epoch = start
-    if s.budget is not None:
-        s.budget.loop_starts(len(s.train_loader))
     while (s.budget.steps_left(s.stepper.steps) > 0 if s.budget else epoch <= s.config.epochs):
         seed_epoch(s.config.seed, epoch, s.env.rank)
         s.train_loader.sampler.set_epoch(epoch)
@@ -350,8 +346,7 @@ def run_epochs(s: Session, start: int) -> bool:
                         s.num_classes, s.config.top_k, s.multilabel))
         record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
         if s.budget is not None:  # after validation: the epoch's time includes it
-            record["planned_epochs"] = s.budget.epoch_end(
-                epoch, s.stepper, seconds, lambda times: distributed.broadcast_object(times, s.env))
+            record["planned_epochs"] = s.budget.epoch_end(epoch, s.stepper, seconds)
         timing = {"epoch_seconds": seconds,
                   "images_per_second": totals[2].item() * s.env.world_size / seconds,
                   **clock.as_timing()}
