@@ -152,3 +152,12 @@ def test_tune_trials_keep_the_budget_and_cannot_tune_it():
     trial = apply_params(TrainConfig(time="2m", epochs=8), {"lr": 0.01})
     assert trial.time == "2m" and trial.epochs == 8 and trial.lr == 0.01
     assert "time" not in tunable_names() and "epochs" not in tunable_names()
+
+
+def test_the_cli_refuses_a_bad_budget_in_one_line(data, tmp_path, capsys):
+    from imgcls.cli import main
+
+    assert main(["train", "--data", str(data), "--out-dir", str(tmp_path), "--time", "10x",
+                 "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "Error: --time '10x' is not a duration." in err and "Traceback" not in err
