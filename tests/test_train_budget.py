@@ -14,6 +14,7 @@ from imgcls.errors import ConfigError
 from imgcls.registry import get_model
 from imgcls.train import Reporter, TrainConfig, TrainingInterrupted, fit
 from imgcls.train.budget import BudgetPlan, BudgetSchedule, parse_duration
+from imgcls.train.config import with_overrides
 
 from .helpers import colour_data, read_metrics, recording, tiny_config
 
@@ -62,6 +63,10 @@ def test_epochs_default_to_ten_and_cap_a_budget_at_1000_unless_given():
     assert TrainConfig().epochs == 10
     assert TrainConfig(time="10m").epochs == 1000
     assert TrainConfig(time="10m", epochs=30).epochs == 30
+    # fit(config, time=...) as fit(time=...): a defaulted epoch count is chosen again
+    assert with_overrides(TrainConfig(lr=0.1), {"time": "1m"}).epochs == 1000
+    assert with_overrides(TrainConfig(epochs=10), {"time": "1m"}).epochs == 10
+    assert with_overrides(TrainConfig(time="1m"), {"time": None}).epochs == 10
 
 
 @pytest.mark.parametrize("scheduler, final", [("cosine", 0.0), ("onecycle", 1 / 25e4)])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -179,6 +179,7 @@ class TrainConfig:
         # fine-tuning when training starts from --weights.
         if self.epochs is None:  # with a budget, the plan picks the count up to a cap
             self.epochs = BUDGET_MAX_EPOCHS if self.time else DEFAULT_EPOCHS
+            self._epochs_unset = True  # not a field: with_overrides() reads it
         recipe = FINETUNE_DEFAULTS if self.weights else SCRATCH_DEFAULTS
         for name, value in recipe.items():
             if getattr(self, name) is None:
@@ -206,6 +207,14 @@ class TrainConfig:
                   if k not in RUN_IDENTITY and v is not None}
         return dump_toml(values, "imgcls train config. Reproduce this run: "
                                  "imgcls train --config <this file>")
+
+
+def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``replace(config, **overrides)``, except that an epoch count the config only took by
+    default is chosen again: ``fit(config, time="10m")`` plans up to 1000 epochs, not 10."""
+    if getattr(config, "_epochs_unset", False) and "epochs" not in overrides:
+        overrides = {"epochs": None, **overrides}
+    return replace(config, **overrides)
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..registry import get_model
 from ..system import reuse_freed_memory
 from . import distributed
 from .budget import TimeBudget
-from .config import TrainConfig
+from .config import TrainConfig, with_overrides
 from .distributed import DistEnv
 from .features import FeatureCache, epoch_features
 from .feed import OnDevice, load_data, loader_workers, make_loaders, place_model
@@ -208,7 +208,7 @@ def fit(config: TrainConfig | None = None, reporter: Reporter | None = None, *,
 def resolve_config(config: TrainConfig | None, state: dict[str, Any] | None,
                    overrides: dict[str, Any]) -> TrainConfig:
     if state is None:
-        return replace(config, **overrides) if config else TrainConfig(**overrides)
+        return with_overrides(config, overrides) if config else TrainConfig(**overrides)
     changed = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if config is not None or changed:
         raise ConfigError(f"Options cannot change when resuming: {', '.join(changed) or 'config'}.",
