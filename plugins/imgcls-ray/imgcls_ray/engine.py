@@ -111,9 +111,6 @@ def plan(model: str | os.PathLike, inputs: Sequence[str], options: InferOptions)
     runner = with_tta(OnnxRunner(path, "cpu", 1), options.tta)  # a model flipping twice fails here
     top_k = min(options.top_k, len(runner.manifest["classes"]))
     classes = label_set_columns(runner.manifest, options.top_k)
-    if classes is not None and options.fmt == "parquet":
-        raise ConfigError("The ray engine writes multi-label predictions as csv or jsonl.",
-                          "Use --format csv or --format jsonl.")
     shard = parse_shard(options.shard) if options.shard else (0, 1)
     check_all(inputs)
     unreadable: list[Failure] = []
@@ -138,7 +135,7 @@ def _done(options: InferOptions, top_k: int, classes: list[str] | None = None) -
         return PathSet()
     if options.fmt == "parquet":
         prepare(output)
-        return parquet_done(output, top_k) if options.resume else PathSet()
+        return parquet_done(output, top_k, classes) if options.resume else PathSet()
     return paths_done(output, options.fmt, top_k, classes) if options.resume else PathSet()
 
 
@@ -213,7 +210,7 @@ def _write(results: Iterator[Prediction | Failure], job: Job, part_rows: int,
         assert options.output is not None
         return write_parquet(results, options.output, job.top_k, part_rows=part_rows,
                              append=options.resume, errors_path=errors_path,
-                             strict=options.strict, stats=stats)
+                             strict=options.strict, stats=stats, classes=job.classes)
     return write_predictions(results, options.output, options.fmt, job.top_k,
                              append=options.resume, errors_path=errors_path,
                              strict=options.strict, stats=stats, classes=job.classes)

@@ -4,7 +4,8 @@
 pyarrow, DuckDB or Spark read as one table. Each part is written to a hidden temporary
 name, synced and renamed, so a run killed at any moment leaves only complete parts;
 ``--resume`` reads their paths and skips them. The columns are the CSV's (path, label,
-confidence, label_2, confidence_2, ...), probabilities at full precision.
+confidence, label_2, confidence_2, ...; a multi-label model's path, labels, then each
+class's probability), probabilities at full precision.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ PART_PATTERN = "part-*.parquet"
 _TEMP_PATTERN = ".part-*.parquet.tmp"
 
 
-def _schema(top_k: int) -> Any:
+def _schema(top_k: int, classes: list[str] | None = None) -> Any:
     import pyarrow as pa
 
-    return pa.schema([(name, pa.string() if name == "path" or name.startswith("label")
-                       else pa.float64()) for name in csv_header(top_k)])
+    header = csv_header(top_k, classes)
+    # A class may be named "label"; its probability column is prob_label, so the text
+    # columns are known by position: path, then label, label_2, ... or labels alone.
+    text = {0, 1} if classes is not None else {0, *range(1, len(header), 2)}
+    return pa.schema([(name, pa.string() if i in text else pa.float64())
+                      for i, name in enumerate(header)])
 
 
 def part_files(folder: Path) -> list[Path]:
@@ -50,12 +55,12 @@ def prepare(folder: Path) -> None:
         leftover.unlink()
 
 
-def parquet_done(folder: Path, top_k: int) -> PathSet:
+def parquet_done(folder: Path, top_k: int, classes: list[str] | None = None) -> PathSet:
     """The paths in the folder's parts; a part that does not read back is an error."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    expected = csv_header(top_k)
+    expected = csv_header(top_k, classes)
     paths: list[str] = []
     for part in part_files(folder):
         try:
@@ -66,8 +71,9 @@ def parquet_done(folder: Path, top_k: int) -> PathSet:
                               "Delete that file and resume again: its images are redone."
                               ) from exc
         if names != expected:
-            raise ConfigError(f"{part} has columns {','.join(names)}, not those of --top-k "
-                              f"{top_k}.", "Resume with the --top-k of the first run.")
+            wanted = "this model's classes" if classes is not None else f"--top-k {top_k}"
+            raise ConfigError(f"{part} has columns {','.join(names)}, not those of {wanted}.",
+                              "Resume with the model and --top-k of the first run.")
         paths.extend(table.column("path").to_pylist())
     return PathSet(paths)
 
@@ -75,17 +81,21 @@ def parquet_done(folder: Path, top_k: int) -> PathSet:
 class PartWriter:
     """Collects predictions and writes every ``part_rows`` of them as one atomic part."""
 
-    def __init__(self, folder: Path, top_k: int, part_rows: int) -> None:
-        self.folder, self.part_rows = folder, part_rows
-        self.schema = _schema(top_k)
+    def __init__(self, folder: Path, top_k: int, part_rows: int,
+                 classes: list[str] | None = None) -> None:
+        self.folder, self.part_rows, self.multilabel = folder, part_rows, classes is not None
+        self.schema = _schema(top_k, classes)
         self.run = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         self.parts = 0
         self._rows: list[list[Any]] = []
 
     def add(self, prediction: Prediction) -> None:
         row: list[Any] = [prediction.path]
-        for label, score in zip(prediction.labels, prediction.scores, strict=True):
-            row += [label, score]
+        if self.multilabel:
+            row += [";".join(prediction.label_set or ()), *(prediction.class_probs or ())]
+        else:
+            for label, score in zip(prediction.labels, prediction.scores, strict=True):
+                row += [label, score]
         self._rows.append(row)
         if len(self._rows) >= self.part_rows:
             self.flush()
@@ -118,7 +128,8 @@ def _sync(path: Path) -> None:
 
 def write_parquet(results: Iterable[Prediction | Failure], folder: Path, top_k: int, *,
                   part_rows: int, append: bool, errors_path: Path | None, strict: bool,
-                  stats: EngineStats, keep: int = 20) -> Summary:
+                  stats: EngineStats, keep: int = 20,
+                  classes: list[str] | None = None) -> Summary:
     """Stream ``results`` into parts under ``folder`` and failures into ``errors_path``.
 
     Without ``append`` the folder's earlier parts are removed first, as ``imgcls
@@ -128,7 +139,7 @@ def write_parquet(results: Iterable[Prediction | Failure], folder: Path, top_k: 
         for part in part_files(folder):
             part.unlink()
     summary = Summary(errors_path=errors_path)
-    parts = PartWriter(folder, top_k, part_rows)
+    parts = PartWriter(folder, top_k, part_rows, classes)
     errors = ErrorsFile(errors_path)
     try:
         for result in results:

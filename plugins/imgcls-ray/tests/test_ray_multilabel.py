@@ -96,8 +96,12 @@ def test_a_ray_run_writes_the_local_engines_label_set_rows(model, tmp_path):
     try:
         assert main(["infer", str(model), str(images), "-o", str(remote), "--engine", "ray",
                      "--threshold", "0.5"]) == 0
-        assert main(["infer", str(model), str(images), "-o", str(tmp_path / "p.parquet"),
-                     "--engine", "ray", "-f", "parquet"]) != 0  # label sets: csv or jsonl
+        parquet = tmp_path / "p.parquet"
+        assert main(["infer", str(model), str(images), "-o", str(parquet), "--engine", "ray",
+                     "-f", "parquet", "--threshold", "0.5"]) == 0
+        # --resume reads the parts back with the multi-label columns: nothing is redone.
+        assert main(["infer", str(model), str(images), "-o", str(parquet), "--engine", "ray",
+                     "-f", "parquet", "--threshold", "0.5", "--resume"]) == 0
     finally:
         ray.shutdown()
     assert main(["infer", str(model), str(images), "-o", str(local.with_suffix(".05.csv")),
@@ -109,3 +113,15 @@ def test_a_ray_run_writes_the_local_engines_label_set_rows(model, tmp_path):
 
     assert rows(remote) == rows(local.with_suffix(".05.csv"))
     assert rows(remote)["path"] == ["path", "labels", *(f"prob_{c}" for c in CLASSES)]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(parquet)
+    assert table.column_names == ["path", "labels", *(f"prob_{c}" for c in CLASSES)]
+    assert str(table.schema.field("labels").type) == "string"
+    assert table.num_rows == 12  # the resumed run added no rows
+    local_rows = rows(local.with_suffix(".05.csv"))
+    for row in table.to_pylist():
+        expected = local_rows[row["path"]]
+        assert row["labels"] == expected[1]
+        assert [f"{row[f'prob_{c}']:.6f}" for c in CLASSES] == [
+            f"{float(v):.6f}" for v in expected[2:]]
