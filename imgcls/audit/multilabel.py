@@ -41,6 +41,7 @@ from .run import (
     AuditResult,
     LabelIssue,
     file_probs,
+    planned,
     predict_fold,
     stratified_folds,
 )
@@ -222,7 +223,8 @@ def threshold_note(classes: list[str], thresholds: Sequence[float]) -> str:
 def audit_multilabel(options: AuditOptions, loaded: LoadedDataset,
                      reporter: Reporter | None = None,
                      on_fold: Callable[[int, int, float], None] | None = None,
-                     on_hash: Callable[[int, int], None] | None = None
+                     on_hash: Callable[[int, int], None] | None = None,
+                     on_plan: Callable[[str, str | None], None] | None = None
                      ) -> MultiLabelAuditResult:
     """The audit of label sets (see the module docstring); ``loaded`` is the data."""
     classes = list(loaded.classes)
@@ -236,6 +238,9 @@ def audit_multilabel(options: AuditOptions, loaded: LoadedDataset,
     notes: list[str] = []
     unreadable: list[tuple[Path, str]] = []
     exact: list[float] = []
+    options, method, plan_warnings = planned(options, len(audited))  # enough steps
+    if on_plan:
+        on_plan(method, plan_warnings[0] if plan_warnings else None)
     if options.probs is not None:
         probs, notes = file_probs(options, classes, entries, audited, multilabel=True)
     else:
@@ -258,7 +263,7 @@ def audit_multilabel(options: AuditOptions, loaded: LoadedDataset,
     return MultiLabelAuditResult(
         loaded.source or options.data, classes, entries, kept, probs, scores, issues, groups,
         unreadable, [*notes, threshold_note(classes, thresholds), *cleanlab_notes],
-        options.describe(), exact, options.duplicates, label_sets=sets,
+        method, exact, options.duplicates, plan_warnings, label_sets=sets,
         audited_sets=kept_sets, thresholds=[float(t) for t in thresholds], mean_ap=mean_ap)
 
 

@@ -198,5 +198,6 @@ def render_html(result: AuditResult) -> str:
               for group in result.duplicates[:GROUPS]]
     return render_page("audit.html.j2", title="imgcls data audit", source=result.source,
                        headline=headline, method=result.method, notes=result.notes,
+                       warnings=result.warnings,
                        suspects=suspects, more=max(0, len(result.issues) - GALLERY),
                        searched=result.searched_duplicates, groups=groups)

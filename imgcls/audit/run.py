@@ -4,7 +4,8 @@ Label issues need predicted probabilities that the image's own label did not tra
 
 - cross-validated (the default): the images are dealt into K stratified, seeded
   folds; for each fold a real ``fit()`` learns from the other K-1 (it holds out its
-  own validation split from them to pick the best epoch), and its best weights
+  own validation split from them to pick the best epoch) for enough optimiser steps
+  whatever the folder size (:mod:`imgcls.audit.plan`), and its best weights
   predict the held-out fold, decoded with the checkpoint's Preprocess as
   ``imgcls eval`` does. Every image is predicted once, by a model that never saw it;
 - or from a file (``--probs``), e.g. ``imgcls infer --top-k N`` of a model trained
@@ -13,7 +14,9 @@ Label issues need predicted probabilities that the image's own label did not tra
 ``cleanlab.filter.find_label_issues`` then flags the images whose given label the
 probabilities contradict, ranked by cleanlab's label quality score (self-confidence:
 the probability of the given label; lowest first). The suggested label is the most
-probable class. Near-duplicates come from :mod:`imgcls.audit.duplicates`.
+probable class. Near-duplicates come from :mod:`imgcls.audit.duplicates`. When the
+predictions are barely better than always answering the largest class, the result
+carries a warning: the flags are then mostly the models' own mistakes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ..specs import LoadedDataset
 from ..train.config import TrainConfig
 from ..train.progress import Reporter
 from .duplicates import DEFAULT_MAX_DISTANCE, DuplicateGroup, Entry, check_distance
+from .plan import MIN_STEPS, FoldPlan, default_train, plan_folds, weak_predictions
 
 DEFAULT_FOLDS = 5
 MAX_FOLDS = 20
@@ -45,26 +49,35 @@ MAX_FOLDS = 20
 
 @dataclass
 class AuditOptions:
-    """What to audit and how; ``train`` holds the options of every fold's training."""
+    """What to audit and how; ``train`` holds the options of every fold's training.
+
+    ``fixed`` names the options of ``train`` the user chose (``epochs``, ``batch_size``):
+    the others are adapted so that each fold model takes at least ``min_steps`` steps.
+    """
 
     data: str
     data_options: dict[str, Any] = field(default_factory=dict)
     split: str = "all"
     folds: int = DEFAULT_FOLDS
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=default_train)
     probs: str | None = None
     out_dir: str = "audit"
     duplicates: bool = True
     max_distance: int = DEFAULT_MAX_DISTANCE
     workers: int | None = None
+    fixed: frozenset[str] = frozenset()
+    min_steps: int = MIN_STEPS
 
-    def describe(self) -> str:
+    def describe(self, plan: FoldPlan | None = None) -> str:
         """Where the probabilities come from, in words."""
         if self.probs is not None:
             return f"probabilities from {self.probs}"
+        options = ", ".join(f"{k} {v}" for k, v in self.train.model_options.items())
+        model = f"{self.train.model} ({options})" if options else self.train.model
         epochs = self.train.epochs
-        return (f"{self.folds}-fold cross-validation of {self.train.model}, {epochs} "
-                f"epoch{'s' if epochs != 1 else ''} per fold")
+        training = (plan.describe() if plan is not None else
+                    f"{epochs} epoch{'s' if epochs != 1 else ''} per fold")
+        return f"{self.folds}-fold cross-validation of {model}, {training}"
 
     def validate(self) -> None:
         check_split(self.split)
@@ -102,6 +115,7 @@ class AuditResult:
     method: str = ""
     fold_accuracy: list[float] = field(default_factory=list)
     searched_duplicates: bool = False
+    warnings: list[str] = field(default_factory=list)  # shown first: the flags may mislead
 
     @property
     def accuracy(self) -> float:
@@ -292,10 +306,12 @@ def find_issues(audited: list[Entry], probs: np.ndarray, classes: list[str]
 def audit(options: AuditOptions, reporter: Reporter | None = None,
           on_fold: Callable[[int, int, float], None] | None = None,
           on_hash: Callable[[int, int], None] | None = None,
-          loaded: LoadedDataset | None = None) -> AuditResult:
+          loaded: LoadedDataset | None = None,
+          on_plan: Callable[[str, str | None], None] | None = None) -> AuditResult:
     """Run the audit (see the module docstring) of ``loaded``, the data if given already;
     nothing is written but the folds' runs. :func:`imgcls.audit.task.audit` picks this
-    or the multi-label audit."""
+    or the multi-label audit. ``on_plan`` hears how the probabilities are made, and a
+    warning, before any training."""
     from .duplicates import near_duplicates
 
     require_extra("cleanlab")  # before the folds train, not after
@@ -305,6 +321,9 @@ def audit(options: AuditOptions, reporter: Reporter | None = None,
     notes: list[str] = []
     unreadable: list[tuple[Path, str]] = []
     fold_accuracy: list[float] = []
+    options, method, plan_warnings = planned(options, len(audited))
+    if on_plan:
+        on_plan(method, plan_warnings[0] if plan_warnings else None)
     if options.probs is not None:
         probs, notes = file_probs(options, classes, entries, audited)
     else:
@@ -322,6 +341,20 @@ def audit(options: AuditOptions, reporter: Reporter | None = None,
                                            on_hash)
         seen = {str(path) for path, _ in unreadable}
         unreadable += [item for item in failures if str(item[0]) not in seen]
-    return AuditResult(source, classes, entries, kept, probs[usable], scores, issues, groups,
-                       unreadable, notes + cleanlab_notes, options.describe(), fold_accuracy,
-                       options.duplicates)
+    result = AuditResult(source, classes, entries, kept, probs[usable], scores, issues,
+                         groups, unreadable, notes + cleanlab_notes, method, fold_accuracy,
+                         options.duplicates, plan_warnings)
+    weak = weak_predictions(result.accuracy, [entry.label for entry in kept],
+                            options.probs is None)
+    result.warnings += [weak] if weak else []
+    return result
+
+
+def planned(options: AuditOptions, count: int) -> tuple[AuditOptions, str, list[str]]:
+    """The options with each fold's epochs and batch size for ``count`` images, the
+    method in words, and a warning when the user's choice gives too few steps."""
+    if options.probs is not None:
+        return options, options.describe(), []
+    plan = plan_folds(count, options.folds, options.train, options.fixed, options.min_steps)
+    options = replace(options, train=plan.apply(options.train))
+    return options, options.describe(plan), [plan.warning] if plan.warning else []

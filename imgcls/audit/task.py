@@ -18,11 +18,14 @@ from .run import audit as audit_multiclass
 
 def audit(options: AuditOptions, reporter: Reporter | None = None,
           on_fold: Callable[[int, int, float], None] | None = None,
-          on_hash: Callable[[int, int], None] | None = None) -> AuditResult:
-    """Audit ``options.data``: its labels (one per image, or label sets) and near-duplicates."""
+          on_hash: Callable[[int, int], None] | None = None,
+          on_plan: Callable[[str, str | None], None] | None = None) -> AuditResult:
+    """Audit ``options.data``: its labels (one per image, or label sets) and near-duplicates.
+    ``on_plan`` hears how the probabilities are made, and a warning, before any training."""
     require_extra("cleanlab")  # before the folds train, not after
     options.validate()  # before the data is read
     loaded = call_loader(*resolve_loader(options.data), options.data_options)
     if loaded.task == "multilabel":
-        return audit_multilabel(options, loaded, reporter, on_fold, on_hash)
-    return audit_multiclass(options, reporter, on_fold, on_hash, loaded=loaded)
+        return audit_multilabel(options, loaded, reporter, on_fold, on_hash, on_plan)
+    return audit_multiclass(options, reporter, on_fold, on_hash, loaded=loaded,
+                            on_plan=on_plan)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..audit.run import AuditOptions, AuditResult, LabelIssue
     from ..train.config import TrainConfig
 
-# Folds train for fewer epochs than imgcls train's 10 by default: K of them run.
+# At least 10 epochs per fold; more on a small folder (see imgcls.audit.plan).
 DEFAULT_EPOCHS = 10
 
 
@@ -55,15 +55,18 @@ class Actions:
 
 
 def train_config(config_file: str | None, given: dict[str, Any],
-                 model_opt: list[str]) -> TrainConfig:
-    """Audit defaults, then the --config file, then the flags given."""
-    from ..train.config import TrainConfig, read_config_file
+                 model_opt: list[str]) -> tuple[TrainConfig, frozenset[str]]:
+    """Audit defaults, then the --config file, then the flags given; and the names of
+    the options chosen (the audit adapts the others to the folder's size)."""
+    from ..audit.plan import default_train
+    from ..train.config import read_config_file
 
-    values = {"epochs": DEFAULT_EPOCHS} | (read_config_file(config_file) if config_file else {})
-    model_options = values.pop("model_options", {}) | parse_options(model_opt, "--model-opt")
-    values.pop("data_options", None)  # the folds read their own CSV; --data-opt reads DATA
-    values |= {k: v for k, v in given.items() if v is not None}
-    return TrainConfig(**values, model_options=model_options)
+    chosen = read_config_file(config_file) if config_file else {}
+    chosen.pop("data_options", None)  # the folds read their own CSV; --data-opt reads DATA
+    chosen |= {k: v for k, v in given.items() if v is not None}
+    model_options = chosen.pop("model_options", {}) | parse_options(model_opt, "--model-opt")
+    values = {"epochs": DEFAULT_EPOCHS} | chosen
+    return default_train(**values, model_options=model_options), frozenset(chosen)
 
 
 def run(options: AuditOptions, actions: Actions) -> AuditResult:
@@ -72,11 +75,19 @@ def run(options: AuditOptions, actions: Actions) -> AuditResult:
     from ..audit.task import audit
 
     root = _quarantine_root(options, actions) if actions.quarantine is not None else None
-    say(f"auditing {options.data} ({options.split} images): {options.describe()}")
+    said: list[str] = []
+
+    def say_plan(method: str, warning: str | None) -> None:
+        say(f"auditing {options.data} ({options.split} images): {method}")
+        if warning:
+            print_warning(warning)
+            said.append(warning)
+
     result = audit(options, FoldReporter(), on_fold=_say_fold,
-                   on_hash=progress("hashing") if options.duplicates else None)
+                   on_hash=progress("hashing") if options.duplicates else None,
+                   on_plan=say_plan)
     paths = write_outputs(result, options.out_dir)
-    print_result(result, actions.show)
+    print_result(result, actions.show, said)
     written = [*paths.values(), *_corrections(result, options, actions, root)]
     say(f"wrote {', '.join(path.name for path in written)} to {options.out_dir}")
     return result
@@ -117,8 +128,9 @@ def _corrections(result: AuditResult, options: AuditOptions, actions: Actions,
     return written
 
 
-def print_result(result: AuditResult, show: int) -> None:
-    """The headline, the most suspicious labels, the near-duplicate groups, the notes."""
+def print_result(result: AuditResult, show: int, said: list[str] | None = None) -> None:
+    """The headline, the most suspicious labels, the near-duplicate groups, the notes;
+    warnings (not already ``said``) last, where they are seen."""
     from ..audit.multilabel import MultiLabelAuditResult
 
     n = len(result.audited)
@@ -141,6 +153,9 @@ def print_result(result: AuditResult, show: int) -> None:
         print_warning(f"not audited, unreadable: {path}: {reason}")
     for note in result.notes:
         say(f"note: {note}")
+    for warning in result.warnings:
+        if warning not in (said or []):
+            print_warning(warning)
 
 
 def _issue_line(issue: LabelIssue) -> str:

@@ -226,11 +226,13 @@ def _section(title: str, lines: list[str], show: int) -> None:
 # --------------------------------------------------------------------------- data audit
 
 AUDIT_MODEL = typer.Option(None, "--model", "-m", show_default=False,
-                           help="Model each fold trains (imgcls models). Default: basic-cnn.")
+                           help="Model each fold trains (imgcls models). Default: vgg-bn "
+                           "with --model-opt width=0.5 --model-opt depth=3.")
 AUDIT_FOLDS = typer.Option(DEFAULT_FOLDS, "--folds", help="Cross-validation folds: K "
                            "trainings, each on the other K-1 folds.")
 AUDIT_EPOCHS = typer.Option(None, "--epochs", "-e", show_default=False,
-                            help="Epochs per fold. Default: 10.")
+                            help="Epochs per fold. Default: 10, or as many as give each "
+                            "fold model 300 optimiser steps.")
 AUDIT_IMG_SIZE = typer.Option(None, "--img-size", show_default=False,
                               help="Input size (default: the model's).")
 AUDIT_SEED = typer.Option(None, "--seed", show_default=False,
@@ -291,10 +293,10 @@ def audit(
     check_out_dir("--out-dir", out_dir, files, folders, writes=AUDIT_FILES)
     if quarantine_dir is not None:
         check_out_dir("--quarantine", quarantine_dir, files, writes=[MANIFEST, "copied.csv"])
-    train = train_config(config, {"model": model, "epochs": epochs, "img_size": img_size,
-                                  "seed": seed}, model_opt)
+    train, fixed = train_config(config, {"model": model, "epochs": epochs,
+                                         "img_size": img_size, "seed": seed}, model_opt)
     options = AuditOptions(data=pick_data(data, None), data_options=parse_options(
         data_opt, "--data-opt"), split=split, folds=folds, train=train, probs=probs,
         out_dir=out_dir, duplicates=duplicates, max_distance=max_distance,
-        workers=check_workers(workers))
+        workers=check_workers(workers), fixed=fixed)
     run(options, Actions(relabel=relabel, quarantine=quarantine_dir, move=move, show=show))
