@@ -232,7 +232,7 @@ AUDIT_FOLDS = typer.Option(DEFAULT_FOLDS, "--folds", help="Cross-validation fold
                            "trainings, each on the other K-1 folds.")
 AUDIT_EPOCHS = typer.Option(None, "--epochs", "-e", show_default=False,
                             help="Epochs per fold. Default: 10, or as many as give each "
-                            "fold model 300 optimiser steps.")
+                            "fold model 600 optimiser steps.")
 AUDIT_IMG_SIZE = typer.Option(None, "--img-size", show_default=False,
                               help="Input size (default: the model's).")
 AUDIT_SEED = typer.Option(None, "--seed", show_default=False,
