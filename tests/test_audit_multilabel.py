@@ -88,7 +88,7 @@ def test_cross_validated_audit_ranks_altered_label_sets_first(altered_scenes, tm
     train = TrainConfig(model="resnet-s", model_options={"depth": 8}, img_size=32, epochs=12,
                         batch_size=8, lr=3e-3, augment="flip", warmup_epochs=0.0, seed=0)
     result = audit(AuditOptions(data=str(data), folds=2, train=train, out_dir=str(out),
-                                duplicates=False))
+                                duplicates=False, fixed=frozenset({"epochs", "batch_size"})))
     order = np.argsort(result.scores, kind="stable")
     top = {str(result.audited[i].path) for i in order[:TOP]}
     found = len(top & set(altered))

@@ -238,7 +238,8 @@ def audit_multilabel(options: AuditOptions, loaded: LoadedDataset,
     notes: list[str] = []
     unreadable: list[tuple[Path, str]] = []
     exact: list[float] = []
-    options, method, plan_warnings = planned(options, len(audited))  # enough steps
+    # Enough steps; the epoch kept is chosen below (mAP unless chosen).
+    options, method, plan_warnings = planned(options, len(audited), select=None)
     if on_plan:
         on_plan(method, plan_warnings[0] if plan_warnings else None)
     if options.probs is not None:

@@ -27,8 +27,9 @@ MIN_BATCHES = 8  # batches per epoch below which a fold trains in batches of SMA
 # or memorises them; at 64 px it is also cheaper per image than basic-cnn.
 DEFAULT_MODEL = "vgg-bn"
 DEFAULT_MODEL_OPTIONS: dict[str, Any] = {"width": 0.5, "depth": 3}
-# cleanlab reads probabilities: keep the epoch whose are best (lowest validation loss).
-# Accuracy on a small validation split ties often, and ties keep the earlier epoch.
+# cleanlab reads probabilities: a one-label fold keeps the epoch whose are best (lowest
+# validation loss). Accuracy on a small validation split ties often, and ties keep the
+# earlier, less trained epoch.
 DEFAULT_SELECT = "loss"
 # Out-of-fold accuracy must remove at least this share of the error of always answering
 # the largest class before the flags are worth reading.
@@ -36,12 +37,10 @@ MIN_GAIN = 0.5
 
 
 def default_train(**values: Any) -> TrainConfig:
-    """The fold models' training options: the audit's model and epoch choice, unless
-    ``values`` choose others."""
+    """The fold models' training options: the audit's model unless ``values`` choose one."""
     model_options = dict(DEFAULT_MODEL_OPTIONS) if "model" not in values else {}
     model_options |= values.pop("model_options", {})
-    return TrainConfig(**({"model": DEFAULT_MODEL, "select_metric": DEFAULT_SELECT} | values),
-                       model_options=model_options)
+    return TrainConfig(**({"model": DEFAULT_MODEL} | values), model_options=model_options)
 
 
 @dataclass(frozen=True)

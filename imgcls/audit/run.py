@@ -41,7 +41,14 @@ from ..specs import LoadedDataset
 from ..train.config import TrainConfig
 from ..train.progress import Reporter
 from .duplicates import DEFAULT_MAX_DISTANCE, DuplicateGroup, Entry, check_distance
-from .plan import MIN_STEPS, FoldPlan, default_train, plan_folds, weak_predictions
+from .plan import (
+    DEFAULT_SELECT,
+    MIN_STEPS,
+    FoldPlan,
+    default_train,
+    plan_folds,
+    weak_predictions,
+)
 
 DEFAULT_FOLDS = 5
 MAX_FOLDS = 20
@@ -51,8 +58,9 @@ MAX_FOLDS = 20
 class AuditOptions:
     """What to audit and how; ``train`` holds the options of every fold's training.
 
-    ``fixed`` names the options of ``train`` the user chose (``epochs``, ``batch_size``):
-    the others are adapted so that each fold model takes at least ``min_steps`` steps.
+    ``fixed`` names the options of ``train`` the user chose: of ``epochs`` and
+    ``batch_size``, the others are adapted so that each fold model takes at least
+    ``min_steps`` steps; a one-label audit's ``select_metric`` becomes ``loss``.
     """
 
     data: str
@@ -350,11 +358,16 @@ def audit(options: AuditOptions, reporter: Reporter | None = None,
     return result
 
 
-def planned(options: AuditOptions, count: int) -> tuple[AuditOptions, str, list[str]]:
-    """The options with each fold's epochs and batch size for ``count`` images, the
-    method in words, and a warning when the user's choice gives too few steps."""
+def planned(options: AuditOptions, count: int, select: str | None = DEFAULT_SELECT
+            ) -> tuple[AuditOptions, str, list[str]]:
+    """The options with each fold's epochs and batch size for ``count`` images (and
+    ``select`` as the metric that keeps an epoch, unless chosen), the method in words,
+    and a warning when the user's choice gives too few steps."""
     if options.probs is not None:
         return options, options.describe(), []
     plan = plan_folds(count, options.folds, options.train, options.fixed, options.min_steps)
-    options = replace(options, train=plan.apply(options.train))
+    train = plan.apply(options.train)
+    if select is not None and "select_metric" not in options.fixed:
+        train = replace(train, select_metric=select)
+    options = replace(options, train=train)
     return options, options.describe(plan), [plan.warning] if plan.warning else []
