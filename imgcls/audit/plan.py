@@ -116,9 +116,9 @@ def weak_predictions(accuracy: float, labels: list[str], cross_validated: bool) 
     if accuracy >= majority + MIN_GAIN * (1.0 - majority):
         return None
     change = ("train the fold models longer (leave --epochs out, or raise it), use a "
-              "stronger or pretrained model (--model, or --config with weights = "
-              "\"imagenet\" and freeze_backbone = true), or give --probs from a model "
-              "trained on other images" if cross_validated else
+              "stronger model (--model) or a pretrained one (a model with weights, and "
+              "--config setting weights = \"imagenet\" and freeze_backbone = true), or "
+              "give --probs from a model trained on other images" if cross_validated else
               "give --probs from a better model, trained on other images")
     return (f"The predictions agree with only {accuracy:.1%} of the labels, where always "
             f"answering the largest class would get {majority:.1%}: the models have not "
