@@ -171,6 +171,17 @@ def recipe_note(config: TrainConfig, weights: dict[str, Any] | None) -> str:
             f"{frozen}")
 
 
+def run_folder_note(asked: Path, run_dir: Path, existed: bool) -> str:
+    """Say so when the run does not land in the folder asked for, or reuses a full one:
+    later commands must name the folder this run wrote."""
+    if run_dir != asked:
+        return (f"{asked} exists already, so this run writes {run_dir}; name runs with "
+                "--name to know where they land")
+    if existed:
+        return f"{run_dir} exists already and is reused (--exist-ok): its files are replaced"
+    return ""
+
+
 @dataclass
 class RunFolder:
     run_dir: Path
@@ -184,22 +195,25 @@ class RunFolder:
     thresholds: list[float] | None = None  # multi-label: chosen on val in the latest epoch
     budget: Any = None  # --time: the TimeBudget (budget.py), kept in last.pt and config.json
     resolved: dict[str, Any] = field(default_factory=dict)  # config.json's contents
+    note: str = ""  # the run folder is not the one asked for, or an existing one is reused
 
     @classmethod
     def create(cls, config: TrainConfig, env: DistEnv, resume_dir: Path | None, spec: ModelSpec,
                dataset: LoadedDataset, preprocess: Preprocess,
                images: tuple[DecodedImages, DecodedImages],
                weights: dict[str, Any] | None = None, budget: Any = None) -> RunFolder:
-        run_dir = resume_dir
+        run_dir, note = resume_dir, ""
         if env.is_main and run_dir is None:
-            run_dir = make_run_dir(config.out, config.name or folder_name(config.model),
-                                   config.exist_ok,
+            asked = Path(config.out) / (config.name or folder_name(config.model))
+            existed = asked.is_dir() and any(asked.iterdir())
+            run_dir = make_run_dir(config.out, asked.name, config.exist_ok,
                                    explicit=config.name is not None)
+            note = run_folder_note(asked, run_dir, existed)
         elif env.is_main:  # a run killed mid-write left temp files nobody else will remove
             clean_stale_temp_files(run_dir)
         run_dir = Path(str(distributed.broadcast_object(str(run_dir), env)))
         return cls(run_dir, config, spec, dataset, preprocess, images, time.perf_counter(),
-                   weights, budget=budget)
+                   weights, budget=budget, note=note)
 
     @property
     def best_path(self) -> Path:
@@ -218,7 +232,7 @@ class RunFolder:
                    env: DistEnv, start_epoch: int) -> dict[str, Any]:
         """What the reporter shows before training: model, data, class histogram, where."""
         config = self.config
-        return {"run_dir": self.run_dir, "device": device, "classes": self.dataset.classes,
+        return {"run_dir": self.run_dir, "run_note": self.note, "device": device, "classes": self.dataset.classes,
                 "train": len(self.images[0]), "val": len(self.images[1]), "model": self.spec.name,
                 "params": sum(p.numel() for p in model.parameters()),
                 "notes": self.dataset.notes + self._label_set_note(),
