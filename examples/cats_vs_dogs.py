@@ -47,7 +47,8 @@ def main() -> None:
 
     run("data", "check", "--data", args.data)
     # The Keras tutorial's network and augmentation (flip, shear 0.2, zoom 0.2).
-    run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs, "--name", "example-basic")
+    run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs,
+        "--name", "example-basic")
     # The same without augmentation: training accuracy runs away from validation accuracy.
     run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs, "--augment", "none",
         "--name", "example-noaug")

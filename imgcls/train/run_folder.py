@@ -232,7 +232,8 @@ class RunFolder:
                    env: DistEnv, start_epoch: int) -> dict[str, Any]:
         """What the reporter shows before training: model, data, class histogram, where."""
         config = self.config
-        return {"run_dir": self.run_dir, "run_note": self.note, "device": device, "classes": self.dataset.classes,
+        return {"run_dir": self.run_dir, "run_note": self.note, "device": device,
+                "classes": self.dataset.classes,
                 "train": len(self.images[0]), "val": len(self.images[1]), "model": self.spec.name,
                 "params": sum(p.numel() for p in model.parameters()),
                 "notes": self.dataset.notes + self._label_set_note(),
