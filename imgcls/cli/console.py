@@ -150,6 +150,11 @@ def print_class_histogram(classes: list[str], counts: dict[str, list[int]],
                       "--class-weights auto or --sampler balanced.")
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 image``, ``2 images``: numbers of things, in plain English."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def say(text: str) -> None:
     """One line of plain output: file and class names are never read as markup."""
     console.print(text, highlight=False, markup=False)

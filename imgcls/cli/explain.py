@@ -12,6 +12,7 @@ from ..errors import ConfigError, DataError, require_extra
 from ..outputs import check_out_dir, input_paths
 from .console import console, err_console, printable
 from .data import output_is_a_file
+from .inputs import warn_if_labelled_for_another_model
 
 if TYPE_CHECKING:
     from ..explain.page import Written
@@ -54,6 +55,7 @@ def explain(
     files, folders = input_paths(images)
     check_out_dir("--out-dir", out_dir, [checkpoint, *files], folders,
                   writes=["explain.html", "filters.png"], holds_inputs=True)
+    warn_if_labelled_for_another_model(checkpoint, images)
     explainer = Explainer(checkpoint, method, layer, device)
     if images and not feature_maps:  # a wrong --layer or --target fails before any work
         explainer.target_index(target)

@@ -18,8 +18,9 @@ from ..options import did_you_mean
 from ..outputs import check_out_dir, check_outputs, input_paths
 from ..registry import LOCAL_ENGINE, get_engine
 from ..specs import EngineSpec
-from .console import console, err_console, parse_options, printable
+from .console import console, count, err_console, parse_options, printable
 from .data import WORKERS_HELP, check_workers
+from .inputs import warn_if_labelled_for_another_model
 
 ENGINE_HELP = ("Where to run: local (this machine) or an engine a plugin adds, such as ray "
                "(imgcls-ray); `imgcls plugins --engines` lists them.")
@@ -70,6 +71,7 @@ def infer(
         decode = "thread"
     spec, engine_options = _engine(engine, engine_opt, fmt)
     _check_outputs(model, inputs, output, errors, summary_json, fmt)
+    warn_if_labelled_for_another_model(model, inputs)
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
                            device=device, workers=check_workers(workers), backend=decode,
                            threads=threads, resume=resume, shard=shard, strict=strict,
@@ -129,12 +131,13 @@ def _report(summary: Summary, output: Path | None) -> None:
                           highlight=False)
     if summary.failed:
         where = f" listed in {summary.errors_path}" if summary.errors_path else ""
-        err_console.print(escape(f"{summary.failed} unreadable images{where}"), highlight=False)
+        err_console.print(escape(f"{count(summary.failed, 'unreadable image')}{where}"),
+                          highlight=False)
     # With predictions on stdout, the summary goes to stderr to keep stdout parseable.
     target = console if output is not None else err_console
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
     target.print(escape(
-        f"{summary.images} images classified in {summary.seconds:.2f}s "
+        f"{count(summary.images, 'image')} classified in {summary.seconds:.2f}s "
         f"({summary.images_per_second:.0f} img/s; batch latency p50 {summary.p50_ms:.1f} ms, "
         f"p95 {summary.p95_ms:.1f} ms) on {summary.provider}, {summary.failed} unreadable"
         f"{skipped}" + (f"; predictions in {output}" if output else "")), highlight=False)

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from ..train.config import TrainConfig, field_types, read_config_file
-from .console import ConsoleReporter, console, err_console, parse_options
+from .console import ConsoleReporter, console, count, err_console, parse_options
 from .data import DATA_HELP, WORKERS_HELP, output_is_a_file
 
 # Flags that are not TrainConfig fields; they feed model/data options or pick the run.
@@ -65,7 +65,9 @@ def train(ctx: typer.Context, **values: Any) -> None:
         err_console.print(escape(exc.hint or ""), highlight=False)
         raise typer.Exit(130) from None
     if result.skipped and os.environ.get("RANK", "0") == "0":
-        console.print(f"{len(result.skipped)} unreadable images were skipped.")
+        skipped = len(result.skipped)
+        console.print(f"{count(skipped, 'unreadable image')} {'was' if skipped == 1 else 'were'} "
+                      "skipped.")
 
 
 def build_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
