@@ -197,6 +197,12 @@ class TrainConfig:
         if self.img_size is not None and self.img_size < spec.min_size:
             raise ConfigError(f"--img-size {self.img_size} is below {spec.name}'s minimum of "
                               f"{spec.min_size}.", f"For example: --img-size {spec.input_size[0]}.")
+        if self.warmup_epochs is not None and self.warmup_epochs > self.epochs / 2:
+            # The schedule would cut it to half the run: say so rather than run another one.
+            raise ConfigError(f"--warmup-epochs {self.warmup_epochs:g} is more than half of "
+                              f"--epochs {self.epochs}.",
+                              f"For example: --warmup-epochs {self.epochs / 2:g}, or more "
+                              "--epochs.")
         if self.workers is not None and self.workers > max_workers():
             raise ConfigError(f"--workers {self.workers} is above the limit of {max_workers()} "
                               "(4 per core, or 32).", "For example: --workers 4.")
