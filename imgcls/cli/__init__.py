@@ -8,9 +8,12 @@ import sys
 import threading
 import traceback
 import warnings
+from typing import Any
 
+import click
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ..errors import ImgclsError
 from ..version import __version__
@@ -20,6 +23,29 @@ from . import eval as eval_command
 from . import explain, export, infer, inspect, listing, train
 from . import tune as tune_command
 from .console import err_console, print_warning, printable
+
+# Words other tools use for imgcls's commands (Ultralytics and Keras users type predict).
+OTHER_NAMES = {"predict": "infer", "classify": "infer", "fit": "train", "evaluate": "eval",
+               "val": "eval", "validate": "eval", "test": "eval"}
+
+
+class Commands(TyperGroup):
+    """imgcls's command group: whole summaries in --help, and a pointer for other tools' words."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(limit=1_000))
+                for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:  # each summary's first sentence, wrapped: never cut off with "..."
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else None
+        if name in OTHER_NAMES and name not in self.commands:
+            ctx.fail(f"No such command {name!r}. imgcls calls it `imgcls {OTHER_NAMES[name]}` "
+                     f"(see imgcls {OTHER_NAMES[name]} --help).")
+        return super().resolve_command(ctx, args)
 
 
 def _version(value: bool) -> None:
@@ -37,7 +63,7 @@ def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer
     listing loads only the installed plugins (no built-in adds a command), so ``imgcls
     --help`` does not import torch either.
     """
-    app = typer.Typer(name="imgcls", no_args_is_help=True, add_completion=False,
+    app = typer.Typer(name="imgcls", cls=Commands, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False, rich_markup_mode=None,
                       help="Train image classifiers, export them to ONNX, run batch inference.")
 

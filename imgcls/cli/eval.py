@@ -27,13 +27,14 @@ def evaluate(
     # The older spelling of --out-dir: the same folder, so it keeps working.
     out: str | None = typer.Option(None, "--out", hidden=True),
     output: str | None = output_is_a_file("eval"),
-    split: str = typer.Option("auto", "--split",
+    split: str = typer.Option("auto", "--split", metavar="[auto|val|train|all]",
                               help="auto (val if the data has one, else all), val, train, all."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="k of the top-k accuracy."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
-    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
+    tta: str = typer.Option("none", "--tta", metavar="[none|flip]",
+                            help="Test-time augmentation: none, or flip "
                             "(average each image's logits with its mirror image's)."),
 ) -> None:
     """Measure a model on labelled images; write metrics, confusion matrix and mistakes."""

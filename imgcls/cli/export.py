@@ -61,7 +61,8 @@ def onnx(
     calibrate: str | None = CALIBRATE,
     calib_images: int | None = CALIB_IMAGES_OPTION,
     min_agreement: float | None = MIN_AGREEMENT_OPTION,
-    tta: str = typer.Option("none", "--tta", help="flip: the graph averages each image's "
+    tta: str = typer.Option("none", "--tta", metavar="[none|flip]",
+                            help="flip: the graph averages each image's "
                             "logits with its mirror image's (test-time augmentation)."),
 ) -> None:
     """Export a checkpoint to ONNX, checking parity with PyTorch before reporting success."""

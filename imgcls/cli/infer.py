@@ -28,6 +28,9 @@ THRESHOLD_OPTION = typer.Option(
     None, "--threshold", help="Multi-label models: one decision threshold for every class "
                               "instead of the per-class ones in the model.")
 ENGINE_OPT_HELP = "Engine option key=value (repeatable), e.g. address=auto for ray."
+TTA_OPTION = typer.Option("none", "--tta", metavar="[none|flip]",
+                          help="Test-time augmentation: none, or flip (average each image's "
+                               "logits with its mirror image's).")
 
 
 def infer(
@@ -37,14 +40,14 @@ def infer(
                   "(paths on stdin)."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Predictions file (default: stdout)."),
-    fmt: str = typer.Option("csv", "--format", "-f",
+    fmt: str = typer.Option("csv", "--format", "-f", metavar="[csv|jsonl|parquet]",
                             help="csv or jsonl; --engine ray also writes parquet."),
     top_k: int = typer.Option(1, "--top-k", "-k", help="How many ranked labels per image."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
     workers: int | None = typer.Option(
         None, "--workers", help=f"{WORKERS_HELP}. Default: one per core, up to 8 (32 with a GPU)."),
-    decode: str = typer.Option(DEFAULT_BACKEND, "--decode",
+    decode: str = typer.Option(DEFAULT_BACKEND, "--decode", metavar=f"[{'|'.join(BACKENDS)}]",
                                help=f"Decode in {' or '.join(BACKENDS)} workers "
                                     "(thread with --workers 0; local engine)."),
     threads: int | None = typer.Option(
@@ -58,8 +61,7 @@ def infer(
         None, "--errors", help="Unreadable images CSV (default: <output>.errors.csv)."),
     summary_json: Path | None = typer.Option(None, "--summary-json",
                                              help="Also write the run summary as JSON."),
-    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
-                            "(average each image's logits with its mirror image's)."),
+    tta: str = TTA_OPTION,
     threshold: float | None = THRESHOLD_OPTION,
     engine: str = typer.Option(LOCAL_ENGINE, "--engine", help=ENGINE_HELP),
     engine_opt: list[str] = typer.Option([], "--engine-opt", help=ENGINE_OPT_HELP),
