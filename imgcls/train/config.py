@@ -146,7 +146,9 @@ class TrainConfig:
                "absent classes).")
     patience: Annotated[int, Field(ge=0)] = _opt(
         0, "Stop after this many epochs without improvement (0: never).")
-    top_k: Annotated[int, Field(ge=1)] = _opt(5, "k of the top-k validation accuracy.")
+    top_k: Annotated[int, Field(ge=1)] = _opt(
+        5, "k of the top-k validation accuracy, shown per epoch and in report.html (left out "
+           "when k covers every class).")
     report: bool = _opt(True, "Write curves.png, confusion.png, per-class CSVs and "
                               "report.html at the end.")
     report_cams: bool = _opt(True, "Show a Grad-CAM overlay beside each of report.html's "

@@ -44,6 +44,8 @@ def epoch_line(record: dict[str, float], is_best: bool) -> str:
     """One epoch's line, as ``imgcls train`` and ``fit()`` print it."""
     mark = "  *best" if is_best else ""
     f1 = f" F1 {record['val_macro_f1']:.3f}" if "val_macro_f1" in record else ""
+    f1 += "".join(f" {key[4:]} {value:.2%}" for key, value in record.items()
+                  if key.startswith("val_top"))  # --top-k, where k is below the classes
     lr = f"  lr {record['lr']:.2e}" if "lr" in record else ""
     speed = (f"  {record['images_per_second']:.0f} img/s" if "images_per_second" in record
              else "")

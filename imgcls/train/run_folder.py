@@ -348,9 +348,16 @@ class RunFolder:
             headline=headline, curves_png=curves.read_bytes(),
             confusion_png=(self.run_dir / "confusion.png").read_bytes(),
             per_class=summary["per_class"], mistakes=mistakes,
-            config={k: v for k, v in asdict(self.config).items() if v not in (None, {})},
+            config=self.report_options(device),
             cams=dict(zip((row["path"] for row in mistakes), cams.images, strict=False)),
             cam_note=cams.note)
+
+    def report_options(self, device: torch.device) -> dict[str, Any]:
+        """The options as report.html lists them: the device the run used, not ``auto``."""
+        options = {k: v for k, v in asdict(self.config).items() if v not in (None, {})}
+        if options.get("device") == "auto":
+            options["device"] = f"{device.type} (auto)"
+        return options
 
     def _cams(self, model: nn.Module, mistakes: list[dict[str, Any]],
               device: torch.device) -> Overlays:
