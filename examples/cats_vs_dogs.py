@@ -52,9 +52,11 @@ def main() -> None:
     # The same without augmentation: training accuracy runs away from validation accuracy.
     run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs, "--augment", "none",
         "--name", "example-noaug")
-    # The deeper 128px network with the deep-recommended recipe of docs/training.md.
+    # The deeper 128px network with the deep-recommended recipe of docs/training.md (its
+    # 2 warm-up epochs, at most half of a short run).
+    warmup = f"{min(2.0, float(args.deep_epochs) / 2):g}"
     run("train", "--model", "deep-cnn", *common, "--epochs", args.deep_epochs,
-        "--warmup-epochs", "2", "--augment", "light", "--label-smoothing", "0.1", "--ema",
+        "--warmup-epochs", warmup, "--augment", "light", "--label-smoothing", "0.1", "--ema",
         "--name", "example-deep")
 
     print("\nbest validation accuracy:")

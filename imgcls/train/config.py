@@ -199,8 +199,11 @@ class TrainConfig:
         if self.img_size is not None and self.img_size < spec.min_size:
             raise ConfigError(f"--img-size {self.img_size} is below {spec.name}'s minimum of "
                               f"{spec.min_size}.", f"For example: --img-size {spec.input_size[0]}.")
-        if self.warmup_epochs is not None and self.warmup_epochs > self.epochs / 2:
-            # The schedule would cut it to half the run: say so rather than run another one.
+        recipe = FINETUNE_DEFAULTS if self.weights else SCRATCH_DEFAULTS
+        if (self.warmup_epochs is not None and self.warmup_epochs > self.epochs / 2
+                and self.warmup_epochs != recipe["warmup_epochs"]):
+            # The schedule cuts it to half the run: a warm-up asked for is refused rather
+            # than changed (the recipe's default is cut quietly, so one epoch still runs).
             raise ConfigError(f"--warmup-epochs {self.warmup_epochs:g} is more than half of "
                               f"--epochs {self.epochs}.",
                               f"For example: --warmup-epochs {self.epochs / 2:g}, or more "
