@@ -171,6 +171,13 @@ def recipe_note(config: TrainConfig, weights: dict[str, Any] | None) -> str:
             f"{frozen}")
 
 
+def _holds_files(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError:  # unreadable: creating the run folder there reports it
+        return False
+
+
 def run_folder_note(asked: Path, run_dir: Path, existed: bool) -> str:
     """Say so when the run does not land in the folder asked for, or reuses a full one:
     later commands must name the folder this run wrote."""
@@ -205,7 +212,7 @@ class RunFolder:
         run_dir, note = resume_dir, ""
         if env.is_main and run_dir is None:
             asked = Path(config.out) / (config.name or folder_name(config.model))
-            existed = asked.is_dir() and any(asked.iterdir())
+            existed = _holds_files(asked)
             run_dir = make_run_dir(config.out, asked.name, config.exist_ok,
                                    explicit=config.name is not None)
             note = run_folder_note(asked, run_dir, existed)
