@@ -50,8 +50,8 @@ How commands run:
   when that plugin is not installed.
 - Any other program must be in RUN_ALSO or SKIP below, with a reason.
 
-On the pages in PRETRAINED, the first ``imgcls train`` (the run the page then uses, on
-path/to/cats-dogs) is not run: that run, trained once for all of them, is copied to the
+On the pages in PRETRAINED, the first ``imgcls train ... --name X`` (the run the page then
+uses, on path/to/cats-dogs) is not run: that run, trained once for all of them, is copied to the
 folder the command names. It saves a training per page.
 
 Torch computes with one thread here (see one_torch_thread). Output is not compared with
