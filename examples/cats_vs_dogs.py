@@ -5,7 +5,8 @@
 Each step is the `imgcls` command the tutorial shows, printed and then run through
 the same entry point as the `imgcls` program (in this process, so torch is
 imported once). It stops at the first command that fails. The run folders go to
---out-dir (default runs/) and are reused when the script runs again.
+--out-dir (default runs/), named example-*, so they never land on the Quickstart's or the
+tutorial's runs; when the script runs again it reuses them (imgcls says so).
 """
 
 from __future__ import annotations
@@ -46,20 +47,23 @@ def main() -> None:
 
     run("data", "check", "--data", args.data)
     # The Keras tutorial's network and augmentation (flip, shear 0.2, zoom 0.2).
-    run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs, "--name", "basic-cnn")
+    run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs,
+        "--name", "example-basic")
     # The same without augmentation: training accuracy runs away from validation accuracy.
     run("train", "--model", "basic-cnn", *common, "--epochs", args.epochs, "--augment", "none",
-        "--name", "basic-cnn-noaug")
-    # The deeper 128px network with the deep-recommended recipe of docs/training.md.
+        "--name", "example-noaug")
+    # The deeper 128px network with the deep-recommended recipe of docs/training.md (its
+    # 2 warm-up epochs, at most half of a short run).
+    warmup = f"{min(2.0, float(args.deep_epochs) / 2):g}"
     run("train", "--model", "deep-cnn", *common, "--epochs", args.deep_epochs,
-        "--warmup-epochs", "2", "--augment", "light", "--label-smoothing", "0.1", "--ema",
-        "--name", "deep-cnn")
+        "--warmup-epochs", warmup, "--augment", "light", "--label-smoothing", "0.1", "--ema",
+        "--name", "example-deep")
 
     print("\nbest validation accuracy:")
-    for name in ("basic-cnn", "basic-cnn-noaug", "deep-cnn"):
+    for name in ("example-basic", "example-noaug", "example-deep"):
         print(f"  {name:16} {best_accuracy(runs / name)}")
 
-    checkpoint = str(runs / "deep-cnn" / "best.safetensors")
+    checkpoint = str(runs / "example-deep" / "best.safetensors")
     model = str(runs / "catsdogs.onnx")
     run("eval", checkpoint, "--data", args.data)
     run("export", "onnx", checkpoint, "-o", model)

@@ -154,6 +154,19 @@ def _check_selection(selection: Selection) -> None:
         warnings.warn(f"{message} {hint}", PluginWarning, stacklevel=3)
 
 
+def load_command_plugins() -> pluggy.PluginManager:
+    """Register what ``register_commands`` needs: the installed plugins, not the built-ins.
+
+    No built-in adds a command (tests/test_plugin_loading.py checks it), and importing them
+    imports torch: ``imgcls --help`` lists the commands in a fraction of a second without
+    them. A later :func:`load_plugins` registers the built-ins; :func:`hook_impls` still
+    puts them first.
+    """
+    if not _loaded:
+        load_entry_points(Selection.from_env())
+    return pm
+
+
 def load_entry_points(selection: Selection | None = None) -> None:
     """Register third-party plugins declared under ``[project.entry-points.imgcls]``."""
     selection = selection or Selection()
@@ -198,8 +211,25 @@ def hook_impls(hook_name: str) -> list[pluggy.HookImpl]:
     each component is credited to its plugin, and the first-loaded plugin (built-ins
     first) wins a duplicate name. Hook wrappers need pluggy's call loop: they are skipped.
     """
+    return _ordered(getattr(load_plugins().hook, hook_name).get_hookimpls(), hook_name)
+
+
+def command_hook_impls() -> list[pluggy.HookImpl]:
+    """``register_commands`` implementations, without importing the built-ins (or torch)."""
+    return _ordered(load_command_plugins().hook.register_commands.get_hookimpls(),
+                    "register_commands")
+
+
+def _load_rank(impl: pluggy.HookImpl) -> int:
+    # Built-ins first whatever the registration order (the command listing registers the
+    # installed plugins before them), so a built-in always wins a duplicate name.
+    rank = 0 if impl.tryfirst else 2 if impl.trylast else 1
+    return rank * 2 + (0 if plugin_name(impl.plugin) in DEFAULT_PLUGINS else 1)
+
+
+def _ordered(found: list[pluggy.HookImpl], hook_name: str) -> list[pluggy.HookImpl]:
     impls = []
-    for impl in getattr(load_plugins().hook, hook_name).get_hookimpls():
+    for impl in found:
         if impl.hookwrapper or impl.wrapper:
             name = plugin_name(impl.plugin)
             report_skip(name, f"wrapper:{hook_name}", f"The {hook_name} hook wrapper",
@@ -207,7 +237,7 @@ def hook_impls(hook_name: str) -> list[pluggy.HookImpl]:
                         "Implement the hook as a plain @hookimpl.")
             continue
         impls.append(impl)
-    return sorted(impls, key=lambda impl: 0 if impl.tryfirst else 2 if impl.trylast else 1)
+    return sorted(impls, key=_load_rank)
 
 
 def call_hook(hook_name: str, **kwargs: object) -> None:

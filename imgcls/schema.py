@@ -9,6 +9,7 @@ names the field path. Nothing here imports torch or numpy.
 
 from __future__ import annotations
 
+import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
@@ -62,7 +63,18 @@ def one_of(choices: Sequence[str]) -> AfterValidator:
                                       {"choices": ", ".join(choices)})
         return value
 
+    check.choices = tuple(choices)  # type: ignore[attr-defined]  # --help shows them
     return AfterValidator(check)
+
+
+def choices_of(annotation: Any) -> tuple[str, ...] | None:
+    """The choices of a field limited by :func:`one_of` (also inside ``... | None``)."""
+    for part in (annotation, *typing.get_args(annotation)):
+        for extra in getattr(part, "__metadata__", ()):
+            choices = getattr(getattr(extra, "func", None), "choices", None)
+            if choices:
+                return choices
+    return None
 
 
 def _unique(values: list) -> list:

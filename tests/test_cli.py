@@ -182,3 +182,38 @@ def test_a_plugin_command_cannot_shadow_a_builtin(capsys, monkeypatch):
 def test_user_text_is_printed_as_text_not_markup(capsys):
     code, _, err = run(["train", "--model", "[bold]x[/bold]"], capsys)
     assert code == 1 and "'[bold]x[/bold]'" in err
+
+
+def test_top_level_help_shows_each_summary_whole(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["--help"], capsys)
+    commands = out.split("Commands:", 1)[1]
+    assert code == 0 and "..." not in commands
+    assert "with best.safetensors, metrics\n           and report.html." in commands
+
+
+@pytest.mark.parametrize("word,command", [("predict", "infer"), ("fit", "train"),
+                                          ("evaluate", "eval")])
+def test_other_tools_words_for_a_command_point_to_imgcls_own(word, command, capsys):
+    code, _, err = run([word, "model.onnx", "photos"], capsys)
+    assert code == 2 and f"No such command '{word}'. imgcls calls it `imgcls {command}`" in err
+
+
+def test_choice_options_show_their_choices_in_help(capsys, monkeypatch):
+    import typing
+
+    from imgcls.schema import choices_of
+    from imgcls.train.config import TrainConfig
+
+    monkeypatch.setenv("COLUMNS", "200")
+    _, out, _ = run(["train", "--help"], capsys)
+    limited = {name: choices_of(hint) for name, hint in
+               typing.get_type_hints(TrainConfig, include_extras=True).items()}
+    shown = [f"--{name.replace('_', '-')} [{'|'.join(choices)}]"
+             for name, choices in limited.items() if choices]
+    assert "--optimizer [adamw|adam|sgd]" in shown and len(shown) >= 8
+    assert all(flag in out for flag in shown), [flag for flag in shown if flag not in out]
+    _, out, _ = run(["infer", "--help"], capsys)
+    assert "--format [csv|jsonl|parquet]" in out and "--tta [none|flip]" in out
+    _, out, _ = run(["eval", "--help"], capsys)
+    assert "--split [auto|val|train|all]" in out

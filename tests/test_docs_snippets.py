@@ -18,8 +18,8 @@ nothing else (the docs must use only these):
     labels.csv (path,label), labels.txt (the same, ";"-separated),
     breeds.csv (file,breed; paths relative to path/to/photos), list.txt (one path a line)
     examples/, plugins/                          links to the repository's folders
-    runs/basic-cnn/, model.onnx                  a trained run and its export, only for the
-                                                 pages in PRETRAINED, which start from them
+    model.onnx                                   a trained run's export, only for the pages
+                                                 in PRETRAINED, which start from it
     path/to/mobilenet_v3_small-047dcff4.pth      torchvision's file name, random weights
                                                  (models.md only)
     path/to/resnet10t.safetensors                a timm state dict, random weights (models.md,
@@ -50,6 +50,10 @@ How commands run:
   when that plugin is not installed.
 - Any other program must be in RUN_ALSO or SKIP below, with a reason.
 
+On the pages in PRETRAINED, the first ``imgcls train ... --name X`` (the run the page then
+uses, on path/to/cats-dogs) is not run: that run, trained once for all of them, is copied to the
+folder the command names. It saves a training per page.
+
 Torch computes with one thread here (see one_torch_thread). Output is not compared with
 the docs: the outputs shown there come from the real photos, these from generated ones.
 """
@@ -77,9 +81,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", *sorted(f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
 
-# Pages that assume a trained model exists (runs/basic-cnn/best.safetensors, model.onnx).
+# Pages that assume an exported model exists (model.onnx), or whose first training the
+# trained run of the sandbox stands in for.
 PRETRAINED = {"docs/training.md", "docs/inference.md", "docs/python-api.md",
-              "docs/deployment.md", "docs/api.md", "docs/explain.md"}
+              "docs/deployment.md", "docs/explain.md"}
 
 # Programs besides imgcls / python examples / torchrun that may run, and why.
 RUN_ALSO = {
@@ -248,7 +253,7 @@ def base_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             fit(model="basic-cnn", data="path/to/cats-dogs", epochs=3, out="pretrained",
-                name="basic-cnn", report=False)
+                name="basic-cnn", report=False, verbose=False)
             export_onnx("pretrained/basic-cnn/best.safetensors", "pretrained/model.onnx")
     finally:
         os.chdir(cwd)
@@ -260,7 +265,6 @@ def sandbox_for(page: str, base: Path, tmp_path: Path) -> Path:
     work = tmp_path / "work"  # `..` from the sandbox stays inside tmp_path
     shutil.copytree(base, work, symlinks=True, ignore=shutil.ignore_patterns("pretrained"))
     if page in PRETRAINED:
-        shutil.copytree(base / "pretrained" / "basic-cnn", work / "runs" / "basic-cnn")
         shutil.copy(base / "pretrained" / "model.onnx", work / "model.onnx")
     if page == "docs/models.md":
         # A stand-in for torchvision's ImageNet file: same architecture, random weights.
@@ -298,6 +302,7 @@ class Runner:
     namespace: dict = field(default_factory=dict)
     ran: list[tuple[str, float]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    pretrained: Path | None = None  # the run that stands in for the first training (PRETRAINED)
 
     def fail(self, command: str, code: object, output: str) -> None:
         pytest.fail(f"{self.page}: `{command}` failed ({code}):\n{output[-4000:]}",
@@ -335,6 +340,12 @@ class Runner:
             return
         self.check_programs(command)
         words = shlex.split(command, comments=True)
+        if self.pretrained and words[:2] == ["imgcls", "train"] and "--name" in words:
+            name = words[words.index("--name") + 1]
+            shutil.copytree(self.pretrained, self.cwd / "runs" / name)
+            self.pretrained = None
+            self.skipped.append((command, f"the sandbox's trained run is copied to runs/{name}"))
+            return
         if words[0] == "cd":
             self.cwd = (self.cwd / words[1]).resolve()
         elif words[0] == "imgcls":
@@ -420,8 +431,8 @@ class Runner:
         self.ran.append((code.strip().splitlines()[0], time.perf_counter() - start))
 
 
-def run_page(page: str, work: Path) -> Runner:
-    runner = Runner(page, work)
+def run_page(page: str, work: Path, pretrained: Path | None = None) -> Runner:
+    runner = Runner(page, work, pretrained=pretrained)
     for block in blocks(page):
         if block.title:
             runner.write(block)
@@ -454,7 +465,8 @@ def test_every_command_on_the_page_runs(page, base_sandbox, tmp_path, monkeypatc
     work = sandbox_for(page, base_sandbox, tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(work / "torch-home"))
     monkeypatch.setenv("IMGCLS_OFFLINE", "1")
-    runner = run_page(page, work)
+    pretrained = base_sandbox / "pretrained" / "basic-cnn" if page in PRETRAINED else None
+    runner = run_page(page, work, pretrained)
     for command, seconds in runner.ran:
         print(f"{seconds:6.1f} s  {command}")
     for command, reason in runner.skipped:

@@ -46,6 +46,17 @@ def test_eval_writes_every_output(kind, trained, exported, tmp_path, capsys):
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eval_without_data_uses_the_data_the_model_was_trained_on(exported, trained, tmp_path,
+                                                                   capsys):
+    # The tutorial's `imgcls eval CHECKPOINT`: the manifest records the data and its options.
+    code = main(["eval", str(exported), "--out-dir", str(tmp_path / "eval")])
+    printed = capsys.readouterr().out
+    assert code == 0 and printed.startswith("data: shapes (the model's training data")
+    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert summary["images"] == 90 and summary["accuracy"] == pytest.approx(
+        trained.best["val_acc"])
+
+
 def test_eval_on_a_plain_folder_uses_every_image_and_skips_unreadable(trained, tmp_path):
     colours = {"circle": (200, 200, 200), "square": (10, 10, 10)}
     folder = write_class_folders(tmp_path / "imgs", colours, per_class=4)

@@ -54,11 +54,11 @@ def test_cats_vs_dogs_runs_the_tutorial(data, monkeypatch):
     for command in ("data check", "train --model basic-cnn", "--augment none",
                     "train --model deep-cnn", "eval", "export onnx", "infer"):
         assert f"$ imgcls {command}" in out or command in out
-    assert "best validation accuracy:" in out and "deep-cnn" in out
+    assert "best validation accuracy:" in out and "example-deep" in out
     rows = list(csv.DictReader((data / "runs" / "preds.csv").open()))
     assert len(rows) == 13 and set(rows[0]) == {"path", "label", "confidence", "label_2",
                                                 "confidence_2"}
-    for run in ("basic-cnn", "basic-cnn-noaug", "deep-cnn"):
+    for run in ("example-basic", "example-noaug", "example-deep"):
         assert (data / "runs" / run / "best.safetensors").is_file()
 
 

@@ -89,3 +89,24 @@ def test_classifier_api(exported, val_folder):
     by_image = classifier.predict([Image.open(p) for p in paths], top_k=2)
     assert [p.labels for p in by_path] == [p.labels for p in by_image]
     assert len(by_path[0].labels) == 2
+
+
+def test_a_folder_labelled_for_another_model_prints_what_the_model_knows(exported, trained,
+                                                                          tmp_path, capsys):
+    # A shapes model on a cats-vs-dogs folder: it still answers, and says what it is.
+    from .helpers import write_class_folders
+
+    photos = write_class_folders(tmp_path / "cats-dogs", {"cats": (200, 120, 60),
+                                                          "dogs": (60, 110, 200)}, per_class=1)
+    assert main(["infer", str(exported), str(photos)]) == 0
+    err = capsys.readouterr().err
+    assert (f"{photos} holds the classes cats, dogs, none of them a class of {exported}: that "
+            "model was trained on shapes (3 classes: circle, square, triangle)") in err
+    assert "2 images classified" in err
+    one = next((photos / "cats").iterdir())
+    assert main(["infer", str(exported), str(one)]) == 0  # a file: its folder's siblings
+    err = capsys.readouterr().err
+    assert "none of them a class" in err and "1 image classified" in err
+    shutil.move(photos / "dogs", photos / "circle")  # one class of the model: labelled for it
+    assert main(["infer", str(exported), str(photos)]) == 0
+    assert "none of them a class" not in capsys.readouterr().err

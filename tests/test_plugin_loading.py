@@ -12,6 +12,7 @@ import subprocess
 import sys
 import types
 from importlib import metadata
+from pathlib import Path
 
 import pluggy
 import pytest
@@ -331,3 +332,45 @@ def test_a_plugin_whose_hook_raises_is_marked_and_its_text_is_not_markup(fresh, 
     code, out, err = run(["plugins"], capsys)
     assert code == 0 and "FAILED: RuntimeError: [bold]boom[/bold]" in out
     assert err.startswith("Warning: skipping plugin 'raiser'") and "[bold]boom[/bold]" in err
+
+
+def test_no_builtin_plugin_adds_commands():
+    # The command listing (imgcls --help) skips the built-ins, whose imports bring torch.
+    for name in plugins.DEFAULT_PLUGINS:
+        assert not hasattr(plugins.builtin_plugin(name), "register_commands"), name
+
+
+def test_plugins_loaded_for_the_listing_still_lose_duplicates_to_builtins(fresh):
+    fresh("dupplug", clashing_plugin())
+    plugins.load_command_plugins()  # what `imgcls --help` does: the built-ins come later
+    assert plugins.pm.get_plugin("dupplug") and not plugins.pm.get_plugin(BUILTIN_MODELS)
+    with pytest.warns(plugins.PluginWarning, match="'dupplug'"):
+        assert get_model("basic-cnn").plugin == BUILTIN_MODELS
+
+
+NO_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "torchvision", "timm"):
+            raise ImportError(f"imgcls {sys.argv[1]} imported {name}")
+
+sys.meta_path.insert(0, NoTorch())
+from imgcls.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_neither_torch_nor_torchvision(flag):
+    # The repository's plugins (installed or not) go first, so their import is the one
+    # tested; strict mode makes a plugin that needs torch to import a failure.
+    path = [str(ROOT), *map(str, sorted((ROOT / "plugins").glob("imgcls-*")))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "IMGCLS_STRICT_PLUGINS": "1"}
+    env.pop("IMGCLS_LOAD_PLUGINS", None)
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, flag], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert ("Commands:" in done.stdout) if flag == "--help" else done.stdout.startswith("imgcls")

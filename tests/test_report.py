@@ -54,6 +54,9 @@ def test_report_is_self_contained_with_curves_confusion_and_per_class_table(trai
     assert "http://" not in text and "https://" not in text
     for name in trained.classes:
         assert name in page.cells
+    # The options table shows the device the run used, not the `auto` it was given.
+    device = page.cells[page.cells.index("device") + 1]
+    assert device in ("cpu (auto)", "cuda (auto)"), device
     mistakes = [line for line in (trained.run_dir / "misclassified.csv").read_text()
                 .splitlines()[1:]]
     thumbnails = [src for key, src in page.images.items() if src.startswith("data:image/jpeg")]

@@ -208,3 +208,14 @@ def test_every_epoch_reports_where_its_time_went(tmp_path):
         assert all(seconds >= 0 for seconds in stages)
         assert record["step_seconds"] > 0 and record["augment_seconds"] > 0
         assert sum(stages) <= record["epoch_seconds"] * 1.001
+
+
+def test_the_epoch_line_shows_the_top_k_accuracy_when_k_is_below_the_classes():
+    from imgcls.train.progress import epoch_line
+
+    record = {"epoch": 3, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.6, "val_acc": 0.75,
+              "val_top3": 0.95, "val_macro_f1": 0.7, "lr": 1e-3, "images_per_second": 100.0}
+    line = epoch_line(record, is_best=True)
+    assert "acc 75.00% F1 0.700 top3 95.00%  lr 1.00e-03" in line and line.endswith("*best")
+    del record["val_top3"]  # k covers every class: no top-k, nothing shown
+    assert "top" not in epoch_line(record, is_best=False)

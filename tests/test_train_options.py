@@ -136,3 +136,15 @@ def test_cli_reports_early_stopping(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "early stop: no improvement in accuracy for 1 epochs" in out
     assert len(read_metrics(tmp_path / "es")) == 2
+
+
+def test_a_warmup_longer_than_half_the_run_is_refused_in_one_line(tmp_path, capsys):
+    from imgcls.cli import main
+
+    code = main(["train", "--data", "shapes", "--epochs", "1", "--warmup-epochs", "2",
+                 "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.splitlines() == [
+        "Error: --warmup-epochs 2 is more than half of --epochs 1.",
+        "Hint: For example: --warmup-epochs 0.5, or more --epochs."]
+    assert not list(tmp_path.iterdir())  # before any run folder is made

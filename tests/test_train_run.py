@@ -68,14 +68,37 @@ def test_one_epoch_runs_with_the_default_warmup(colour_folder, tmp_path, capsys)
     assert code == 0 and "class histogram" in out and "red" in out
 
 
-def test_run_folders_do_not_overwrite(colour_folder, tmp_path):
+def test_run_folders_do_not_overwrite_and_fit_says_where_it_writes(colour_folder, tmp_path,
+                                                                    capsys):
     config = dict(data=str(colour_folder), epochs=1, batch_size=8, out=str(tmp_path),
-                  augment="none")
+                  augment="none", report=False)
     first = fit(TrainConfig(**config))
+    out, err = capsys.readouterr()
+    # fit() prints one line per epoch, as Keras does, and where the run went.
+    assert f"run folder: {first.run_dir}" in out and out.count("epoch   1  train loss") == 1
+    assert "best val accuracy" in out and not err
     second = fit(TrainConfig(**config))
     assert first.run_dir.name == "basic-cnn" and second.run_dir.name == "basic-cnn-2"
+    out, err = capsys.readouterr()
+    assert f"{first.run_dir} exists already, so this run writes {second.run_dir}" in err
     with pytest.raises(ConfigError, match="already exists"):
         fit(TrainConfig(**config, name="basic-cnn"))
+    fit(TrainConfig(**config, name="basic-cnn", exist_ok=True), verbose=False)
+    assert capsys.readouterr() == ("", "")  # verbose=False: silent
+
+
+def test_an_existing_run_folder_is_reused_only_with_a_warning(colour_folder, tmp_path, capsys):
+    from imgcls.cli import main
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "best.safetensors").write_bytes(b"an earlier run")
+    code = main(["train", "--data", str(colour_folder), "-e", "1", "-b", "8", "--out-dir",
+                 str(tmp_path), "--name", "mine", "--exist-ok", "--no-report"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "is reused (--exist-ok): its files are replaced" in err
+    assert out.count("epoch   1  train loss") == 1  # the CLI prints each epoch once
+    # No blank line per epoch (a progress bar's) when the output is not a terminal.
+    assert all(line.strip() for line in (out + err).splitlines())
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -8,9 +8,12 @@ import sys
 import threading
 import traceback
 import warnings
+from typing import Any
 
+import click
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ..errors import ImgclsError
 from ..version import __version__
@@ -21,6 +24,29 @@ from . import explain, export, infer, inspect, listing, train
 from . import tune as tune_command
 from .console import err_console, print_warning, printable
 
+# Words other tools use for imgcls's commands (Ultralytics and Keras users type predict).
+OTHER_NAMES = {"predict": "infer", "classify": "infer", "fit": "train", "evaluate": "eval",
+               "val": "eval", "validate": "eval", "test": "eval"}
+
+
+class Commands(TyperGroup):
+    """imgcls's command group: whole summaries in --help, and a pointer for other tools' words."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(limit=1_000))
+                for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:  # each summary's first sentence, wrapped: never cut off with "..."
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else None
+        if name in OTHER_NAMES and name not in self.commands:
+            ctx.fail(f"No such command {name!r}. imgcls calls it `imgcls {OTHER_NAMES[name]}` "
+                     f"(see imgcls {OTHER_NAMES[name]} --help).")
+        return super().resolve_command(ctx, args)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -29,12 +55,15 @@ def _version(value: bool) -> None:
 
 
 def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer.Typer:
-    """The typer app; plugin commands are added unless ``args`` name a built-in command.
+    """The typer app; plugin commands are added unless ``args`` name a built-in command
+    or ask only for the version.
 
     Loading plugins imports every model plugin (and torch with them): ``imgcls
-    infer`` on an .onnx file starts in a fraction of a second without them.
+    infer`` on an .onnx file starts in a fraction of a second without them. The command
+    listing loads only the installed plugins (no built-in adds a command), so ``imgcls
+    --help`` does not import torch either.
     """
-    app = typer.Typer(name="imgcls", no_args_is_help=True, add_completion=False,
+    app = typer.Typer(name="imgcls", cls=Commands, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False, rich_markup_mode=None,
                       help="Train image classifiers, export them to ONNX, run batch inference.")
 
@@ -64,9 +93,18 @@ def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer
     augment_app = typer.Typer(help="See what augmentations do.", no_args_is_help=True)
     augment_app.command("preview")(augment_command.preview)
     app.add_typer(augment_app, name="augment")
-    if with_plugins and (args is None or _command_name(args) not in _builtin_names(app)):
+    if with_plugins and _lists_or_runs_plugin_commands(args, app):
         _plugin_commands(app)
     return app
+
+
+def _lists_or_runs_plugin_commands(args: list[str] | None, app: typer.Typer) -> bool:
+    if args is None:
+        return True
+    command = _command_name(args)
+    if command is None:  # the listing (--help, no arguments), unless only --version is asked
+        return "--version" not in args or "--help" in args
+    return command not in _builtin_names(app)
 
 
 def _command_name(args: list[str]) -> str | None:
@@ -82,11 +120,11 @@ def _builtin_names(app: typer.Typer) -> set[str]:
 
 def _plugin_commands(app: typer.Typer) -> dict[str, list[str]]:
     """Add every plugin's commands to ``app``; returns the names each plugin added."""
-    from ..plugins import hook_impls, plugin_name, report_failure
+    from ..plugins import command_hook_impls, plugin_name, report_failure
 
     taken = {name: "imgcls" for name in _builtin_names(app)}
     added: dict[str, list[str]] = {}
-    for impl in hook_impls("register_commands"):
+    for impl in command_hook_impls():
         owner = plugin_name(impl.plugin)
         before = (len(app.registered_commands), len(app.registered_groups))
         try:

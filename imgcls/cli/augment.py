@@ -9,7 +9,7 @@ import typer
 from ..outputs import check_outputs, input_paths
 from ..registry import get_model
 from ..train.config import DEFAULT_AUGMENT
-from .console import console, parse_options
+from .console import console, count, parse_options
 from .data import data_option, pick_data, positional_data
 
 
@@ -41,5 +41,5 @@ def preview(
     grid = augment_preview(data, augment, preprocess, images=images, variants=variants,
                            seed=seed, options=parse_options(data_opt, "--data-opt"))
     path = write_preview(grid, output)
-    console.print(f"wrote {path} ({grid.width}x{grid.height}): {images} images x "
-                  f"{variants} variants of --augment {augment!r}", highlight=False)
+    console.print(f"wrote {path} ({grid.width}x{grid.height}): {count(images, 'image')} x "
+                  f"{count(variants, 'variant')} of --augment {augment!r}", highlight=False)

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..errors import ConfigError
 from ..options import check_finite_option, parse_value
-from ..train.progress import Reporter
+from ..train.progress import Reporter, epoch_line
 
 # Piped output is read by programs and people alike: never truncate it to 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
@@ -47,10 +47,11 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def _progress() -> Progress:
-    # Descriptions may name files or classes: text, never markup.
+    # Descriptions may name files or classes: text, never markup. A bar that cannot be
+    # redrawn in place (a log file, a pipe) would leave a blank line per epoch: none then.
     return Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
-                    transient=True)
+                    transient=True, disable=not err_console.is_terminal)
 
 
 class ConsoleReporter(Reporter):
@@ -75,6 +76,8 @@ class ConsoleReporter(Reporter):
         if info.get("recipe"):
             console.print(escape(info["recipe"]), highlight=False)
         console.print(escape(f"run folder: {info['run_dir']}"), highlight=False)
+        if info.get("run_note"):
+            print_warning(info["run_note"])
         if info.get("start_epoch", 1) > 1:
             console.print(f"resuming at epoch {info['start_epoch']} of {info['epochs']}")
 
@@ -105,14 +108,7 @@ class ConsoleReporter(Reporter):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-        mark = "  *best" if is_best else ""
-        f1 = f" F1 {record['val_macro_f1']:.3f}" if "val_macro_f1" in record else ""
-        lr = f"  lr {record['lr']:.2e}" if "lr" in record else ""
-        console.print(
-            f"epoch {int(record['epoch']):>3}  train loss {record['train_loss']:.4f} "
-            f"acc {record['train_acc']:.2%}  val loss {record['val_loss']:.4f} "
-            f"acc {record['val_acc']:.2%}{f1}{lr}  {record['images_per_second']:.0f} img/s{mark}",
-            highlight=False)
+        console.print(epoch_line(record, is_best), highlight=False)
 
     def note(self, message: str) -> None:
         console.print(escape(message), highlight=False)
@@ -152,6 +148,11 @@ def print_class_histogram(classes: list[str], counts: dict[str, list[int]],
     if not balanced and smallest and top / smallest >= IMBALANCE_RATIO:
         print_warning(f"classes are imbalanced ({top / smallest:.1f}:1); consider "
                       "--class-weights auto or --sampler balanced.")
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 image``, ``2 images``: numbers of things, in plain English."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def say(text: str) -> None:

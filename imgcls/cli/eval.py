@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..outputs import check_out_dir, input_paths
-from .console import console, parse_options, print_table, print_warning
+from .console import console, parse_options, print_table, print_warning, say
 from .data import data_option, output_is_a_file, pick_data, positional_data
 
 EVAL_FILES = ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png",
@@ -18,38 +18,43 @@ EVAL_FILES = ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png",
 
 def evaluate(
     model: str = typer.Argument(..., help="A best.safetensors checkpoint or an .onnx file."),
-    data: str | None = data_option(),
+    data: str | None = data_option(
+        "The labelled images (default: the data the model was trained on, as its manifest "
+        "records it; with --split auto its validation split)."),
     data_arg: str | None = positional_data(),
     out_dir: str | None = typer.Option(
         None, "--out-dir", help="Folder for the outputs (default: eval/ beside the model)."),
     # The older spelling of --out-dir: the same folder, so it keeps working.
     out: str | None = typer.Option(None, "--out", hidden=True),
     output: str | None = output_is_a_file("eval"),
-    split: str = typer.Option("auto", "--split",
+    split: str = typer.Option("auto", "--split", metavar="[auto|val|train|all]",
                               help="auto (val if the data has one, else all), val, train, all."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="k of the top-k accuracy."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option key=value."),
-    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
+    tta: str = typer.Option("none", "--tta", metavar="[none|flip]",
+                            help="Test-time augmentation: none, or flip "
                             "(average each image's logits with its mirror image's)."),
 ) -> None:
     """Measure a model on labelled images; write metrics, confusion matrix and mistakes."""
     from ..evaluate import evaluate_file, write_evaluation  # imports torch
     from ..manifest import manifest_task, read_manifest
 
-    data = pick_data(data, data_arg)
+    data = pick_data(data, data_arg, default="")
+    options = parse_options(data_opt, "--data-opt")
+    if not data:
+        data, options = recorded_data(model, options)
     folder = Path(out_dir or out or Path(model).parent / "eval")
     files, folders = input_paths([model, data])
     check_out_dir("--out-dir", folder, files, folders, writes=EVAL_FILES)
     if Path(model).is_file() and manifest_task(read_manifest(model)) == "multilabel":
-        _evaluate_multilabel(model, data, out_dir or out, split, batch_size, device,
-                             parse_options(data_opt, "--data-opt"), tta)
+        _evaluate_multilabel(model, data, out_dir or out, split, batch_size, device, options,
+                             tta)
         return
     evaluation, _ = evaluate_file(model, data, device=device, split=split,
                                   batch_size=batch_size, top_k=top_k,
-                                  data_options=parse_options(data_opt, "--data-opt"),
-                                  tta=tta)
+                                  data_options=options, tta=tta)
     paths = write_evaluation(evaluation, folder, extra={"model": str(model), "data": data,
                                                          "split": split, "tta": tta})
     summary = evaluation.summary()
@@ -58,6 +63,22 @@ def evaluate(
         print_warning(f"skipped unreadable image {path}: {reason}")
     console.print(escape(f"wrote {', '.join(p.name for p in paths.values())} to {folder}"),
                   highlight=False)
+
+
+def recorded_data(model: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """No --data: the data the model was trained on, from its manifest (options given on
+    the command line override the recorded ones)."""
+    from ..errors import ConfigError
+    from ..manifest import read_manifest
+
+    hint = ("Name the images: --data path/to/images (a folder of class sub-folders), a .csv "
+            "file or a dataset.")
+    dataset = read_manifest(model).get("dataset") or {}
+    if not dataset.get("data"):
+        raise ConfigError(f"Missing --data: {model} does not record the data it was trained "
+                          "on.", hint)
+    say(f"data: {dataset['data']} (the model's training data, recorded in {model})")
+    return str(dataset["data"]), {**(dataset.get("options") or {}), **options}
 
 
 def _evaluate_multilabel(model: str, data: str, out_dir: str | None, split: str,

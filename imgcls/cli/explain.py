@@ -12,6 +12,7 @@ from ..errors import ConfigError, DataError, require_extra
 from ..outputs import check_out_dir, input_paths
 from .console import console, err_console, printable
 from .data import output_is_a_file
+from .inputs import warn_if_labelled_for_another_model
 
 if TYPE_CHECKING:
     from ..explain.page import Written
@@ -51,9 +52,7 @@ def explain(
     _check(images, feature_maps, filters, top_k)
     if images and not feature_maps:  # CAMs; feature maps and filters need no extra
         require_extra("pytorch_grad_cam")
-    files, folders = input_paths(images)
-    check_out_dir("--out-dir", out_dir, [checkpoint, *files], folders,
-                  writes=["explain.html", "filters.png"], holds_inputs=True)
+    _check_paths(checkpoint, images, out_dir)
     explainer = Explainer(checkpoint, method, layer, device)
     if images and not feature_maps:  # a wrong --layer or --target fails before any work
         explainer.target_index(target)
@@ -69,6 +68,15 @@ def explain(
                         "Check the paths; the unreadable files are listed above.")
     page = write_page(written, str(checkpoint), explainer.spec.name)
     _summary(written, explainer.method, page)
+
+
+def _check_paths(checkpoint: Path, images: list[str], out_dir: Path) -> None:
+    """Outputs apart from the inputs; a warning when the images are labelled for another
+    model (the checkpoint's data and classes are named)."""
+    files, folders = input_paths(images)
+    check_out_dir("--out-dir", out_dir, [checkpoint, *files], folders,
+                  writes=["explain.html", "filters.png"], holds_inputs=True)
+    warn_if_labelled_for_another_model(checkpoint, images)
 
 
 def _check(images: list[str], feature_maps: bool, filters: bool, top_k: int) -> None:

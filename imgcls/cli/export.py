@@ -12,7 +12,7 @@ from ..export.int8 import CALIB_IMAGES, MIN_AGREEMENT, MIN_HELD_OUT
 from ..export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE
 from ..manifest import read_manifest
 from ..multilabel import require_multiclass
-from .console import console
+from .console import console, count
 
 if TYPE_CHECKING:
     from ..export.onnx import ExportResult
@@ -61,7 +61,8 @@ def onnx(
     calibrate: str | None = CALIBRATE,
     calib_images: int | None = CALIB_IMAGES_OPTION,
     min_agreement: float | None = MIN_AGREEMENT_OPTION,
-    tta: str = typer.Option("none", "--tta", help="flip: the graph averages each image's "
+    tta: str = typer.Option("none", "--tta", metavar="[none|flip]",
+                            help="flip: the graph averages each image's "
                             "logits with its mirror image's (test-time augmentation)."),
 ) -> None:
     """Export a checkpoint to ONNX, checking parity with PyTorch before reporting success."""
@@ -80,14 +81,14 @@ def _print_result(result: ExportResult) -> None:
     parity = result.parity
     kind = "logit" if parity.outputs == "logits" else "probability"
     console.print(escape(
-        f"parity on {parity.images} images from {parity.source}: max |Δ{kind}| "
+        f"parity on {count(parity.images, 'image')} from {parity.source}: max |Δ{kind}| "
         f"{parity.max_abs_diff:.2e} (tolerance {parity.tolerance:g}), top-1 agreement "
         f"{parity.top1_agreement:.1%}, top-5 overlap {parity.top5_overlap:.1%}"),
         highlight=False)
     quantization = result.quantization
     if quantization:
         console.print(escape(
-            f"int8: calibrated on {quantization.calibration_images} images from "
+            f"int8: calibrated on {count(quantization.calibration_images, 'image')} from "
             f"{quantization.source}, fingerprint {quantization.calibration_fingerprint}; "
             f"{quantization.summary()}"), highlight=False)
     console.print(escape(f"report: {result.report_path}"), highlight=False)

@@ -18,8 +18,9 @@ from ..options import did_you_mean
 from ..outputs import check_out_dir, check_outputs, input_paths
 from ..registry import LOCAL_ENGINE, get_engine
 from ..specs import EngineSpec
-from .console import console, err_console, parse_options, printable
+from .console import console, count, err_console, parse_options, printable
 from .data import WORKERS_HELP, check_workers
+from .inputs import warn_if_labelled_for_another_model
 
 ENGINE_HELP = ("Where to run: local (this machine) or an engine a plugin adds, such as ray "
                "(imgcls-ray); `imgcls plugins --engines` lists them.")
@@ -27,6 +28,9 @@ THRESHOLD_OPTION = typer.Option(
     None, "--threshold", help="Multi-label models: one decision threshold for every class "
                               "instead of the per-class ones in the model.")
 ENGINE_OPT_HELP = "Engine option key=value (repeatable), e.g. address=auto for ray."
+TTA_OPTION = typer.Option("none", "--tta", metavar="[none|flip]",
+                          help="Test-time augmentation: none, or flip (average each image's "
+                               "logits with its mirror image's).")
 
 
 def infer(
@@ -36,14 +40,14 @@ def infer(
                   "(paths on stdin)."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Predictions file (default: stdout)."),
-    fmt: str = typer.Option("csv", "--format", "-f",
+    fmt: str = typer.Option("csv", "--format", "-f", metavar="[csv|jsonl|parquet]",
                             help="csv or jsonl; --engine ray also writes parquet."),
     top_k: int = typer.Option(1, "--top-k", "-k", help="How many ranked labels per image."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
     workers: int | None = typer.Option(
         None, "--workers", help=f"{WORKERS_HELP}. Default: one per core, up to 8 (32 with a GPU)."),
-    decode: str = typer.Option(DEFAULT_BACKEND, "--decode",
+    decode: str = typer.Option(DEFAULT_BACKEND, "--decode", metavar=f"[{'|'.join(BACKENDS)}]",
                                help=f"Decode in {' or '.join(BACKENDS)} workers "
                                     "(thread with --workers 0; local engine)."),
     threads: int | None = typer.Option(
@@ -57,8 +61,7 @@ def infer(
         None, "--errors", help="Unreadable images CSV (default: <output>.errors.csv)."),
     summary_json: Path | None = typer.Option(None, "--summary-json",
                                              help="Also write the run summary as JSON."),
-    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, or flip "
-                            "(average each image's logits with its mirror image's)."),
+    tta: str = TTA_OPTION,
     threshold: float | None = THRESHOLD_OPTION,
     engine: str = typer.Option(LOCAL_ENGINE, "--engine", help=ENGINE_HELP),
     engine_opt: list[str] = typer.Option([], "--engine-opt", help=ENGINE_OPT_HELP),
@@ -70,6 +73,7 @@ def infer(
         decode = "thread"
     spec, engine_options = _engine(engine, engine_opt, fmt)
     _check_outputs(model, inputs, output, errors, summary_json, fmt)
+    warn_if_labelled_for_another_model(model, inputs)
     options = InferOptions(output=output, fmt=fmt, top_k=top_k, batch_size=batch_size,
                            device=device, workers=check_workers(workers), backend=decode,
                            threads=threads, resume=resume, shard=shard, strict=strict,
@@ -129,12 +133,13 @@ def _report(summary: Summary, output: Path | None) -> None:
                           highlight=False)
     if summary.failed:
         where = f" listed in {summary.errors_path}" if summary.errors_path else ""
-        err_console.print(escape(f"{summary.failed} unreadable images{where}"), highlight=False)
+        err_console.print(escape(f"{count(summary.failed, 'unreadable image')}{where}"),
+                          highlight=False)
     # With predictions on stdout, the summary goes to stderr to keep stdout parseable.
     target = console if output is not None else err_console
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
     target.print(escape(
-        f"{summary.images} images classified in {summary.seconds:.2f}s "
+        f"{count(summary.images, 'image')} classified in {summary.seconds:.2f}s "
         f"({summary.images_per_second:.0f} img/s; batch latency p50 {summary.p50_ms:.1f} ms, "
         f"p95 {summary.p95_ms:.1f} ms) on {summary.provider}, {summary.failed} unreadable"
         f"{skipped}" + (f"; predictions in {output}" if output else "")), highlight=False)

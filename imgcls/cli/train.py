@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import inspect
 import os
+import typing
 from dataclasses import fields
 from typing import Any
 
 import typer
 from rich.markup import escape
 
+from ..schema import choices_of
 from ..train.config import TrainConfig, field_types, read_config_file
-from .console import ConsoleReporter, console, err_console, parse_options
+from .console import ConsoleReporter, console, count, err_console, parse_options
 from .data import DATA_HELP, WORKERS_HELP, output_is_a_file
 
 # Flags that are not TrainConfig fields; they feed model/data options or pick the run.
@@ -65,7 +67,9 @@ def train(ctx: typer.Context, **values: Any) -> None:
         err_console.print(escape(exc.hint or ""), highlight=False)
         raise typer.Exit(130) from None
     if result.skipped and os.environ.get("RANK", "0") == "0":
-        console.print(f"{len(result.skipped)} unreadable images were skipped.")
+        skipped = len(result.skipped)
+        console.print(f"{count(skipped, 'unreadable image')} {'was' if skipped == 1 else 'were'} "
+                      "skipped.")
 
 
 def build_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
@@ -90,6 +94,7 @@ def _given(ctx: typer.Context, name: str) -> bool:
 def _parameters() -> list[inspect.Parameter]:
     keyword = inspect.Parameter.KEYWORD_ONLY
     types = field_types()
+    annotated = typing.get_type_hints(TrainConfig, include_extras=True)
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                 annotation=typer.Context)]
     for spec in fields(TrainConfig):
@@ -98,8 +103,10 @@ def _parameters() -> list[inspect.Parameter]:
         flag = f"--{spec.name.replace('_', '-')}"
         flags = [f"{flag}/--no-{flag[2:]}" if spec.type in (bool, "bool") else flag]
         flags += [spec.metadata["short"]] if "short" in spec.metadata else []
+        choices = choices_of(annotated[spec.name])
         option = typer.Option(spec.default, *FLAGS.get(spec.name, flags),
-                              help=HELP.get(spec.name, spec.metadata["help"]))
+                              help=HELP.get(spec.name, spec.metadata["help"]),
+                              metavar=f"[{'|'.join(choices)}]" if choices else None)
         params.append(inspect.Parameter(spec.name, keyword, default=option,
                                         annotation=types[spec.name]))
     for name, (annotation, default, flags, help_text) in EXTRA_OPTIONS.items():

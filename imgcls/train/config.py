@@ -146,7 +146,9 @@ class TrainConfig:
                "absent classes).")
     patience: Annotated[int, Field(ge=0)] = _opt(
         0, "Stop after this many epochs without improvement (0: never).")
-    top_k: Annotated[int, Field(ge=1)] = _opt(5, "k of the top-k validation accuracy.")
+    top_k: Annotated[int, Field(ge=1)] = _opt(
+        5, "k of the top-k validation accuracy, shown per epoch and in report.html (left out "
+           "when k covers every class).")
     report: bool = _opt(True, "Write curves.png, confusion.png, per-class CSVs and "
                               "report.html at the end.")
     report_cams: bool = _opt(True, "Show a Grad-CAM overlay beside each of report.html's "
@@ -197,6 +199,15 @@ class TrainConfig:
         if self.img_size is not None and self.img_size < spec.min_size:
             raise ConfigError(f"--img-size {self.img_size} is below {spec.name}'s minimum of "
                               f"{spec.min_size}.", f"For example: --img-size {spec.input_size[0]}.")
+        recipe = FINETUNE_DEFAULTS if self.weights else SCRATCH_DEFAULTS
+        if (self.warmup_epochs is not None and self.warmup_epochs > self.epochs / 2
+                and self.warmup_epochs != recipe["warmup_epochs"]):
+            # The schedule cuts it to half the run: a warm-up asked for is refused rather
+            # than changed (the recipe's default is cut quietly, so one epoch still runs).
+            raise ConfigError(f"--warmup-epochs {self.warmup_epochs:g} is more than half of "
+                              f"--epochs {self.epochs}.",
+                              f"For example: --warmup-epochs {self.epochs / 2:g}, or more "
+                              "--epochs.")
         if self.workers is not None and self.workers > max_workers():
             raise ConfigError(f"--workers {self.workers} is above the limit of {max_workers()} "
                               "(4 per core, or 32).", "For example: --workers 4.")

@@ -39,7 +39,7 @@ from .multilabel import MultiLabelAccumulator, MultiLabelLoss, correct
 from .nonfinite import LossWatch
 from .optim import Stepper, TrainLoss, freeze_backbone, train_mode
 from .precision import Precision, resolve_precision
-from .progress import Reporter
+from .progress import EpochPrinter, Reporter
 from .run_folder import (
     RunFolder,
     check_optimizer_state,
@@ -190,12 +190,16 @@ def validate(model: nn.Module, loader: Any, normalize: DeviceNormaliser, precisi
 
 
 def fit(config: TrainConfig | None = None, reporter: Reporter | None = None, *,
-        resume: str | Path | None = None, **overrides: Any) -> FitResult:
-    """Train a model as ``imgcls train`` does; ``resume`` continues a run folder exactly."""
+        resume: str | Path | None = None, verbose: bool = True, **overrides: Any) -> FitResult:
+    """Train a model as ``imgcls train`` does; ``resume`` continues a run folder exactly.
+
+    Prints one line per epoch unless ``verbose=False`` or a ``reporter`` is given.
+    """
     state = load_resume_state(resume) if resume is not None else None
     config = resolve_config(config, state, overrides)
     env, device = distributed.setup(config.device)
-    reporter = reporter if reporter is not None and env.is_main else Reporter()
+    if reporter is None or not env.is_main:
+        reporter = EpochPrinter() if verbose and env.is_main else Reporter()
     if env.is_main and state is None:
         check_run_outputs(config)  # before any work: the run must not land on its inputs
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ def finish_multilabel(folder: Any, manifest: dict[str, Any], model: nn.Module,
         curves_png=curves.read_bytes(),
         confusion_png=(run_dir / "co_occurrence.png").read_bytes(),
         per_class=found["per_class"], mistakes=errors,
-        config={k: v for k, v in asdict(folder.config).items() if v not in (None, {})},
+        config=folder.report_options(device),
         titles={"confusion": "Co-occurrence of true (rows) and predicted (columns) labels",
                 "mistakes": "Largest errors (the largest gap between a probability and "
                             "the truth)"},

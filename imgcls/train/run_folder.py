@@ -171,6 +171,24 @@ def recipe_note(config: TrainConfig, weights: dict[str, Any] | None) -> str:
             f"{frozen}")
 
 
+def _holds_files(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError:  # unreadable: creating the run folder there reports it
+        return False
+
+
+def run_folder_note(asked: Path, run_dir: Path, existed: bool) -> str:
+    """Say so when the run does not land in the folder asked for, or reuses a full one:
+    later commands must name the folder this run wrote."""
+    if run_dir != asked:
+        return (f"{asked} exists already, so this run writes {run_dir}; name runs with "
+                "--name to know where they land")
+    if existed:
+        return f"{run_dir} exists already and is reused (--exist-ok): its files are replaced"
+    return ""
+
+
 @dataclass
 class RunFolder:
     run_dir: Path
@@ -184,22 +202,25 @@ class RunFolder:
     thresholds: list[float] | None = None  # multi-label: chosen on val in the latest epoch
     budget: Any = None  # --time: the TimeBudget (budget.py), kept in last.pt and config.json
     resolved: dict[str, Any] = field(default_factory=dict)  # config.json's contents
+    note: str = ""  # the run folder is not the one asked for, or an existing one is reused
 
     @classmethod
     def create(cls, config: TrainConfig, env: DistEnv, resume_dir: Path | None, spec: ModelSpec,
                dataset: LoadedDataset, preprocess: Preprocess,
                images: tuple[DecodedImages, DecodedImages],
                weights: dict[str, Any] | None = None, budget: Any = None) -> RunFolder:
-        run_dir = resume_dir
+        run_dir, note = resume_dir, ""
         if env.is_main and run_dir is None:
-            run_dir = make_run_dir(config.out, config.name or folder_name(config.model),
-                                   config.exist_ok,
+            asked = Path(config.out) / (config.name or folder_name(config.model))
+            existed = _holds_files(asked)
+            run_dir = make_run_dir(config.out, asked.name, config.exist_ok,
                                    explicit=config.name is not None)
+            note = run_folder_note(asked, run_dir, existed)
         elif env.is_main:  # a run killed mid-write left temp files nobody else will remove
             clean_stale_temp_files(run_dir)
         run_dir = Path(str(distributed.broadcast_object(str(run_dir), env)))
         return cls(run_dir, config, spec, dataset, preprocess, images, time.perf_counter(),
-                   weights, budget=budget)
+                   weights, budget=budget, note=note)
 
     @property
     def best_path(self) -> Path:
@@ -218,7 +239,8 @@ class RunFolder:
                    env: DistEnv, start_epoch: int) -> dict[str, Any]:
         """What the reporter shows before training: model, data, class histogram, where."""
         config = self.config
-        return {"run_dir": self.run_dir, "device": device, "classes": self.dataset.classes,
+        return {"run_dir": self.run_dir, "run_note": self.note, "device": device,
+                "classes": self.dataset.classes,
                 "train": len(self.images[0]), "val": len(self.images[1]), "model": self.spec.name,
                 "params": sum(p.numel() for p in model.parameters()),
                 "notes": self.dataset.notes + self._label_set_note(),
@@ -333,9 +355,16 @@ class RunFolder:
             headline=headline, curves_png=curves.read_bytes(),
             confusion_png=(self.run_dir / "confusion.png").read_bytes(),
             per_class=summary["per_class"], mistakes=mistakes,
-            config={k: v for k, v in asdict(self.config).items() if v not in (None, {})},
+            config=self.report_options(device),
             cams=dict(zip((row["path"] for row in mistakes), cams.images, strict=False)),
             cam_note=cams.note)
+
+    def report_options(self, device: torch.device) -> dict[str, Any]:
+        """The options as report.html lists them: the device the run used, not ``auto``."""
+        options = {k: v for k, v in asdict(self.config).items() if v not in (None, {})}
+        if options.get("device") == "auto":
+            options["device"] = f"{device.type} (auto)"
+        return options
 
     def _cams(self, model: nn.Module, mistakes: list[dict[str, Any]],
               device: torch.device) -> Overlays:

@@ -1,19 +1,26 @@
-"""An example imgcls plugin: one model, one augmentation and one dataset loader."""
+"""An example imgcls plugin: one model, one augmentation and one dataset loader.
+
+torch is imported inside the functions that use it: imgcls imports every plugin to list
+its commands (``imgcls --help``), which should not wait for torch.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from imgcls import hookimpl
 from imgcls.data.folder import load_folder
 from imgcls.specs import AugmentationSpec, DatasetSpec, LoadedDataset, ModelSpec, Preprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 STRIPES = ("horizontal", "vertical", "diagonal")
 
@@ -21,6 +28,8 @@ STRIPES = ("horizontal", "vertical", "diagonal")
 def build_tiny_cnn(num_classes: int, image_size: tuple[int, int] = (32, 32),
                    channels: int = 16) -> nn.Module:
     """Conv 3x3, ReLU, global average pooling, linear: works at any input size."""
+    from torch import nn
+
     return nn.Sequential(
         nn.Conv2d(3, int(channels), 3, padding=1), nn.ReLU(),
         nn.Conv2d(int(channels), int(channels), 3, padding=1), nn.ReLU(),
@@ -35,6 +44,8 @@ def invert(p: float = 0.5) -> Callable[[torch.Tensor], torch.Tensor]:
         raise ValueError(f"p must be in [0, 1], got {probability}")
 
     def apply(image: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return 255 - image if torch.rand(()) < probability else image
 
     return apply
