@@ -124,3 +124,33 @@ def test_imgcls_train_says_it_trains_the_head_on_features(tmp_path, capsys):
     assert code == 0
     assert "features (8 per image) are computed once" in " ".join(out.split())
     assert SEEN["images"] == CHECK + 18 + 9  # each training and validation image once
+
+
+def test_a_multilabel_run_trains_on_features_with_the_same_results(tmp_path):
+    # Label sets from colours: an image is "warm" and/or "bright" (or neither).
+    from PIL import Image
+
+    rows, rng = ["path,labels"], torch.Generator().manual_seed(0)
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    for i in range(45):
+        red, green = (int(v) for v in torch.randint(0, 2, (2,), generator=rng))
+        Image.new("RGB", (16, 16), (200 * red + 30, 200 * green + 30, 60)).save(
+            folder / f"{i}.png")
+        names = [n for n, on in (("warm", red), ("bright", green)) if on]
+        rows.append(f"ml/{i}.png,{';'.join(names)}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    settings = dict(model="tiny-backbone", epochs=3, freeze_backbone=True, augment="none",
+                    ema=False, lr=0.05, select_metric="map")
+    results, seen = [], []
+    for name, cache in (("cached", True), ("images", False)):
+        SEEN["images"] = 0
+        config = tiny_config(tmp_path / "labels.csv", tmp_path / "runs", name=name,
+                             cache_features=cache, **settings)
+        results.append(fit(config, Notes()))
+        seen.append(SEEN["images"])
+    assert results[0].history[0]["val_map"] > 0  # multi-label metrics, not accuracy only
+    assert seen[0] < seen[1]  # the backbone ran once per image with the cache
+    for a, b in zip(results[0].history, results[1].history, strict=True):
+        for key in ("train_loss", "val_loss", "val_map", "val_macro_f1"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key

@@ -23,6 +23,7 @@ from ..data.cache import DecodedImages
 from ..metrics import MetricAccumulator
 from .config import TrainConfig
 from .finetune import frozen_at
+from .multilabel import MultiLabelAccumulator
 from .optim import head_name
 from .precision import Precision
 from .timing import StageClock
@@ -58,17 +59,23 @@ class FeatureCache:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, precision: Precision, num_classes: int,
-                 top_k: int) -> MetricAccumulator:
+                 top_k: int, multilabel: list[str] | None = None
+                 ) -> MetricAccumulator | MultiLabelAccumulator:
         """:func:`imgcls.train.loop.validate` on the cached validation features."""
         head = self.module(model)
         head.eval()
-        metrics = MetricAccumulator(num_classes, top_k)
+        metrics = MultiLabelAccumulator(multilabel) if multilabel else MetricAccumulator(
+            num_classes, top_k)
         features, labels = self.val
         for start in range(0, len(labels), 1024):
             with precision.autocast():
                 logits = head(features[start:start + 1024]).float()
             target = labels[start:start + 1024]
-            metrics.update(logits, target, F.cross_entropy(logits, target, reduction="sum").item())
+            if multilabel:
+                metrics.update(logits, target)
+            else:
+                metrics.update(logits, target,
+                               F.cross_entropy(logits, target, reduction="sum").item())
         return metrics
 
 
@@ -85,8 +92,7 @@ def cacheable(config: TrainConfig, augment: Pipeline, distributed: bool, epoch: 
 def epoch_features(s: Any, epoch: int) -> FeatureCache | None:
     """The cache for ``epoch`` of a fit() session ``s`` (kept in ``s.features``): built on
     first use, dropped once the backbone thaws; None when the epoch trains on images."""
-    # Multi-label runs keep their own loss and metrics on images.
-    if s.multilabel or not cacheable(s.config, s.augment, s.env.enabled, epoch):
+    if not cacheable(s.config, s.augment, s.env.enabled, epoch):
         s.features = None
         return None
     if s.features is None:
@@ -156,7 +162,9 @@ def extract(model: nn.Module, head: str, images: DecodedImages,
         hook.remove()
     device = captured[0].device if captured else torch.device("cpu")
     features = torch.cat(captured) if captured else torch.zeros(0, 0, device=device)
-    return features, torch.as_tensor(images.labels, dtype=torch.long, device=device)
+    labels = torch.as_tensor(images.labels, device=device)
+    # Class indices, or a multi-label run's 0/1 vectors (N x classes), which stay floats.
+    return features, labels.long() if labels.dim() == 1 else labels.float()
 
 
 def _head_is_last(head: nn.Module, captured: list[torch.Tensor], logits: torch.Tensor,

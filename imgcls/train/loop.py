@@ -345,7 +345,7 @@ def run_epochs(s: Session, start: int) -> bool:
                             "loss (--skip-nonfinite).")
         seconds = time.perf_counter() - started
         val = (features.validate(s.stepper.eval_model(), s.precision, s.num_classes,
-                                 s.config.top_k) if features is not None else
+                                 s.config.top_k, s.multilabel) if features is not None else
                validate(s.stepper.eval_model(), s.val_loader, s.normalize, s.precision,
                         s.num_classes, s.config.top_k, s.multilabel))
         record = _epoch_record(epoch, totals, val, s.stepper, s.env, s.normalize.device)
