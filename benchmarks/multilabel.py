@@ -141,9 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: the fewest CPU-seconds on a shared "
+                             "machine, as in finetune.py; 0: torch's default)")
     args = parser.parse_args(argv)
     args.epochs_given = args.epochs is not None
     args.epochs = 12 if args.epochs is None else args.epochs
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print_header()
     if not (args.data / "train" / "cats").is_dir():
         print(f"skipped: no data at {args.data}")
