@@ -67,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import math
 import os
 import re
 import shlex
@@ -120,6 +121,7 @@ NEEDS_PLUGIN = {"--engine ray": "imgcls_ray", "--model resnet18": "imgcls_torchv
 WEIGHTS_PAGES = {"README.md", "docs/finetuning.md"}
 MAX_EPOCHS = 2
 EPOCHS = re.compile(r"(?<![\w-])(--epochs[ =])(\d+)")
+WARMUP = re.compile(r"--warmup-epochs[ =]([\d.]+)")
 SHELL_SYNTAX = re.compile(r"[|<>;&$*?`~]")  # outside quotes: bash must run the command
 QUOTED = re.compile(r"'[^']*'|\"[^\"$`]*\"")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)(?P<attrs>[^\n]*)\n(?P<body>.*?)"
@@ -171,8 +173,11 @@ def pipeline(command: str) -> list[list[str]]:
 
 
 def capped(command: str) -> str:
-    """The command with ``--epochs N`` lowered to MAX_EPOCHS where N is above it."""
-    return EPOCHS.sub(lambda m: m[1] + str(min(int(m[2]), MAX_EPOCHS)), command)
+    """The command with ``--epochs N`` lowered to MAX_EPOCHS where N is above it, but kept
+    at least twice an explicit ``--warmup-epochs`` (train refuses a longer warm-up)."""
+    warmup = WARMUP.search(command)
+    cap = max(MAX_EPOCHS, math.ceil(2 * float(warmup[1]))) if warmup else MAX_EPOCHS
+    return EPOCHS.sub(lambda m: m[1] + str(min(int(m[2]), cap)), command)
 
 
 def needs_shell(command: str) -> bool:
@@ -505,5 +510,7 @@ def test_commands_join_continuations_and_drop_comments():
 def test_epochs_above_the_cap_are_lowered_to_it():
     assert capped("imgcls train -d d --epochs 150 -b 64") == "imgcls train -d d --epochs 2 -b 64"
     assert capped("imgcls audit --epochs=10 --folds 5") == "imgcls audit --epochs=2 --folds 5"
+    assert capped("imgcls train --epochs 60 --warmup-epochs 2") == (
+        "imgcls train --epochs 4 --warmup-epochs 2")
     assert capped("imgcls train --epochs 1 --freeze-backbone-epochs 1") == (
         "imgcls train --epochs 1 --freeze-backbone-epochs 1")
