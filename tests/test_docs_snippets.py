@@ -54,6 +54,10 @@ On the pages in PRETRAINED, the first ``imgcls train ... --name X`` (the run the
 uses, on path/to/cats-dogs) is not run: that run, trained once for all of them, is copied to the
 folder the command names. It saves a training per page.
 
+Commands run with at most MAX_EPOCHS epochs (``--epochs 150`` runs as ``--epochs 2``): the
+pages show the epochs real data needs, the sandbox's 16 images need no more to run every
+code path the command does (later epochs repeat the first ones' code).
+
 Torch computes with one thread here (see one_torch_thread). Output is not compared with
 the docs: the outputs shown there come from the real photos, these from generated ones.
 """
@@ -63,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import math
 import os
 import re
 import shlex
@@ -114,6 +119,9 @@ NEEDS_PLUGIN = {"--engine ray": "imgcls_ray", "--model resnet18": "imgcls_torchv
                 "timm/": "imgcls_timm"}
 # Pages that fine-tune resnet18 from its ImageNet weights (a stand-in file in the cache).
 WEIGHTS_PAGES = {"README.md", "docs/finetuning.md"}
+MAX_EPOCHS = 2
+EPOCHS = re.compile(r"(?<![\w-])(--epochs[ =])(\d+)")
+WARMUP = re.compile(r"--warmup-epochs[ =]([\d.]+)")
 SHELL_SYNTAX = re.compile(r"[|<>;&$*?`~]")  # outside quotes: bash must run the command
 QUOTED = re.compile(r"'[^']*'|\"[^\"$`]*\"")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)(?P<attrs>[^\n]*)\n(?P<body>.*?)"
@@ -162,6 +170,14 @@ def pipeline(command: str) -> list[list[str]]:
         else:
             parts[-1].append(token)
     return [part for part in parts if part]
+
+
+def capped(command: str) -> str:
+    """The command with ``--epochs N`` lowered to MAX_EPOCHS where N is above it, but kept
+    at least twice an explicit ``--warmup-epochs`` (train refuses a longer warm-up)."""
+    warmup = WARMUP.search(command)
+    cap = max(MAX_EPOCHS, math.ceil(2 * float(warmup[1]))) if warmup else MAX_EPOCHS
+    return EPOCHS.sub(lambda m: m[1] + str(min(int(m[2]), cap)), command)
 
 
 def needs_shell(command: str) -> bool:
@@ -339,12 +355,13 @@ class Runner:
             self.skipped.append((command, reason))
             return
         self.check_programs(command)
+        shown, command = command, capped(command)
         words = shlex.split(command, comments=True)
         if self.pretrained and words[:2] == ["imgcls", "train"] and "--name" in words:
             name = words[words.index("--name") + 1]
             shutil.copytree(self.pretrained, self.cwd / "runs" / name)
             self.pretrained = None
-            self.skipped.append((command, f"the sandbox's trained run is copied to runs/{name}"))
+            self.skipped.append((shown, f"the sandbox's trained run is copied to runs/{name}"))
             return
         if words[0] == "cd":
             self.cwd = (self.cwd / words[1]).resolve()
@@ -356,7 +373,7 @@ class Runner:
                 self.in_process(words[1:], command)
         else:
             self.bash(command)
-        self.ran.append((command, 0.0))
+        self.ran.append((shown, 0.0))
 
     def check_programs(self, command: str) -> None:
         for words in pipeline(command):
@@ -488,3 +505,12 @@ def test_commands_join_continuations_and_drop_comments():
         ["find", ".", "-name", "*.jpg"], ["imgcls", "infer", "m.onnx", "-"]]
     assert not needs_shell('imgcls train --data-opt delimiter=";" -a "a,b"  # a | b')
     assert needs_shell("imgcls infer m.onnx *.jpg") and needs_shell("imgcls x > out.txt")
+
+
+def test_epochs_above_the_cap_are_lowered_to_it():
+    assert capped("imgcls train -d d --epochs 150 -b 64") == "imgcls train -d d --epochs 2 -b 64"
+    assert capped("imgcls audit --epochs=10 --folds 5") == "imgcls audit --epochs=2 --folds 5"
+    assert capped("imgcls train --epochs 60 --warmup-epochs 2") == (
+        "imgcls train --epochs 4 --warmup-epochs 2")
+    assert capped("imgcls train --epochs 1 --freeze-backbone-epochs 1") == (
+        "imgcls train --epochs 1 --freeze-backbone-epochs 1")

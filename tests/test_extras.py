@@ -24,7 +24,8 @@ BLOCK = "import sys\nfor name in {names!r}:\n    sys.modules[name] = None\n"
 
 def _run(names: tuple[str, ...], code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     script = BLOCK.format(names=names) + code
-    env = {**os.environ, "IMGCLS_CACHE_DIR": str(tmp_path / "cache")}
+    # One torch thread: on 2 busy cores a second one mostly spins (CPU time, no speed-up).
+    env = {**os.environ, "IMGCLS_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=300)
 
