@@ -218,3 +218,18 @@ def test_select_metric_map_needs_multilabel_data(tmp_path, colour_folder):
     with pytest.raises(ConfigError, match="--select-metric map is for multi-label data"):
         fit(TrainConfig(data=str(colour_folder), epochs=1, select_metric="map",
                         out=str(tmp_path)))
+
+
+def test_epoch_and_best_lines_of_a_multilabel_run_show_map():
+    from types import SimpleNamespace
+
+    from imgcls.train.progress import best_line, epoch_line
+
+    record = {"epoch": 3, "train_loss": 0.2, "train_acc": 0.7, "val_loss": 0.25,
+              "val_acc": 0.8, "val_map": 0.912, "val_macro_f1": 0.88}
+    assert " mAP 0.912 F1 0.880" in epoch_line(record, True)
+    line = best_line(SimpleNamespace(best=record, best_path="runs/ml/best.safetensors"))
+    assert line.startswith("best val mAP 0.912 (exact match 80.00%) at epoch 3")
+    single = {k: v for k, v in record.items() if k != "val_map"}
+    assert best_line(SimpleNamespace(best=single, best_path="b")).startswith(
+        "best val accuracy 80.00% at epoch 3")

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..errors import ConfigError
 from ..options import check_finite_option, parse_value
-from ..train.progress import Reporter, epoch_line
+from ..train.progress import Reporter, best_line, epoch_line
 
 # Piped output is read by programs and people alike: never truncate it to 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
@@ -117,10 +117,7 @@ class ConsoleReporter(Reporter):
         print_warning(message)
 
     def end(self, result: Any) -> None:
-        best = result.best
-        console.print(escape(f"best val accuracy {best['val_acc']:.2%} at epoch "
-                             f"{int(best['epoch'])}; checkpoint: {result.best_path}"),
-                      highlight=False)
+        console.print(escape(best_line(result)), highlight=False)
         if getattr(result, "report_path", None):
             console.print(escape(f"report: {result.report_path}"), highlight=False)
 

@@ -43,7 +43,8 @@ class Reporter:
 def epoch_line(record: dict[str, float], is_best: bool) -> str:
     """One epoch's line, as ``imgcls train`` and ``fit()`` print it."""
     mark = "  *best" if is_best else ""
-    f1 = f" F1 {record['val_macro_f1']:.3f}" if "val_macro_f1" in record else ""
+    f1 = f" mAP {record['val_map']:.3f}" if "val_map" in record else ""  # multi-label
+    f1 += f" F1 {record['val_macro_f1']:.3f}" if "val_macro_f1" in record else ""
     f1 += "".join(f" {key[4:]} {value:.2%}" for key, value in record.items()
                   if key.startswith("val_top"))  # --top-k, where k is below the classes
     lr = f"  lr {record['lr']:.2e}" if "lr" in record else ""
@@ -52,6 +53,14 @@ def epoch_line(record: dict[str, float], is_best: bool) -> str:
     return (f"epoch {int(record['epoch']):>3}  train loss {record['train_loss']:.4f} "
             f"acc {record['train_acc']:.2%}  val loss {record['val_loss']:.4f} "
             f"acc {record['val_acc']:.2%}{f1}{lr}{speed}{mark}")
+
+
+def best_line(result: Any) -> str:
+    """The run's last line: its best epoch (a multi-label run's by mAP and exact match)."""
+    best = result.best
+    found = (f"best val mAP {best['val_map']:.3f} (exact match {best['val_acc']:.2%})"
+             if "val_map" in best else f"best val accuracy {best['val_acc']:.2%}")
+    return f"{found} at epoch {int(best['epoch'])}; checkpoint: {result.best_path}"
 
 
 class EpochPrinter(Reporter):
@@ -73,6 +82,4 @@ class EpochPrinter(Reporter):
         print(message, flush=True)
 
     def end(self, result: Any) -> None:
-        best = result.best
-        print(f"best val accuracy {best['val_acc']:.2%} at epoch {int(best['epoch'])}; "
-              f"checkpoint: {result.best_path}", flush=True)
+        print(best_line(result), flush=True)
