@@ -24,6 +24,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for this test even when OMP_NUM_THREADS asks for more (see the
+    root conftest.py): training tests on 2 shared cores run several times faster."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def colour_folder(tmp_path: Path) -> Path:
     return write_class_folders(tmp_path / "colours",
                                {"red": (220, 30, 30), "green": (30, 200, 40)}, per_class=12)

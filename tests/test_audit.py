@@ -63,18 +63,6 @@ def flipped_shapes(tmp_path_factory) -> tuple[Path, set[str]]:
     return csv_path, {rows[i][0] for i in flipped}
 
 
-@pytest.fixture
-def one_torch_thread():
-    """On 2 shared cores, one compute thread trains several times faster than two that
-    wait for each other (see test_docs_snippets.one_torch_thread); results do not change."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_cross_validated_audit_finds_flipped_labels(flipped_shapes, tmp_path, capsys):

@@ -70,17 +70,6 @@ def altered_scenes(tmp_path_factory) -> tuple[Path, dict[str, tuple[str, str]]]:
     return root / "noisy.csv", altered
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One compute thread trains several times faster on 2 shared cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.usefixtures("one_torch_thread")
 def test_cross_validated_audit_ranks_altered_label_sets_first(altered_scenes, tmp_path):
     data, altered = altered_scenes

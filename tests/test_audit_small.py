@@ -139,17 +139,6 @@ def noisy_shapes(tmp_path_factory) -> tuple[Path, set[str]]:
     return csv_path, {rows[i][0] for i in flipped}
 
 
-@pytest.fixture
-def one_torch_thread():
-    """On 2 shared cores one compute thread trains faster than two waiting for each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_the_default_audit_finds_flipped_labels_in_300_shapes(noisy_shapes, tmp_path,
