@@ -15,6 +15,8 @@ nothing else (the docs must use only these):
 
     path/to/cats-dogs/{train,val}/{cats,dogs}/   4 JPEGs per folder (cat.0.jpg, ...)
     path/to/photos/                              a.jpg ... l.jpg, more/m.png
+    path/to/dogs-vs-cats/train.zip               Kaggle's layout: train/cat.0.jpg ...
+                                                 dog.1249.jpg (one tiny JPEG's bytes)
     labels.csv (path,label), labels.txt (the same, ";"-separated),
     breeds.csv (file,breed; paths relative to path/to/photos), list.txt (one path a line)
     examples/, plugins/                          links to the repository's folders
@@ -75,6 +77,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,6 +228,7 @@ def make_data(root: Path, per_folder: int = 4) -> Path:
                 path = folder / f"{label[:-1]}.{i}.jpg"
                 _photo(rng, warm, size).save(path, quality=90)
                 rows.append((path.relative_to(root).as_posix(), label))
+    _kaggle_zip(root / "path/to/dogs-vs-cats/train.zip", rng)
     photos = root / "path/to/photos"
     (photos / "more").mkdir(parents=True)
     names = [f"{chr(ord('a') + i)}.jpg" for i in range(12)]
@@ -239,6 +243,18 @@ def make_data(root: Path, per_folder: int = 4) -> Path:
     for name in ("examples", "plugins"):
         (root / name).symlink_to(ROOT / name, target_is_directory=True)
     return root
+
+
+def _kaggle_zip(path: Path, rng: np.random.Generator) -> None:
+    """As many files as `imgcls data prepare`'s defaults take (1,250 a class), one JPEG's
+    bytes under every name: the archive is what is being read, not the pictures."""
+    buffer = io.BytesIO()
+    _photo(rng, True, (16, 16)).save(buffer, format="JPEG")
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for label in ("cat", "dog"):
+            for i in range(1250):
+                archive.writestr(f"train/{label}.{i}.jpg", buffer.getvalue())
 
 
 @pytest.fixture(autouse=True)

@@ -89,6 +89,7 @@ def build_app(args: list[str] | None = None, with_plugins: bool = True) -> typer
     data_app = typer.Typer(help="Check and clean data sets.", no_args_is_help=True)
     data_app.command("check")(data_command.check)
     data_app.command("audit")(data_command.audit)
+    data_app.command("prepare")(data_command.prepare)
     app.add_typer(data_app, name="data")
     augment_app = typer.Typer(help="See what augmentations do.", no_args_is_help=True)
     augment_app.command("preview")(augment_command.preview)

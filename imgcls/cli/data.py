@@ -1,4 +1,4 @@
-"""imgcls data check, and the DATA and --workers options every command shares.
+"""imgcls data check and prepare, and the DATA and --workers options every command shares.
 
 DATA is ``--data/-d`` on every command that reads labelled images (train, eval,
 data check, augment preview). eval, data check and augment preview used to take
@@ -300,3 +300,36 @@ def audit(
         out_dir=out_dir, duplicates=duplicates, max_distance=max_distance,
         workers=check_workers(workers), fixed=fixed)
     run(options, Actions(relabel=relabel, quarantine=quarantine_dir, move=move, show=show))
+
+
+def prepare(
+    source: Path = typer.Argument(..., help="The unpacked Kaggle train/ folder, or train.zip: "
+                                            "files named <class>.<number>.<ext>."),
+    out: Path = typer.Option(..., "--out-dir", help="New folder for train/ and val/."),
+    train: int = typer.Option(1000, "--train", min=1, help="Training images per class."),
+    val: int = typer.Option(250, "--val", min=0, help="Validation images per class."),
+    rename: list[str] = typer.Option([], "--rename",
+                                     help="Class folder name for a file-name prefix, "
+                                          "e.g. cat=cats (repeatable)."),
+) -> None:
+    """Build train/ and val/ class folders from files named like cat.0.jpg (the Kaggle
+    Dogs vs. Cats archive): per class, the lowest numbers train and the next validate.
+
+    The defaults give the tutorial's 1,000 training and 250 validation images per class.
+    """
+    from ..data.prepare import prepare as prepare_folders
+
+    names = dict(pair.partition("=")[::2] for pair in rename)
+    if any(not old or not new or "/" in new or new in {".", ".."} for old, new in names.items()):
+        raise ConfigError(f"--rename expects prefix=folder, got {' '.join(rename)!r}.",
+                          "For example: --rename cat=cats --rename dog=dogs.")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out-dir {out} exists and is not an empty folder.",
+                          "Name a new folder: prepare never mixes its copies with other files.")
+    files, folders = input_paths([source])
+    check_out_dir("--out-dir", out, files, folders, holds_inputs=True)
+    done = prepare_folders(source, out, train, val, names)
+    for split, counts in done.counts.items():
+        say(f"{split}: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+    say(f"wrote {out}" + (f"; {done.skipped} files not named <class>.<number>.<ext> were "
+                          "left out" if done.skipped else ""))
