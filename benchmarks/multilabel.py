@@ -100,8 +100,11 @@ def recipe(args: argparse.Namespace) -> dict:
     from finetune import RECIPE
 
     efficientnet_lite_plugin.register()
-    return {**RECIPE, "resize": "stretch", "label_smoothing": 0.0,
-            **({"epochs": args.epochs} if args.epochs_given else {})}
+    chosen = {**RECIPE, "resize": "stretch", "label_smoothing": 0.0}
+    if args.epochs_given:  # a quick look: the warm-up may take at most half the run
+        chosen |= {"epochs": args.epochs,
+                   "warmup_epochs": min(chosen["warmup_epochs"], args.epochs / 2)}
+    return chosen
 
 
 def cpu_seconds() -> float:
@@ -133,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=1200, help="composites of train/")
     parser.add_argument("--val", type=int, default=400, help="composites of val/")
     parser.add_argument("--size", type=int, default=96, help="each photo's side in px")
-    parser.add_argument("--model", default="resnet-s")
-    parser.add_argument("--img-size", type=int, default=96)
+    parser.add_argument("--model", default="resnet-s", help="with --scratch")
+    parser.add_argument("--img-size", type=int, default=96, help="with --scratch")
     parser.add_argument("--scratch", action="store_true", help="train --model from scratch")
     parser.add_argument("--epochs", type=int, default=None,
                         help="default: 12 from scratch, the fine-tuning recipe's otherwise")

@@ -98,7 +98,7 @@ def test_multilabel_benchmark_composes_pairs_and_prints_map_f1_and_time(tmp_path
                 Image.fromarray((noise + colour).clip(0, 255).astype(np.uint8)).save(
                     tmp_path / split / kind / f"{kind}.{i}.jpg")
     assert multilabel.main(["--data", str(tmp_path), "--train", "30", "--val", "12",
-                            "--size", "16", "--img-size", "32", "--epochs", "1",
+                            "--size", "16", "--img-size", "32", "--epochs", "1", "--scratch",
                             "--model", "basic-cnn", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "test mAP" in out and "exact match" in out and "12 test composites" in out
