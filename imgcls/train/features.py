@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import Pipeline
@@ -23,7 +22,7 @@ from ..data.cache import DecodedImages
 from ..metrics import MetricAccumulator
 from .config import TrainConfig
 from .finetune import frozen_at
-from .multilabel import MultiLabelAccumulator
+from .multilabel import MultiLabelAccumulator, accumulate, validation_accumulator
 from .optim import head_name
 from .precision import Precision
 from .timing import StageClock
@@ -64,18 +63,12 @@ class FeatureCache:
         """:func:`imgcls.train.loop.validate` on the cached validation features."""
         head = self.module(model)
         head.eval()
-        metrics = MultiLabelAccumulator(multilabel) if multilabel else MetricAccumulator(
-            num_classes, top_k)
+        metrics = validation_accumulator(num_classes, top_k, multilabel)
         features, labels = self.val
         for start in range(0, len(labels), 1024):
             with precision.autocast():
                 logits = head(features[start:start + 1024]).float()
-            target = labels[start:start + 1024]
-            if multilabel:
-                metrics.update(logits, target)
-            else:
-                metrics.update(logits, target,
-                               F.cross_entropy(logits, target, reduction="sum").item())
+            accumulate(metrics, logits, labels[start:start + 1024])
         return metrics
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_resume_state, resume_path
@@ -35,7 +34,13 @@ from .distributed import DistEnv
 from .features import FeatureCache, epoch_features
 from .feed import OnDevice, load_data, loader_workers, make_loaders, place_model
 from .finetune import build_model, frozen_at, load_pretrained, run_preprocess
-from .multilabel import MultiLabelAccumulator, MultiLabelLoss, correct
+from .multilabel import (
+    MultiLabelAccumulator,
+    MultiLabelLoss,
+    accumulate,
+    correct,
+    validation_accumulator,
+)
 from .nonfinite import LossWatch
 from .optim import Stepper, TrainLoss, freeze_backbone, train_mode
 from .precision import Precision, resolve_precision
@@ -174,15 +179,9 @@ def validate(model: nn.Module, loader: Any, normalize: DeviceNormaliser, precisi
              ) -> MetricAccumulator | MultiLabelAccumulator:
     """Plain cross-entropy, top-1/top-k and confusion counts over this rank's share;
     with ``multilabel`` (the class names), BCE, mAP and F1 at thresholds chosen here."""
-    metrics = MultiLabelAccumulator(multilabel) if multilabel else MetricAccumulator(
-        num_classes, top_k)
+    metrics = validation_accumulator(num_classes, top_k, multilabel)
     for logits, labels in batch_logits(model, loader, normalize, precision):
-        labels = labels.to(normalize.device)
-        if multilabel:
-            metrics.update(logits, labels)
-        else:
-            metrics.update(logits, labels,
-                           F.cross_entropy(logits, labels, reduction="sum").item())
+        accumulate(metrics, logits, labels.to(normalize.device))
     return metrics
 
 

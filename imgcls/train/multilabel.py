@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..data.cache import DecodedImages
 from ..errors import ConfigError
+from ..metrics import MetricAccumulator
 from ..multilabel import choose_thresholds, multi_hot, summary
 from .config import TrainConfig
 
@@ -134,3 +135,20 @@ class MultiLabelAccumulator:
         return {f"{prefix}loss": self.loss_sum / max(len(probs), 1),
                 f"{prefix}acc": found["exact_match"], f"{prefix}map": found["map"],
                 f"{prefix}macro_f1": found["macro_f1"], f"{prefix}micro_f1": found["micro_f1"]}
+
+
+def validation_accumulator(num_classes: int, top_k: int, multilabel: list[str] | None
+                           ) -> MetricAccumulator | MultiLabelAccumulator:
+    """What one validation pass fills: a multi-label run's (``multilabel``: its class
+    names) or top-1/top-k and confusion counts."""
+    return (MultiLabelAccumulator(multilabel) if multilabel
+            else MetricAccumulator(num_classes, top_k))
+
+
+def accumulate(metrics: MetricAccumulator | MultiLabelAccumulator, logits: torch.Tensor,
+               labels: torch.Tensor) -> None:
+    """Add one batch: BCE for a multi-label run, else plain cross-entropy."""
+    if isinstance(metrics, MultiLabelAccumulator):
+        metrics.update(logits, labels)
+    else:
+        metrics.update(logits, labels, F.cross_entropy(logits, labels, reduction="sum").item())
