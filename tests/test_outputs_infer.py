@@ -127,25 +127,24 @@ signal.signal(signal.SIGTERM, signal.SIG_DFL)
 from imgcls.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-TERM_ON_FIRST_FSYNC = """
-real_fsync, calls = os.fsync, []
-def fsync(fd):
-    calls.append(fd)
-    if len(calls) == 1:
+
+
+def term_on_call(module: str, name: str, call: int) -> str:
+    """A patch for the child: ``module.name``'s ``call``-th call first sends it SIGTERM."""
+    return f"""
+import {module} as patched
+real, calls = patched.{name}, []
+def replacement(*args):
+    calls.append(args)
+    if len(calls) == {call}:
         os.kill(os.getpid(), signal.SIGTERM)
-    return real_fsync(fd)
-os.fsync = fsync
+    return real(*args)
+patched.{name} = replacement
 """
-TERM_AFTER_THREE_ROWS = """
-import imgcls.infer.writers as writers
-real_row, done = writers.csv_row, []
-def csv_row(prediction):
-    done.append(prediction)
-    if len(done) == 4:
-        os.kill(os.getpid(), signal.SIGTERM)
-    return real_row(prediction)
-writers.csv_row = csv_row
-"""
+
+
+TERM_ON_FIRST_FSYNC = term_on_call("os", "fsync", 1)
+TERM_AFTER_THREE_ROWS = term_on_call("imgcls.infer.writers", "csv_row", 4)
 
 
 def _child(patch: str, args: list[str]) -> subprocess.CompletedProcess[str]:
