@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,18 @@ def tiny_config(data: Path, out: Path, **overrides: Any) -> TrainConfig:
     options = dict(data=str(data), out=str(out), epochs=3, batch_size=8, img_size=16,
                    augment="flip", report=False, warmup_epochs=0.0)
     return TrainConfig(**(options | overrides))
+
+
+def wait_for_first_epoch(process: subprocess.Popen, run_dir: Path, seconds: float) -> bool:
+    """Wait until a training child has logged its first epoch (a signal before it would
+    test setup, not training); False if it exited or ``seconds`` passed first."""
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and metrics.read_text():
+            return True
+        time.sleep(0.2)
+    return process.poll() is None and metrics.exists() and bool(metrics.read_text())
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import types
 import unicodedata
 from pathlib import Path
@@ -20,7 +19,7 @@ from imgcls.checkpoint import load_checkpoint, load_resume_state
 from imgcls.cli import main
 from imgcls.specs import DatasetSpec, ModelSpec, Preprocess
 
-from .helpers import write_class_folders
+from .helpers import wait_for_first_epoch, write_class_folders
 from .outputs_fixtures import TINY_TRAIN, one_error_line, snapshot
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40)}
@@ -189,11 +188,7 @@ def test_sigterm_stops_training_like_ctrl_c(data, tmp_path):
                                text=True)
     # A loaded machine can take minutes to finish the first epoch; a signal before it
     # would test setup, not training.
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None and not (
-            (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
-        time.sleep(0.2)
-    assert process.poll() is None and (run / "metrics.jsonl").read_text(), \
+    assert wait_for_first_epoch(process, run, 300), \
         "training did not finish its first epoch within 300 s"
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from imgcls.cli import main
 from imgcls.errors import CheckpointError, ConfigError
 from imgcls.train import TrainingInterrupted, fit
 
-from .helpers import colour_data, read_metrics, recording, tiny_config
+from .helpers import colour_data, read_metrics, recording, tiny_config, wait_for_first_epoch
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +107,7 @@ def test_ctrl_c_on_a_real_process_leaves_a_resumable_run(data, tmp_path):
                "--no-report"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None and not (
-            (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
-        time.sleep(0.2)
+    wait_for_first_epoch(process, run, 120)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
