@@ -67,6 +67,8 @@ class ConsoleReporter(Reporter):
                                        if info.get("world_size", 1) > 1 else "")
         console.print(escape(f"model {info['model']} ({info['params']:,} parameters) on "
                              f"{where}, {info.get('precision', 'fp32')}"), highlight=False)
+        if info.get("threads"):
+            console.print(escape(f"threads: {info['threads']}"), highlight=False)
         console.print(f"data: {info['train']} train / {info['val']} val images, "
                       f"{len(classes)} classes")
         for note in info.get("notes", []):

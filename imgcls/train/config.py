@@ -55,6 +55,7 @@ SCRATCH_DEFAULTS: dict[str, float] = {"lr": 2e-3, "warmup_epochs": 1.0, "label_s
 # summary.
 FINETUNE_DEFAULTS: dict[str, float] = {"lr": 1e-3, "warmup_epochs": 0.5, "label_smoothing": 0.1,
                                        "backbone_lr_scale": 0.1}
+MAX_THREADS = 1024
 # Where a run goes and how it is started, not what it trains: left out of config.toml.
 RUN_IDENTITY = ("name", "exist_ok")
 
@@ -168,6 +169,9 @@ class TrainConfig:
     val_split: float = _opt(0.2, "Validation fraction when the data has no val folder.")
     cache: Annotated[str, one_of(CACHE_MODES)] = _opt(
         "memory", "Decoded-image cache: memory, disk or none.")
+    threads: Annotated[int, Field(ge=1, le=MAX_THREADS)] | None = _opt(
+        None, "Torch threads (default: the cores other processes leave idle, at least 1, "
+              "counted again after each epoch).")
     workers: Annotated[int, Field(ge=0)] | None = _opt(
         None, "DataLoader worker processes (default: none for cached pixels, some for "
               "--cache none).")

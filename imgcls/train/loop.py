@@ -1,8 +1,7 @@
 """fit(): the training loop, readable top to bottom.
 
-Sections: configuration, data, model, loop, outputs. Optimisation details live
-in optim.py, mixed precision in precision.py, DDP in distributed.py, run-folder
-outputs in run_folder.py.
+Sections: configuration, data, model, loop, outputs. Optimisation details live in optim.py,
+mixed precision in precision.py, DDP in distributed.py, run-folder outputs in run_folder.py.
 """
 
 from __future__ import annotations
@@ -53,10 +52,11 @@ from .run_folder import (
     resumed_config,
     set_rng_state,
 )
+from .threads import ThreadPolicy
 from .timing import StageClock
 
 # Options that may change when a run is resumed: they do not change what is computed.
-RESUME_OVERRIDES = ("epochs", "device", "workers", "cache")
+RESUME_OVERRIDES = ("epochs", "device", "workers", "cache", "threads")
 # --select-metric -> (record key, +1 when higher is better, -1 when lower is).
 SELECT_KEYS = {"accuracy": ("val_acc", 1), "macro-f1": ("val_macro_f1", 1),
                "loss": ("val_loss", -1), "map": ("val_map", 1)}
@@ -243,6 +243,7 @@ class Session:
     multilabel: list[str] | None = None  # the class names of a multi-label run
     features: FeatureCache | None = None  # a frozen backbone's, built on first use
     budget: TimeBudget | None = None  # --time: the plan decides the last epoch
+    threads: ThreadPolicy = field(default_factory=ThreadPolicy)
 
 
 def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Reporter,
@@ -276,14 +277,15 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     start = _restore(state, model, stepper, tracker, history) if state else 1
     outputs = RunFolder.create(config, env, resume_dir, spec, dataset, preprocess,
                                (train_images, val_images), weights, budget)
-    info = outputs.start_info(model, device, precision, env, start)
+    threads = ThreadPolicy.begin(config.threads)
+    info = outputs.start_info(model, device, precision, env, start) | {"threads": str(threads)}
     reporter.start(info)
     if env.is_main:
         outputs.on_start(info, stepper, tracker, history, start - 1)
     session = Session(config, env, reporter, precision, distributed.wrap(model, env, device),
                       stepper, loss_fn, DeviceNormaliser(preprocess, device), augment,
                       on_device, train_loader, val_loader, num_classes, tracker, history, outputs,
-                      multilabel, budget=budget)
+                      multilabel, budget=budget, threads=threads)
     stopped_early = _run_loop(session, start)
 
     # outputs: reports from the best weights on rank 0; the result everywhere
@@ -352,13 +354,14 @@ def run_epochs(s: Session, start: int) -> bool:
             record["planned_epochs"] = s.budget.epoch_end(epoch, s.stepper, seconds)
         timing = {"epoch_seconds": seconds,
                   "images_per_second": totals[2].item() * s.env.world_size / seconds,
-                  **clock.as_timing()}
+                  "threads": torch.get_num_threads(), **clock.as_timing()}
         s.history.append(record)
         is_best = s.tracker.update(record)
         s.outputs.thresholds = getattr(val, "thresholds", None)  # multi-label: chosen on val
         if s.env.is_main:
             s.outputs.on_epoch(epoch, record, timing, is_best, s.stepper, s.tracker, s.history)
         s.reporter.epoch_end(record | timing, is_best=is_best)
+        s.threads.epoch_done(epoch, s.reporter.note)
         if s.tracker.out_of_patience(epoch):
             s.reporter.note(f"early stop: no improvement in {s.config.select_metric} for "
                             f"{s.config.patience} epochs (best: epoch {s.tracker.best['epoch']}).")
