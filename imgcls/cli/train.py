@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from ..schema import choices_of
 from ..train.config import TrainConfig, field_types, read_config_file
+from ..train.recipes import budget_recipe, describe_recipe
 from .console import ConsoleReporter, console, count, err_console, parse_options
 from .data import DATA_HELP, WORKERS_HELP, output_is_a_file
 
@@ -83,6 +84,12 @@ def build_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
         if given.get(key) is not None:
             data_options[key] = given.pop(key)
     values |= {k: v for k, v in given.items() if k not in EXTRA_OPTIONS}
+    if values.get("time") and not {"model", "weights"} & values.keys():
+        recipe = budget_recipe(values["time"])
+        kept = set(values) | {f"model_options.{key}" for key in model_options}
+        console.print(escape(describe_recipe(values["time"], recipe, kept)), highlight=False)
+        model_options = recipe.pop("model_options") | model_options
+        values = recipe | values
     return TrainConfig(**values, model_options=model_options, data_options=data_options)
 
 

@@ -1,0 +1,53 @@
+"""The recipe ``imgcls train --time BUDGET`` picks when no ``--model`` is named.
+
+The tutorial's basic-cnn with Adam is the default for a fixed epoch count. Given only a
+time budget, a user wants the most accurate model that budget can train, and that is a
+small residual network trained with SGD and a one-cycle schedule, at an input size that
+grows with the budget: more pixels pay only when there is time for enough epochs to use
+them (measured on cats vs dogs from scratch, ``benchmarks/peer_ultralytics.py`` and
+docs/training.md). Options the user gives keep their value.
+
+Pure Python (no torch): the CLI applies it before training imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .budget import parse_duration
+
+# (budget up to, in seconds, input size): shorter budgets train smaller images.
+SIZES = ((900.0, 64), (2400.0, 80), (float("inf"), 96))
+BASE: dict[str, Any] = {
+    "model": "resnet-s", "model_options": {"depth": 20}, "optimizer": "sgd", "lr": 0.1,
+    "weight_decay": 5e-4, "scheduler": "onecycle", "label_smoothing": 0.1,
+    "augment": "flip,random-resized-crop=0.35", "batch_size": 64,
+}
+
+
+def budget_recipe(time: str) -> dict[str, Any]:
+    """TrainConfig values for a run of ``time`` (e.g. "5m") when no model is named."""
+    seconds = parse_duration(time)
+    size = next(size for limit, size in SIZES if seconds <= limit)
+    return BASE | {"img_size": size}
+
+
+def describe_recipe(time: str, recipe: dict[str, Any], given: set[str]) -> str:
+    """One line for the run summary: what the budget chose, and what the user kept."""
+    chosen = {k: v for k, v in recipe.items() if k not in given}
+    options = chosen.get("model_options", {})
+    model = chosen.get("model", "")
+    if options:
+        model += " (" + ", ".join(f"{k} {v}" for k, v in options.items()) + ")"
+    parts = [model] if model else []
+    if "img_size" in chosen:
+        parts.append(f"{chosen['img_size']} px")
+    if "optimizer" in chosen:
+        parts.append(f"{chosen['optimizer']} lr {chosen.get('lr', 'as given')}")
+    parts += [f"{chosen[k]}" for k in ("scheduler",) if k in chosen]
+    for key, label in (("label_smoothing", "label smoothing"), ("weight_decay", "weight decay"),
+                       ("batch_size", "batch"), ("augment", "augment")):
+        if key in chosen:
+            parts.append(f"{label} {chosen[key]}")
+    return (f"recipe for a {time} budget (no --model given): {', '.join(parts)}; "
+            "any option you give overrides it")

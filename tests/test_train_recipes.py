@@ -1,0 +1,52 @@
+"""imgcls train --time with no --model: the budget's recipe, printed, overridable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from imgcls.cli.train import build_config
+from imgcls.train.recipes import SIZES, budget_recipe
+
+
+@pytest.mark.parametrize(("time", "size"), [("90s", 64), ("5m", 64), ("15m", 64),
+                                            ("20m", 80), ("40m", 80), ("2h", 96)])
+def test_the_input_size_grows_with_the_budget(time, size):
+    recipe = budget_recipe(time)
+    assert recipe["model"] == "resnet-s" and recipe["img_size"] == size
+    assert recipe["optimizer"] == "sgd" and recipe["scheduler"] == "onecycle"
+    assert [limit for limit, _ in SIZES] == sorted(limit for limit, _ in SIZES)
+
+
+def test_a_budget_without_a_model_trains_the_recipe_and_says_so(capsys):
+    config = build_config(None, {"time": "5m", "data": "photos"})
+    assert (config.model, config.img_size, config.lr, config.model_options) == (
+        "resnet-s", 64, 0.1, {"depth": 20})
+    printed = capsys.readouterr().out
+    assert "recipe for a 5m budget (no --model given): resnet-s (depth 20), 64 px" in printed
+    assert "any option you give overrides it" in printed
+
+
+def test_options_given_keep_their_value_and_are_not_listed(capsys):
+    config = build_config(None, {"time": "5m", "lr": 0.05, "img_size": 48,
+                                 "model_opt": ["width=2"]})
+    assert (config.lr, config.img_size, config.optimizer) == (0.05, 48, "sgd")
+    assert config.model_options == {"depth": 20, "width": 2}
+    printed = capsys.readouterr().out
+    assert "64 px" not in printed and "48 px" not in printed and "lr as given" in printed
+
+
+@pytest.mark.parametrize("given", [{"model": "vgg-bn"}, {"weights": "imagenet"}, {}])
+def test_a_named_model_weights_or_no_budget_keep_the_usual_defaults(given, capsys):
+    values = {"time": "5m"} if given else {}
+    config = build_config(None, values | given)
+    assert config.model == given.get("model", "basic-cnn")
+    assert config.optimizer == "adamw" and capsys.readouterr().out == ""
+
+
+def test_the_recipe_is_chosen_without_importing_torch():
+    code = ("import sys; from imgcls.cli.train import build_config; "
+            "build_config(None, {'time': '5m'}); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
