@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -75,7 +76,10 @@ def build_model(manifest: dict[str, Any], device: str | None = None) -> nn.Modul
     options = _model_options(spec, manifest)
     where = torch.device(device) if device else contextlib.nullcontext()
     try:
-        with where:
+        with where, warnings.catch_warnings():
+            # A plugin whose build loads weights copies them into meta tensors, a no-op
+            # torch warns about once per tensor; the real build after it loads them.
+            warnings.filterwarnings("ignore", message=r".*non-meta parameter.*is a no-op")
             return spec.build(len(manifest["classes"]), image_size=preprocess.size, **options)
     except (TypeError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as exc:
         raise ManifestError(f"Model {spec.name!r} rejected the manifest's options "

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
+from imgcls import hookimpl
 from imgcls.errors import ConfigError
+from imgcls.plugins import load_plugins, pm
 from imgcls.registry import get_model
+from imgcls.specs import ModelSpec
 from imgcls.train.config import TrainConfig
 from imgcls.train.loop import build_model
 from imgcls.train.optim import freeze_backbone, head_name, param_groups
+
+from .helpers import colour_data, tiny_config
 
 
 def basic_cnn():
@@ -159,3 +166,39 @@ def test_resize_overrides_the_models_crop_so_a_wide_image_stays_whole():
     assert run_preprocess(plain, TrainConfig(resize="shorter")).resize == "shorter"
     with pytest.raises(ConfigError, match="resize"):
         TrainConfig(resize="squash").validate(spec)
+
+
+class _LoadsInBuild:
+    """A plugin written the old way: its build loads pretrained weights itself."""
+
+    def __init__(self) -> None:
+        base = get_model("basic-cnn").spec
+        state = base.build(3, image_size=(16, 16)).state_dict()
+
+        def build(num_classes: int, image_size=(16, 16), **options):
+            model = base.build(num_classes, image_size=image_size, **options)
+            model.load_state_dict(state)
+            return model
+
+        self.spec = ModelSpec("loads-in-build", build, base.preprocess)
+
+    @hookimpl
+    def register_models(self, register):
+        register(self.spec)
+
+
+def test_a_checkpoint_of_a_model_whose_build_loads_weights_loads_without_warnings(tmp_path):
+    from imgcls.checkpoint import load_checkpoint
+    from imgcls.train import fit
+
+    load_plugins()
+    pm.register(_LoadsInBuild(), name="loads-in-build")
+    try:
+        result = fit(tiny_config(colour_data(tmp_path / "data"), tmp_path / "runs",
+                                 model="loads-in-build", epochs=1), verbose=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_checkpoint(result.best_path)  # its shapes are checked on the meta device
+    finally:
+        pm.unregister(name="loads-in-build")
+    assert [str(w.message) for w in caught] == []
