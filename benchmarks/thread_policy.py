@@ -45,12 +45,14 @@ def child_steps(model: str, size: int, batch: int, threads: int, seconds: float,
     import torch.nn.functional as F
 
     from imgcls.registry import get_model
-    from imgcls.train import TrainConfig
+    from imgcls.train import TrainConfig, feed
     from imgcls.train.optim import build_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = get_model(model).spec.build(2, image_size=(size, size)).train()
+    if feed.wants_channels_last(net):  # as fit places it
+        net = net.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(net, TrainConfig(model=model))
     batches = [(torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
                for _ in range(4)]
