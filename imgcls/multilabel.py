@@ -10,7 +10,6 @@ there keeps ``DEFAULT_THRESHOLD`` (0.5), since no F1 can be measured for it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .manifest import DEFAULT_THRESHOLD, TASKS, manifest_task, manifest_thresholds
+from .options import did_you_mean
 
 LabelSet = tuple[int, ...]
 
@@ -61,9 +61,7 @@ def split_labels(text: str, sep: str, where: str) -> list[str]:
 
 def unknown_label(label: str, classes: Sequence[str], where: str) -> DataError:
     """A label that is not among ``classes``, with the closest class names."""
-    close = difflib.get_close_matches(label, list(classes), n=1, cutoff=0.6)
-    hint = (f"Did you mean {close[0]!r}? " if close else "") + \
-        f"The classes are: {', '.join(classes)}."
+    hint = did_you_mean(label, classes, n=1) + f"The classes are: {', '.join(classes)}."
     return DataError(f"{where}: label {label!r} is not among the classes.", hint)
 
 
