@@ -63,6 +63,49 @@ def test_every_model_builds_with_a_new_head_and_its_default_weights_preprocessin
     assert getattr(head, "out_features", getattr(head, "out_channels", None)) == 5
 
 
+def _transform_fields(member) -> dict:
+    """What a torchvision weights entry's own ``transforms()`` does, read off its attributes
+    (not through the plugin's ``preprocess_of``), in imgcls's Preprocess terms."""
+    from torchvision.transforms._presets import ImageClassification
+
+    transform = member.transforms()
+    # Every classification weight in the zoo uses ImageClassification: resize the shorter
+    # side (antialiased, as imgcls's PIL resize is), centre-crop, scale to [0, 1], normalise.
+    # Another preset would need its own mapping here.
+    assert type(transform) is ImageClassification, f"{member}: {type(transform).__name__}"
+    assert transform.antialias is True
+    [crop], [resize] = transform.crop_size, transform.resize_size
+    return {"size": (crop, crop), "resize": "shorter", "cover": resize,
+            "interpolation": transform.interpolation.value, "mean": tuple(transform.mean),
+            "std": tuple(transform.std)}
+
+
+def _preprocess_fields(preprocess) -> dict:
+    return {"size": preprocess.size, "resize": preprocess.resize,
+            "cover": round(preprocess.size[0] / preprocess.crop_fraction),
+            "interpolation": preprocess.interpolation, "mean": preprocess.mean,
+            "std": preprocess.std}
+
+
+@pytest.mark.parametrize("name", sorted(plugin.ARCHITECTURES))
+def test_every_models_preprocessing_is_its_weights_own_transforms(name):
+    """Each weights entry's Preprocess against torchvision's transform object itself
+    (cheap: the weights enums only, nothing is built)."""
+    spec = get_model(name).spec
+    enum = torchvision.models.get_model_weights(plugin.ARCHITECTURES[name])
+    assert spec.preprocess == spec.weights[0].preprocess and spec.weights[0].tag == \
+        enum.DEFAULT.name
+    assert {w.tag for w in spec.weights} == {m.name for m in enum}
+    for weights in spec.weights:
+        preprocess = weights.preprocess
+        assert (preprocess.channel_order, preprocess.value_range) == ("RGB", (0.0, 1.0))
+        expected = _transform_fields(getattr(enum, weights.tag))
+        ours = _preprocess_fields(preprocess)
+        for key in ("mean", "std"):
+            assert ours.pop(key) == pytest.approx(expected.pop(key), abs=1e-7), (weights.tag, key)
+        assert ours == expected, weights.tag
+
+
 def test_weights_entries_carry_url_hash_categories_and_accuracy():
     spec = get_model("resnet50").spec
     tags = [w.tag for w in spec.weights]
@@ -190,3 +233,4 @@ def test_cam_layers_have_a_feature_map(name):
     shapes = map_layers(model, torch.zeros(1, 3, 64, 64))
     channels, height, width = shapes[layer]
     assert channels >= 256 and height == width == 2  # the last block: 64 px / 32
+
