@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -234,3 +235,21 @@ def test_cam_layers_have_a_feature_map(name):
     channels, height, width = shapes[layer]
     assert channels >= 256 and height == width == 2  # the last block: 64 px / 32
 
+
+def test_models_details_show_a_torchvision_models_accuracy_categories_and_preprocessing(capsys):
+    from imgcls.cli import main
+
+    default = torchvision.models.ResNet18_Weights.DEFAULT
+    assert main(["models", "--details", "resnet18", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["weights"]
+    assert row["tag"] == default.name == "IMAGENET1K_V1" and row["default"]
+    assert row["categories"] == len(default.meta["categories"]) == 1000
+    assert row["metrics"] == {"imagenet-1k-top1": 69.758, "imagenet-1k-top5": 89.078}
+    assert main(["models", "--details", "resnet18"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert ("preprocessing: 224x224, shorter side to 256 then centre crop (crop 0.875), "
+            "bilinear, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)") in lines
+    [weights_line] = [line for line in lines if "IMAGENET1K_V1 (default)" in line]
+    assert " 1000 " in weights_line  # the categories column
+    assert "imagenet-1k-top1 69.758, imagenet-1k-top5 89.078" in weights_line
