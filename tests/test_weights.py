@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,34 @@ def test_the_mirror_config_key_is_used_by_training(served, tmp_path):
     fit(tiny_config(colour_data(tmp_path / "data"), tmp_path / "runs", model="served-cnn",
                     weights="second", weights_mirror=mirror, epochs=1, img_size=24))
     assert server.requests == ["/m/" + NAME]
+
+
+def test_a_checkpoint_is_evaluated_exported_and_explained_without_its_pretrained_weights(
+        served, tmp_path, monkeypatch):
+    """The weights were applied when training started: with their server gone, the cache
+    removed and imgcls offline, eval, export, inference and explain run on the checkpoint."""
+    from imgcls import Classifier, explain
+    from imgcls.evaluate import evaluate_file
+    from imgcls.export import export_onnx
+    from imgcls.train import fit
+
+    server, _ = served
+    data_dir = colour_data(tmp_path / "data", per_class=4)
+    result = fit(tiny_config(data_dir, tmp_path / "runs", model="served-cnn", weights="imagenet",
+                             epochs=1, img_size=None))
+    assert server.requests == ["/files/" + NAME]
+    server.close()
+    shutil.rmtree(tmp_path / "torch")
+    monkeypatch.setenv("IMGCLS_OFFLINE", "1")
+    evaluation, manifest = evaluate_file(result.best_path, str(data_dir), split="val",
+                                         device="cpu")
+    assert len(evaluation.paths) == 9 and manifest["training"]["weights"]["tag"] == "first"
+    exported = export_onnx(result.best_path, tmp_path / "m.onnx")
+    assert exported.parity.passed and exported.path.is_file()
+    image = sorted((data_dir / "val" / "red").iterdir())[0]
+    for model in (exported.path, result.best_path):
+        [prediction] = Classifier.load(model, device="cpu").predict([image])
+        assert prediction.label in ("red", "green", "blue")
+    [explanation] = explain(result.best_path, [image], device="cpu")
+    assert explanation.pixels.shape == (24, 24, 3)
+    assert [cam.shape for cam in explanation.cams.values()] == [(24, 24)]
