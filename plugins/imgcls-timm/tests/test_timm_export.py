@@ -1,8 +1,9 @@
 """ONNX export through the parity gate for a representative set of timm architectures.
 
 Random weights (nothing is downloaded) at 64 px, one model per family whose export has
-its own pitfalls. int8 is tried on two of them (a plain and a depthwise network) and must
-either pass its gate or be refused as a whole (no file); the outcome is printed.
+its own pitfalls. int8 is tried on three of them (a plain, a depthwise and a grouped-convolution
+network) and must either pass its gate or be refused as a whole (no file); the outcome is
+printed.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ REPRESENTATIVE = [
     "timm/mobilenetv3_small_050",        # MobileNetV3
     "timm/mobilenetv4_conv_small_050",   # MobileNetV4
     "timm/convnext_atto",                # ConvNeXt
+    "timm/regnetx_002",                  # RegNet (grouped convolutions)
     "timm/deit_tiny_patch16_224",        # ViT / DeiT, position embeddings sized for 64 px
 ]
-# EfficientNet-B0 and RegNet left the list: their layers are those of Lite0 and ResNet.
-INT8 = ["timm/resnet10t", "timm/mobilenetv4_conv_small_050"]
+# EfficientNet-B0 left the list: its layers are those of Lite0.
+INT8 = ["timm/resnet10t", "timm/mobilenetv4_conv_small_050", "timm/regnetx_002"]
 
 
 @pytest.fixture(scope="module")
