@@ -65,3 +65,13 @@ def test_every_test_named_in_the_reliability_page_exists():
         source = (root / path).read_text()
         if name:
             assert f"def {name}(" in source, f"{path}::{name} is named in reliability.md"
+
+
+def test_the_readme_first_screen_shows_the_quickstart_and_fine_tuning():
+    """Issue #25: a reader sees fine-tuning without scrolling (the first 30 lines), with the
+    command docs/finetuning.md documents, beside the Quickstart's command."""
+    first_screen = (DOCS.parent / "README.md").read_text().splitlines()[:30]
+    finetune = next(line for line in (DOCS / "finetuning.md").read_text().splitlines()
+                    if line.startswith("imgcls train --model resnet18 --weights imagenet"))
+    assert "pip install -e . && imgcls train" in first_screen
+    assert finetune in first_screen
