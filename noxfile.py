@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -39,9 +40,21 @@ def tests(session: nox.Session) -> None:
     # dependency of imgcls.
     session.install(*REAL_WEIGHTS)
     session.run(
-        "pytest", "tests", *(f"{plugin}/tests" for plugin in PLUGINS), *session.posargs,
-        env={"IMGCLS_REQUIRE_EXAMPLE": "1"},
+        "pytest", *test_workers(), "tests", *(f"{plugin}/tests" for plugin in PLUGINS),
+        *session.posargs, env={"IMGCLS_REQUIRE_EXAMPLE": "1"},
     )
+
+
+def test_workers() -> list[str]:
+    """pytest-xdist options: a worker per core, up to 4 (IMGCLS_TEST_WORKERS overrides).
+
+    Each test runs torch on one thread (conftest.py), so one process leaves the other
+    cores idle; a module's tests stay on one worker, which builds its fixtures once.
+    """
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    workers = int(os.environ.get("IMGCLS_TEST_WORKERS", min(4, cores)))
+    return ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
 
 
 # A fast subset that touches every floored dependency: torch and torchvision (training),
