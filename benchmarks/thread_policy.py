@@ -77,7 +77,6 @@ def child_steps(model: str, size: int, batch: int, threads: int, seconds: float,
 
 def child_epoch(data: str, size: int, workers: int) -> dict:
     """One real epoch of ``fit`` with per-step decoding; CPU of this process and workers."""
-    import torch
 
     from imgcls.train import Reporter, TrainConfig, fit
 
@@ -90,9 +89,8 @@ def child_epoch(data: str, size: int, workers: int) -> dict:
             resource.getrusage(resource.RUSAGE_SELF),
             resource.getrusage(resource.RUSAGE_CHILDREN)))  # workers, once reaped
 
-    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(model="resnet-s", data=data, img_size=size, epochs=1,
+        config = TrainConfig(model="resnet-s", data=data, img_size=size, epochs=1, threads=1,
                              cache="none", workers=workers, out=out, report=False,
                              augment="flip,random-resized-crop=0.35")
         cpu0 = cpu_seconds()
