@@ -86,9 +86,10 @@ def build_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
     values |= {k: v for k, v in given.items() if k not in EXTRA_OPTIONS}
     if values.get("time") and not {"model", "weights"} & values.keys():
         recipe = budget_recipe(values["time"])
-        kept = set(values) | {f"model_options.{key}" for key in model_options}
-        console.print(escape(describe_recipe(values["time"], recipe, kept)), highlight=False)
-        model_options = recipe.pop("model_options") | model_options
+        recipe["model_options"] |= model_options  # the line shows the options it trains with
+        console.print(escape(describe_recipe(values["time"], recipe, set(values))),
+                      highlight=False)
+        model_options = recipe.pop("model_options")
         values = recipe | values
     return TrainConfig(**values, model_options=model_options, data_options=data_options)
 

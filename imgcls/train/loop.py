@@ -253,6 +253,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     config.validate(spec)
     seed_everything(config.seed)
     reuse_freed_memory()
+    threads = ThreadPolicy(config.threads)  # its first look spans loading the data
     precision = resolve_precision(config.amp, config.amp_dtype, device, reporter.warn)
     preprocess = run_preprocess(spec, config)
     augment = build_pipeline(config.augment)
@@ -277,7 +278,7 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
     start = _restore(state, model, stepper, tracker, history) if state else 1
     outputs = RunFolder.create(config, env, resume_dir, spec, dataset, preprocess,
                                (train_images, val_images), weights, budget)
-    threads = ThreadPolicy.begin(config.threads)
+    threads.start()
     info = outputs.start_info(model, device, precision, env, start) | {"threads": str(threads)}
     reporter.start(info)
     if env.is_main:
@@ -287,7 +288,6 @@ def _fit(config: TrainConfig, env: DistEnv, device: torch.device, reporter: Repo
                       on_device, train_loader, val_loader, num_classes, tracker, history, outputs,
                       multilabel, budget=budget, threads=threads)
     stopped_early = _run_loop(session, start)
-
     # outputs: reports from the best weights on rank 0; the result everywhere
     result = FitResult(outputs.run_dir, outputs.best_path, tracker.best, history,
                        dataset.classes, train_images.skipped + val_images.skipped, stopped_early,

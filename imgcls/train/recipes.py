@@ -29,7 +29,7 @@ def budget_recipe(time: str) -> dict[str, Any]:
     """TrainConfig values for a run of ``time`` (e.g. "5m") when no model is named."""
     seconds = parse_duration(time)
     size = next(size for limit, size in SIZES if seconds <= limit)
-    return BASE | {"img_size": size}
+    return BASE | {"img_size": size, "model_options": dict(BASE["model_options"])}  # a copy
 
 
 def describe_recipe(time: str, recipe: dict[str, Any], given: set[str]) -> str:

@@ -53,32 +53,30 @@ def idle_threads(other_busy: float, cores: int) -> int:
 
 @dataclass
 class ThreadPolicy:
-    """``requested`` threads, or ``None`` for the idle cores, counted between samples."""
+    """``requested`` threads, or ``None`` for the idle cores, counted between samples.
+
+    Made before the data is loaded: loading is the first look at the machine (this
+    process's own decoding is not counted), so training seldom waits for one."""
 
     requested: int | None = None
     cores: int = field(default_factory=lambda: usable_cores())
     other_busy: float | None = None  # cores other processes kept busy at the last count
+    automatic: bool = field(init=False)
     _last: tuple[float, float, float] | None = None  # machine busy, own CPU, wall
 
-    @classmethod
-    def begin(cls, requested: int | None) -> ThreadPolicy:
-        """A policy whose threads are set for epoch 1."""
-        policy = cls(requested)
-        policy.start()
-        return policy
-
-    @property
-    def automatic(self) -> bool:
-        return (self.requested is None and "OMP_NUM_THREADS" not in os.environ
-                and busy_cpu_seconds() is not None)
+    def __post_init__(self) -> None:
+        self.automatic = (self.requested is None and "OMP_NUM_THREADS" not in os.environ
+                          and busy_cpu_seconds() is not None)
+        if self.automatic:
+            self._sample()
 
     def start(self) -> int:
-        """Set the threads for epoch 1 (after a short look when automatic); returns them."""
+        """Set the threads for epoch 1 (when automatic, after a look of at least
+        FIRST_LOOK_SECONDS since the policy was made); returns them."""
         if self.requested is not None:
             torch.set_num_threads(self.requested)
-        elif self.automatic:
-            self._sample()
-            pause(FIRST_LOOK_SECONDS)
+        elif self.automatic and self._last is not None:
+            pause(max(0.0, FIRST_LOOK_SECONDS - (machine_sample()[2] - self._last[2])))
             self.recount()
         return torch.get_num_threads()
 
