@@ -42,32 +42,13 @@ def child_steps(model: str, size: int, batch: int, threads: int, seconds: float,
     """Train on pre-made batches for ``seconds``; images, wall and own CPU seconds.
     ``progress``: a file that holds the images trained so far (the competitor's)."""
     import torch
-    import torch.nn.functional as F
-
-    from imgcls.registry import get_model
-    from imgcls.train import TrainConfig, feed
-    from imgcls.train.optim import build_optimizer
+    from train_throughput import ComputeOnly  # fit's model, optimiser and memory format
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    net = get_model(model).spec.build(2, image_size=(size, size)).train()
-    if feed.wants_channels_last(net):  # as fit places it
-        net = net.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(net, TrainConfig(model=model))
-    batches = [(torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
-               for _ in range(4)]
-
-    def step(i: int) -> None:
-        inputs, labels = batches[i % len(batches)]
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(net(inputs), labels).backward()
-        optimizer.step()
-
-    for i in range(3):  # warm-up: allocator, oneDNN primitives
-        step(i)
+    compute = ComputeOnly(model, size, batch, steps=4)  # it warms up on its batches
     images, started, cpu0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
-        step(images // batch)
+        compute.step(*compute.batches[(images // batch) % len(compute.batches)])
         images += batch
         if progress:
             Path(progress).write_text(str(images))
