@@ -40,6 +40,7 @@ from train_recipes import holdout_split  # benchmarks/train_recipes.py
 
 YOLO_MODEL = "yolo26n-cls.yaml"  # Ultralytics' nano classifier, built from scratch
 YOLO_SIZE = 128  # the size the issue's comparison used; its own default is larger
+TOOLS = {"imgcls": "imgcls", "ultralytics": "Ultralytics"}
 CALIBRATION_SECONDS = 60  # imgcls's calibration run: the recipe a short budget picks
 
 YOLO_TRAIN = f"""
@@ -137,28 +138,35 @@ def main() -> int:
                         help="the python of a virtual environment with ultralytics")
     parser.add_argument("--budgets", type=int, nargs="+", default=[300, 1200, 2400])
     parser.add_argument("--swap-halves", action="store_true")
+    parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
+                        help="run only these (each one alone keeps the machine quiet for it)")
     args = parser.parse_args()
     print_header()
     with tempfile.TemporaryDirectory(prefix="imgcls-peer-") as tmp:
         out = Path(tmp)
         root, test = holdout_split(Path(args.data), out / "holdout", args.swap_halves)
+        trainers = {"imgcls": lambda dest, name, wall: train_imgcls(root, dest, name, wall),
+                    "ultralytics": lambda dest, name, wall: train_yolo(
+                        args.yolo_python, root, dest / name, wall)}
         # calibration: each tool's CPU/wall ratio (Ultralytics one epoch, imgcls 60 s)
-        ours = train_imgcls(root, out / "imgcls", "calibrate", None)
-        theirs = train_yolo(args.yolo_python, root, out / "yolo-calibrate", None)
-        ratios = {"imgcls": ours["cpu"] / ours["wall"], "yolo": theirs["cpu"] / theirs["wall"]}
-        print(f"CPU/wall ratios from the calibration runs: imgcls {ratios['imgcls']:.2f}, "
-              f"Ultralytics {ratios['yolo']:.2f}\n")
+        ratios = {}
+        for tool in args.tools:
+            run = trainers[tool](out / tool, "calibrate", None)
+            ratios[tool] = run["cpu"] / run["wall"]
+        print("CPU/wall ratios from the calibration runs: "
+              + ", ".join(f"{tool} {ratio:.2f}" for tool, ratio in ratios.items()) + "\n")
         print(f"training from scratch (Ultralytics {YOLO_MODEL} at {YOLO_SIZE} px; imgcls "
               "the recipe `imgcls train --time` picks); held-out accuracy\n")
         print("| budget CPU-s | tool | CPU-s used | wall s | load average | held-out |")
         print("|---|---|---|---|---|---|")
+        last = {}
         for budget in args.budgets:
-            ours = train_imgcls(root, out / "imgcls", f"b{budget}", budget / ratios["imgcls"])
-            print(line("imgcls", budget, ours), flush=True)
-            theirs = train_yolo(args.yolo_python, root, out / f"yolo-{budget}",
-                                budget / ratios["yolo"])
-            print(line("Ultralytics", budget, theirs), flush=True)
-        infer_table(args.yolo_python, test, ours["best"], theirs["best"], out)
+            for tool in args.tools:
+                last[tool] = trainers[tool](out / tool, f"b{budget}", budget / ratios[tool])
+                print(line(TOOLS[tool], budget, last[tool]), flush=True)
+        if len(last) == len(TOOLS):
+            infer_table(args.yolo_python, test, last["imgcls"]["best"],
+                        last["ultralytics"]["best"], out)
     return 0
 
 

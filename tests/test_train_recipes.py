@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from imgcls.cli.train import build_config
-from imgcls.train.recipes import SIZES, budget_recipe
+from imgcls.train.recipes import LONG_BUDGET, SIZES, budget_recipe
 
 
 @pytest.mark.parametrize(("time", "size"), [("90s", 64), ("5m", 64), ("15m", 64),
@@ -18,6 +18,24 @@ def test_the_input_size_grows_with_the_budget(time, size):
     assert recipe["model"] == "resnet-s" and recipe["img_size"] == size
     assert recipe["optimizer"] == "sgd" and recipe["scheduler"] == "onecycle"
     assert [limit for limit, _ in SIZES] == sorted(limit for limit, _ in SIZES)
+
+
+@pytest.mark.parametrize(("time", "long"), [("5m", False), ("30m", False), ("31m", True),
+                                            ("2h", True)])
+def test_a_long_budget_regularises_more(time, long):
+    recipe = budget_recipe(time)
+    assert LONG_BUDGET == 1800
+    assert recipe.get("ema", False) is long
+    assert ("cutmix" in recipe["augment"]) is long and ("color-jitter" in recipe["augment"]) is long
+    assert "random-resized-crop=0.35" in recipe["augment"]
+
+
+def test_the_long_recipe_is_printed_and_its_ema_can_be_turned_off(capsys):
+    config = build_config(None, {"time": "40m"})
+    assert config.ema and "cutmix:p=0.5" in config.augment and config.img_size == 80
+    assert "EMA of the weights" in capsys.readouterr().out
+    config = build_config(None, {"time": "40m", "ema": False})
+    assert not config.ema and "EMA" not in capsys.readouterr().out
 
 
 def test_a_budget_without_a_model_trains_the_recipe_and_says_so(capsys):
