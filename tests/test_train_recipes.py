@@ -8,7 +8,10 @@ import sys
 import pytest
 
 from imgcls.cli.train import build_config
-from imgcls.train.recipes import LONG_BUDGET, SIZES, budget_recipe
+from imgcls.train import recipes
+from imgcls.train.recipes import LONG_BUDGET, SIZES, SMALL_DATA_BUDGET, budget_recipe
+
+from .helpers import write_class_folders
 
 
 @pytest.mark.parametrize(("time", "size"), [("90s", 64), ("5m", 64), ("15m", 64),
@@ -68,3 +71,29 @@ def test_the_recipe_is_chosen_without_importing_torch():
     code = ("import sys; from imgcls.cli.train import build_config; "
             "build_config(None, {'time': '5m'}); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_a_small_folder_without_model_epochs_or_time_gets_the_recipe(tmp_path, capsys):
+    write_class_folders(tmp_path / "photos", {"a": (200, 0, 0), "b": (0, 0, 200)}, per_class=4)
+    config = build_config(None, {"data": str(tmp_path / "photos")})
+    assert (config.model, config.time, config.img_size) == ("resnet-s", SMALL_DATA_BUDGET, 64)
+    printed = capsys.readouterr().out
+    assert (f"recipe for a {SMALL_DATA_BUDGET} budget (a folder of 8 images, and no --model, "
+            "--epochs or --time given): resnet-s (depth 20), 64 px") in printed
+
+
+@pytest.mark.parametrize("given", [{"epochs": 3}, {"model": "basic-cnn"}, {"time": "20m"}])
+def test_a_small_folder_with_model_epochs_or_time_keeps_them(given, tmp_path, capsys):
+    write_class_folders(tmp_path / "photos", {"a": (200, 0, 0), "b": (0, 0, 200)}, per_class=4)
+    config = build_config(None, {"data": str(tmp_path / "photos")} | given)
+    assert config.time == given.get("time") and "a folder of" not in capsys.readouterr().out
+    assert config.model == ("resnet-s" if "time" in given else "basic-cnn")
+
+
+def test_a_larger_folder_or_a_dataset_name_keeps_the_tutorial_defaults(tmp_path, monkeypatch):
+    write_class_folders(tmp_path / "photos", {"a": (200, 0, 0), "b": (0, 0, 200)}, per_class=4)
+    monkeypatch.setattr(recipes, "SMALL_DATA", 7)
+    assert build_config(None, {"data": str(tmp_path / "photos")}).model == "basic-cnn"
+    assert recipes.count_images(tmp_path / "photos", 100) == 8
+    assert build_config(None, {"data": "shapes"}).model == "basic-cnn"
+    assert build_config(None, {}).model == "basic-cnn"
