@@ -9,7 +9,13 @@ import pytest
 
 from imgcls.cli.train import build_config
 from imgcls.train import recipes
-from imgcls.train.recipes import LONG_BUDGET, SIZES, SMALL_DATA_BUDGET, budget_recipe
+from imgcls.train.recipes import (
+    LONG_BUDGET,
+    SIZES,
+    SMALL_DATA_BUDGET,
+    SMALL_DATA_EPOCHS,
+    budget_recipe,
+)
 
 from .helpers import write_class_folders
 
@@ -76,10 +82,12 @@ def test_the_recipe_is_chosen_without_importing_torch():
 def test_a_small_folder_without_model_epochs_or_time_gets_the_recipe(tmp_path, capsys):
     write_class_folders(tmp_path / "photos", {"a": (200, 0, 0), "b": (0, 0, 200)}, per_class=4)
     config = build_config(None, {"data": str(tmp_path / "photos")})
-    assert (config.model, config.time, config.img_size) == ("resnet-s", SMALL_DATA_BUDGET, 64)
+    assert (config.model, config.time, config.img_size, config.epochs) == (
+        "resnet-s", SMALL_DATA_BUDGET, 64, SMALL_DATA_EPOCHS)
     printed = capsys.readouterr().out
     assert (f"recipe for a {SMALL_DATA_BUDGET} budget (a folder of 8 images, and no --model, "
-            "--epochs or --time given): resnet-s (depth 20), 64 px") in printed
+            f"--epochs or --time given; at most {SMALL_DATA_EPOCHS} epochs): resnet-s (depth "
+            "20), 64 px") in printed
 
 
 @pytest.mark.parametrize("given", [{"epochs": 3}, {"model": "basic-cnn"}, {"time": "20m"}])

@@ -19,7 +19,12 @@ from rich.markup import escape
 
 from ..schema import choices_of
 from ..train.config import TrainConfig, field_types, read_config_file
-from ..train.recipes import budget_recipe, describe_recipe, small_data_budget
+from ..train.recipes import (
+    SMALL_DATA_EPOCHS,
+    budget_recipe,
+    describe_recipe,
+    small_data_budget,
+)
 from .console import ConsoleReporter, console, count, err_console, parse_options
 from .data import DATA_HELP, WORKERS_HELP, output_is_a_file
 
@@ -89,8 +94,9 @@ def build_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
         small_data_budget(values.get("data")))
     if small:
         time, reason = small[0], (f"a folder of {small[1]:,} images, and no --model, "
-                                  "--epochs or --time given")
-        values["time"] = time
+                                  f"--epochs or --time given; at most {SMALL_DATA_EPOCHS} "
+                                  "epochs")
+        values |= {"time": time, "epochs": SMALL_DATA_EPOCHS}
     if time and not {"model", "weights"} & values.keys():
         recipe = budget_recipe(time)
         recipe["model_options"] |= model_options  # the line shows the options it trains with

@@ -32,8 +32,11 @@ LONG: dict[str, Any] = {
 # A folder of at most this many images, trained with no --model, --epochs or --time, gets
 # the recipe of SMALL_DATA_BUDGET rather than the tutorial network's ten epochs: on a
 # small set the recipe's accuracy is worth the minutes (benchmarks/small_data_default.py).
+# Its epochs are capped as well: a set of a few dozen images would otherwise spend the five
+# minutes on a thousand epochs that learn nothing more.
 SMALL_DATA = 10_000
 SMALL_DATA_BUDGET = "5m"
+SMALL_DATA_EPOCHS = 100
 BASE: dict[str, Any] = {
     "model": "resnet-s", "model_options": {"depth": 20}, "optimizer": "sgd", "lr": 0.1,
     "weight_decay": 5e-4, "scheduler": "onecycle", "label_smoothing": 0.1,
