@@ -103,5 +103,7 @@ def test_a_larger_folder_or_a_dataset_name_keeps_the_tutorial_defaults(tmp_path,
     monkeypatch.setattr(recipes, "SMALL_DATA", 7)
     assert build_config(None, {"data": str(tmp_path / "photos")}).model == "basic-cnn"
     assert recipes.count_images(tmp_path / "photos", 100) == 8
+    (tmp_path / "photos" / "a" / "loop").symlink_to(tmp_path / "photos")  # walked once
+    assert recipes.count_images(tmp_path / "photos", 100) == 8
     assert build_config(None, {"data": "shapes"}).model == "basic-cnn"
     assert build_config(None, {}).model == "basic-cnn"

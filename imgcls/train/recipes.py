@@ -54,8 +54,10 @@ def budget_recipe(time: str) -> dict[str, Any]:
 
 def count_images(folder: Path, limit: int) -> int:
     """Image files under ``folder`` (links followed), counting stops past ``limit``."""
-    found = 0
-    for _, _, names in os.walk(folder, followlinks=True):
+    found, seen = 0, set()
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        seen.add(os.path.realpath(here))
+        dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(here, d)) not in seen]
         found += sum(1 for name in names if is_image_file(name))
         if found > limit:
             break
