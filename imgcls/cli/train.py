@@ -19,12 +19,7 @@ from rich.markup import escape
 
 from ..schema import choices_of
 from ..train.config import TrainConfig, field_types, read_config_file
-from ..train.recipes import (
-    SMALL_DATA_EPOCHS,
-    budget_recipe,
-    describe_recipe,
-    small_data_budget,
-)
+from ..train.recipes import describe_recipe, recipe_for
 from .console import ConsoleReporter, console, count, err_console, parse_options
 from .data import DATA_HELP, WORKERS_HELP, output_is_a_file
 
@@ -89,16 +84,9 @@ def build_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
         if given.get(key) is not None:
             data_options[key] = given.pop(key)
     values |= {k: v for k, v in given.items() if k not in EXTRA_OPTIONS}
-    time, reason = values.get("time"), "no --model given"
-    small = None if {"model", "weights", "time", "epochs"} & values.keys() else (
-        small_data_budget(values.get("data")))
-    if small:
-        time, reason = small[0], (f"a folder of {small[1]:,} images, and no --model, "
-                                  f"--epochs or --time given; at most {SMALL_DATA_EPOCHS} "
-                                  "epochs")
-        values |= {"time": time, "epochs": SMALL_DATA_EPOCHS}
-    if time and not {"model", "weights"} & values.keys():
-        recipe = budget_recipe(time)
+    chosen = recipe_for(values)
+    if chosen:
+        time, recipe, reason = chosen
         recipe["model_options"] |= model_options  # the line shows the options it trains with
         console.print(escape(describe_recipe(time, recipe, set(values), reason)),
                       highlight=False)

@@ -64,12 +64,29 @@ def count_images(folder: Path, limit: int) -> int:
     return found
 
 
-def small_data_budget(data: str | None) -> tuple[str, int] | None:
-    """(the budget, the image count) when ``data`` is a folder of at most SMALL_DATA images."""
+def small_folder_images(data: str | None) -> int | None:
+    """The image count when ``data`` is a folder of at most SMALL_DATA images, else None."""
     if not data or not Path(data).is_dir():
         return None  # a dataset name or a CSV file: its size is known only once it loads
     images = count_images(Path(data), SMALL_DATA)
-    return (SMALL_DATA_BUDGET, images) if 0 < images <= SMALL_DATA else None
+    return images if 0 < images <= SMALL_DATA else None
+
+
+def recipe_for(given: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
+    """(budget, TrainConfig values, why) when the options ``given`` leave the model to
+    imgcls: a budget with no model, or a small folder with no model, epochs or budget."""
+    if {"model", "weights"} & given.keys():
+        return None
+    if given.get("time"):
+        return given["time"], budget_recipe(given["time"]), "no --model given"
+    images = None if "epochs" in given else small_folder_images(given.get("data"))
+    if images is None:
+        return None
+    recipe = budget_recipe(SMALL_DATA_BUDGET) | {"time": SMALL_DATA_BUDGET,
+                                                 "epochs": SMALL_DATA_EPOCHS}
+    return SMALL_DATA_BUDGET, recipe, (f"a folder of {images:,} images, and no --model, "
+                                       f"--epochs or --time given; at most "
+                                       f"{SMALL_DATA_EPOCHS} epochs")
 
 
 def describe_recipe(time: str, recipe: dict[str, Any], given: set[str],
