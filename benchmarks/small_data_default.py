@@ -18,7 +18,6 @@ val/ (the ``train_recipes.py --holdout`` split).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hardware import print_header  # benchmarks/hardware.py
-from peer_ultralytics import imgcls_command, timed  # benchmarks/peer_ultralytics.py
+from peer_ultralytics import train_and_score  # benchmarks/peer_ultralytics.py
 from train_recipes import holdout_split  # benchmarks/train_recipes.py
 
 RUNS = {
@@ -49,18 +48,12 @@ def main() -> int:
         print("| run | CPU-s | wall s | load average | held-out |")
         print("|---|---|---|---|---|")
         for index, (label, extra) in enumerate(RUNS.items()):
-            run = out / "runs" / str(index)
-            printed, wall, cpu = timed(imgcls_command(
-                "train", "--data", str(root), "--out-dir", str(run.parent), "--name",
-                run.name, "--no-report", *extra))
-            recipe = [line for line in printed.splitlines() if line.startswith("recipe for")]
-            timed(imgcls_command("eval", str(run / "best.safetensors"), "--data", str(test),
-                                 "--split", "all", "--out-dir", str(run / "test")))
-            accuracy = json.loads((run / "test" / "metrics.json").read_text())["accuracy"]
-            print(f"| {label} | {cpu:.0f} | {wall:.0f} | {os.getloadavg()[0]:.1f} | "
-                  f"{accuracy:.1%} |", flush=True)
-            for line in recipe:
-                print(f"|   {line} | | | | |")
+            run = train_and_score(root, test, out / "runs", str(index), *extra)
+            print(f"| {label} | {run['cpu']:.0f} | {run['wall']:.0f} | "
+                  f"{os.getloadavg()[0]:.1f} | {run['test']:.1%} |", flush=True)
+            for line in run["printed"].splitlines():
+                if line.startswith("recipe for"):
+                    print(f"|   {line} | | | | |")
     return 0
 
 

@@ -58,7 +58,6 @@ def child_steps(model: str, size: int, batch: int, threads: int, seconds: float,
 
 def child_epoch(data: str, size: int, workers: int) -> dict:
     """One real epoch of ``fit`` with per-step decoding; CPU of this process and workers."""
-
     from imgcls.train import Reporter, TrainConfig, fit
 
     class LastEpoch(Reporter):  # the epoch line's record carries its timing
