@@ -80,6 +80,19 @@ def test_empty_and_single_class_folders(tmp_path, capsys):
     assert code == 1 and "at least 2" in err
 
 
+def test_the_cli_needs_click_only_where_typer_does():
+    # typer 0.2x ships its own copy of click and does not install click, so a fresh
+    # `pip install -e .` has none; older typers depend on click (then nothing is blocked).
+    code = ("import sys, typer\n"
+            "if 'click' not in sys.modules:\n"
+            "    sys.modules['click'] = None  # an environment without click\n"
+            "from imgcls.cli import main\n"
+            "sys.exit(main(['--version']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"imgcls {__version__}"
+
+
 def test_console_script_errors_have_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "imgcls", "train", "--data",
                              str(tmp_path / "nope")], capture_output=True, text=True)

@@ -8,9 +8,8 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -23,6 +22,10 @@ from . import eval as eval_command
 from . import explain, export, infer, inspect, listing, train
 from . import tune as tune_command
 from .console import err_console, print_warning, printable
+
+if TYPE_CHECKING:
+    # Annotations only: typer 0.2x ships its own copy of click and does not install click.
+    import click
 
 # Words other tools use for imgcls's commands (Ultralytics and Keras users type predict).
 OTHER_NAMES = {"predict": "infer", "classify": "infer", "fit": "train", "evaluate": "eval",
